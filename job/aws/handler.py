@@ -1,0 +1,108 @@
+"""What every resource kind provides, and how a kind tells the job's resources from anyone else's.
+
+A kind is one handler with three idempotent verbs: `create` (raises AlreadyExists when the name is
+taken), `inspect` (is it there, and is it this run's?) and `delete` ("already gone" is success).
+Each handler declares the IAM actions its verbs need, beside the code that calls them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from job.aws.session import Aws
+from job.ledger.models import Resource
+
+MANAGED_BY_KEY = "job:managed-by"
+MANAGED_BY_VALUE = "job"
+RUN_ID_KEY = "job:run-id"
+# Users and policies live under the job's own IAM path, apart from people's.
+IAM_PATH = "/job/"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a run's resources live and how to recognise them."""
+
+    aws: Aws
+    run_id: str
+    account_id: str
+    partition: str
+
+    @property
+    def region(self) -> str:
+        return self.aws.region
+
+    def tags(self) -> list[dict[str, str]]:
+        return [
+            {"Key": MANAGED_BY_KEY, "Value": MANAGED_BY_VALUE},
+            {"Key": RUN_ID_KEY, "Value": self.run_id},
+        ]
+
+    def iam_arn(self, resource_type: str, name: str) -> str:
+        return f"arn:{self.partition}:iam::{self.account_id}:{resource_type}{IAM_PATH}{name}"
+
+
+class Presence(enum.Enum):
+    ABSENT = "absent"
+    OURS = "ours"
+    FOREIGN = "foreign"  # exists under our name, but is not this run's: never touched
+
+
+@dataclass(frozen=True)
+class Found:
+    presence: Presence
+    physical_id: str | None = None
+    reason: str = ""
+
+
+ABSENT = Found(Presence.ABSENT)
+
+
+def judge_tags(
+    target: Target,
+    tags: dict[str, str],
+    physical_id: str,
+    *,
+    untagged_is_ours: bool,
+    what: str,
+) -> Found:
+    """Ours when tagged with this run's id. Untagged counts as ours only for kinds whose tags are
+    set by a second call after the create (a bucket): a crash between the two leaves it untagged,
+    and the write-ahead row that named it is our proof. IAM users and policies are tagged by the
+    create call itself, so an untagged one was made by somebody else."""
+    run_tag = tags.get(RUN_ID_KEY)
+    if run_tag == target.run_id:
+        return Found(Presence.OURS, physical_id)
+    if run_tag is None and not tags and untagged_is_ours:
+        return Found(Presence.OURS, physical_id)
+    owner = f"run {run_tag}" if run_tag else "no job run (it lacks the job's tags)"
+    return Found(Presence.FOREIGN, physical_id, f"{what} belongs to {owner}; left alone")
+
+
+class AlreadyExists(Exception):
+    """The create call found the name taken; the caller inspects it to adopt it or refuse."""
+
+
+@dataclass
+class Created:
+    physical_id: str
+    # Only an access key has one. It lives in memory for the length of verify and is never written.
+    secret: str | None = field(default=None, repr=False)
+
+
+class Handler(Protocol):
+    kind: ClassVar[str]
+    # IAM actions each verb needs from the job's own credentials (for `job runner-policy`).
+    permissions: ClassVar[dict[str, tuple[str, ...]]]
+
+    def create(self, target: Target, row: Resource) -> Created: ...
+
+    def inspect(self, target: Target, row: Resource) -> Found: ...
+
+    def delete(self, target: Target, row: Resource) -> None: ...
+
+
+def tag_dict(tags: list[dict[str, Any]]) -> dict[str, str]:
+    return {str(tag["Key"]): str(tag["Value"]) for tag in tags}

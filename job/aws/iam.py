@@ -1,0 +1,327 @@
+"""IAM users, managed policies, their attachments, and access keys.
+
+Deleting a user is the subtle part: AWS refuses DeleteUser (DeleteConflict) while anything hangs
+off the user. The usual blockers (keys, attached and inline policies, login profile, groups) are
+removed first; the rare ones (MFA devices, signing certificates, SSH keys, service-specific
+credentials) only when AWS still answers DeleteConflict, which keeps a normal teardown short.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from botocore.exceptions import ClientError
+
+from job.aws.handler import (
+    ABSENT,
+    IAM_PATH,
+    AlreadyExists,
+    Created,
+    Found,
+    Presence,
+    Target,
+    judge_tags,
+    tag_dict,
+)
+from job.aws.retry import until_consistent
+from job.aws.session import error_code
+from job.ledger.models import Resource
+
+log = logging.getLogger(__name__)
+GONE = "NoSuchEntity"
+# A user or policy created a moment ago may not be visible to the next call yet.
+VISIBILITY_TIMEOUT = timedelta(seconds=30)
+
+
+def _pages(client: Any, operation: str, key: str, **params: Any) -> Iterator[Any]:
+    for page in client.get_paginator(operation).paginate(**params):
+        yield from page.get(key, [])
+
+
+def _ignore_gone(call: Any, **params: Any) -> None:
+    try:
+        call(**params)
+    except ClientError as error:
+        if error_code(error) != GONE:
+            raise
+
+
+class UserHandler:
+    kind: ClassVar[str] = "iam_user"
+    permissions: ClassVar[dict[str, tuple[str, ...]]] = {
+        "create": ("iam:CreateUser", "iam:TagUser"),
+        "inspect": ("iam:ListUserTags",),
+        "delete": (
+            "iam:ListAccessKeys",
+            "iam:DeleteAccessKey",
+            "iam:ListAttachedUserPolicies",
+            "iam:DetachUserPolicy",
+            "iam:ListUserPolicies",
+            "iam:DeleteUserPolicy",
+            "iam:DeleteLoginProfile",
+            "iam:ListGroupsForUser",
+            "iam:RemoveUserFromGroup",
+            "iam:ListMFADevices",
+            "iam:DeactivateMFADevice",
+            "iam:DeleteVirtualMFADevice",
+            "iam:ListSigningCertificates",
+            "iam:DeleteSigningCertificate",
+            "iam:ListSSHPublicKeys",
+            "iam:DeleteSSHPublicKey",
+            "iam:ListServiceSpecificCredentials",
+            "iam:DeleteServiceSpecificCredential",
+            "iam:DeleteUser",
+        ),
+    }
+
+    def create(self, target: Target, row: Resource) -> Created:
+        iam = target.aws.client("iam")
+        try:
+            user = iam.create_user(UserName=row.name, Path=IAM_PATH, Tags=target.tags())["User"]
+        except ClientError as error:
+            if error_code(error) == "EntityAlreadyExists":
+                raise AlreadyExists(row.name) from None
+            raise
+        return Created(user["Arn"])
+
+    def inspect(self, target: Target, row: Resource) -> Found:
+        return inspect_user(target, row.name)
+
+    def delete(self, target: Target, row: Resource) -> None:
+        iam = target.aws.client("iam")
+        name = row.name
+        try:
+            for key in _pages(iam, "list_access_keys", "AccessKeyMetadata", UserName=name):
+                _ignore_gone(iam.delete_access_key, UserName=name, AccessKeyId=key["AccessKeyId"])
+            for policy in _pages(
+                iam, "list_attached_user_policies", "AttachedPolicies", UserName=name
+            ):
+                _ignore_gone(iam.detach_user_policy, UserName=name, PolicyArn=policy["PolicyArn"])
+            for policy_name in _pages(iam, "list_user_policies", "PolicyNames", UserName=name):
+                _ignore_gone(iam.delete_user_policy, UserName=name, PolicyName=policy_name)
+            for group in _pages(iam, "list_groups_for_user", "Groups", UserName=name):
+                _ignore_gone(
+                    iam.remove_user_from_group, UserName=name, GroupName=group["GroupName"]
+                )
+            _ignore_gone(iam.delete_login_profile, UserName=name)
+            try:
+                iam.delete_user(UserName=name)
+            except ClientError as error:
+                if error_code(error) != "DeleteConflict":
+                    raise
+                log.info("user %s still has credentials attached; removing the rare kinds", name)
+                self._remove_rare_blockers(iam, name)
+                iam.delete_user(UserName=name)
+        except ClientError as error:
+            if error_code(error) != GONE:
+                raise
+
+    @staticmethod
+    def _remove_rare_blockers(iam: Any, name: str) -> None:
+        for device in _pages(iam, "list_mfa_devices", "MFADevices", UserName=name):
+            serial = device["SerialNumber"]
+            _ignore_gone(iam.deactivate_mfa_device, UserName=name, SerialNumber=serial)
+            if serial.startswith("arn:"):  # virtual devices are IAM resources of their own
+                _ignore_gone(iam.delete_virtual_mfa_device, SerialNumber=serial)
+        for cert in _pages(iam, "list_signing_certificates", "Certificates", UserName=name):
+            _ignore_gone(
+                iam.delete_signing_certificate, UserName=name, CertificateId=cert["CertificateId"]
+            )
+        for ssh in _pages(iam, "list_ssh_public_keys", "SSHPublicKeys", UserName=name):
+            _ignore_gone(
+                iam.delete_ssh_public_key, UserName=name, SSHPublicKeyId=ssh["SSHPublicKeyId"]
+            )
+        # Not paginated in the API.
+        answer = iam.list_service_specific_credentials(UserName=name)
+        for credential in answer.get("ServiceSpecificCredentials", []):
+            _ignore_gone(
+                iam.delete_service_specific_credential,
+                UserName=name,
+                ServiceSpecificCredentialId=credential["ServiceSpecificCredentialId"],
+            )
+
+
+def inspect_user(target: Target, name: str) -> Found:
+    iam = target.aws.client("iam")
+    try:
+        tags = tag_dict(list(_pages(iam, "list_user_tags", "Tags", UserName=name)))
+    except ClientError as error:
+        if error_code(error) == GONE:
+            return ABSENT
+        raise
+    return judge_tags(
+        target, tags, target.iam_arn("user", name), untagged_is_ours=False, what=f"IAM user {name}"
+    )
+
+
+class PolicyHandler:
+    kind: ClassVar[str] = "iam_policy"
+    permissions: ClassVar[dict[str, tuple[str, ...]]] = {
+        "create": ("iam:CreatePolicy", "iam:TagPolicy"),
+        "inspect": ("iam:ListPolicyTags",),
+        "delete": (
+            "iam:ListEntitiesForPolicy",
+            "iam:DetachUserPolicy",
+            "iam:DetachGroupPolicy",
+            "iam:DetachRolePolicy",
+            "iam:ListPolicyVersions",
+            "iam:DeletePolicyVersion",
+            "iam:DeletePolicy",
+        ),
+    }
+
+    def create(self, target: Target, row: Resource) -> Created:
+        iam = target.aws.client("iam")
+        try:
+            policy = iam.create_policy(
+                PolicyName=row.name,
+                Path=IAM_PATH,
+                PolicyDocument=json.dumps(row.attributes["document"]),
+                Description=str(row.attributes.get("description", "")),
+                Tags=target.tags(),
+            )["Policy"]
+        except ClientError as error:
+            if error_code(error) == "EntityAlreadyExists":
+                raise AlreadyExists(row.name) from None
+            raise
+        return Created(policy["Arn"])
+
+    def inspect(self, target: Target, row: Resource) -> Found:
+        iam = target.aws.client("iam")
+        arn = target.iam_arn("policy", row.name)
+        try:
+            tags = tag_dict(list(_pages(iam, "list_policy_tags", "Tags", PolicyArn=arn)))
+        except ClientError as error:
+            if error_code(error) == GONE:
+                return ABSENT
+            raise
+        return judge_tags(target, tags, arn, untagged_is_ours=False, what=f"IAM policy {row.name}")
+
+    def delete(self, target: Target, row: Resource) -> None:
+        iam = target.aws.client("iam")
+        arn = row.physical_id or target.iam_arn("policy", row.name)
+        try:
+            # AWS refuses to delete a policy that is attached anywhere, or has old versions.
+            for page in iam.get_paginator("list_entities_for_policy").paginate(PolicyArn=arn):
+                for user in page.get("PolicyUsers", []):
+                    _ignore_gone(iam.detach_user_policy, UserName=user["UserName"], PolicyArn=arn)
+                for group in page.get("PolicyGroups", []):
+                    _ignore_gone(
+                        iam.detach_group_policy, GroupName=group["GroupName"], PolicyArn=arn
+                    )
+                for role in page.get("PolicyRoles", []):
+                    _ignore_gone(iam.detach_role_policy, RoleName=role["RoleName"], PolicyArn=arn)
+            for version in _pages(iam, "list_policy_versions", "Versions", PolicyArn=arn):
+                if not version["IsDefaultVersion"]:
+                    _ignore_gone(
+                        iam.delete_policy_version, PolicyArn=arn, VersionId=version["VersionId"]
+                    )
+            iam.delete_policy(PolicyArn=arn)
+        except ClientError as error:
+            if error_code(error) != GONE:
+                raise
+
+
+class AttachmentHandler:
+    """A managed policy attached to a user. It cannot carry tags; it is ours when its user is."""
+
+    kind: ClassVar[str] = "iam_user_policy_attachment"
+    permissions: ClassVar[dict[str, tuple[str, ...]]] = {
+        "create": ("iam:AttachUserPolicy",),
+        "inspect": ("iam:ListUserTags", "iam:ListAttachedUserPolicies"),
+        "delete": ("iam:DetachUserPolicy",),
+    }
+
+    def create(self, target: Target, row: Resource) -> Created:
+        iam = target.aws.client("iam")
+        user, policy_arn = row.attributes["user_name"], row.attributes["policy_arn"]
+        # Attaching twice is not an error in IAM, so a retried create is harmless.
+        until_consistent(
+            lambda: iam.attach_user_policy(UserName=user, PolicyArn=policy_arn),
+            retry_on={GONE},
+            timeout=VISIBILITY_TIMEOUT,
+            what=f"user {user} and policy {policy_arn}",
+        )
+        return Created(f"{user}|{policy_arn}")
+
+    def inspect(self, target: Target, row: Resource) -> Found:
+        user, policy_arn = row.attributes["user_name"], row.attributes["policy_arn"]
+        owner = inspect_user(target, user)
+        if owner.presence is not Presence.OURS:
+            # No user, no attachment; a foreign user's attachments are not ours to judge.
+            return owner if owner.presence is Presence.FOREIGN else ABSENT
+        iam = target.aws.client("iam")
+        attached = {
+            policy["PolicyArn"]
+            for policy in _pages(
+                iam, "list_attached_user_policies", "AttachedPolicies", UserName=user
+            )
+        }
+        return Found(Presence.OURS, f"{user}|{policy_arn}") if policy_arn in attached else ABSENT
+
+    def delete(self, target: Target, row: Resource) -> None:
+        iam = target.aws.client("iam")
+        _ignore_gone(
+            iam.detach_user_policy,
+            UserName=row.attributes["user_name"],
+            PolicyArn=row.attributes["policy_arn"],
+        )
+
+
+class AccessKeyHandler:
+    """A user's access key. Its id is only known once CreateAccessKey has answered, so a crash in
+    between leaves a row with no id: such a row stands for every key of the (run's own) user."""
+
+    kind: ClassVar[str] = "iam_access_key"
+    permissions: ClassVar[dict[str, tuple[str, ...]]] = {
+        "create": ("iam:CreateAccessKey",),
+        "inspect": ("iam:ListUserTags", "iam:ListAccessKeys"),
+        "delete": ("iam:ListAccessKeys", "iam:DeleteAccessKey"),
+    }
+
+    def create(self, target: Target, row: Resource) -> Created:
+        iam = target.aws.client("iam")
+        user = row.attributes["user_name"]
+        key = until_consistent(
+            lambda: iam.create_access_key(UserName=user)["AccessKey"],
+            retry_on={GONE},
+            timeout=VISIBILITY_TIMEOUT,
+            what=f"user {user}",
+        )
+        return Created(key["AccessKeyId"], secret=key["SecretAccessKey"])
+
+    def _key_ids(self, target: Target, row: Resource) -> list[str]:
+        iam = target.aws.client("iam")
+        listed = [
+            key["AccessKeyId"]
+            for key in _pages(
+                iam, "list_access_keys", "AccessKeyMetadata", UserName=row.attributes["user_name"]
+            )
+        ]
+        return [key for key in listed if row.physical_id in (None, key)]
+
+    def inspect(self, target: Target, row: Resource) -> Found:
+        owner = inspect_user(target, row.attributes["user_name"])
+        if owner.presence is not Presence.OURS:
+            return owner if owner.presence is Presence.FOREIGN else ABSENT
+        try:
+            keys = self._key_ids(target, row)
+        except ClientError as error:
+            if error_code(error) == GONE:
+                return ABSENT
+            raise
+        return Found(Presence.OURS, keys[0]) if keys else ABSENT
+
+    def delete(self, target: Target, row: Resource) -> None:
+        iam = target.aws.client("iam")
+        user = row.attributes["user_name"]
+        try:
+            for key_id in self._key_ids(target, row):
+                _ignore_gone(iam.delete_access_key, UserName=user, AccessKeyId=key_id)
+        except ClientError as error:
+            if error_code(error) != GONE:
+                raise

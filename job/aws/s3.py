@@ -1,0 +1,196 @@
+"""S3 buckets and the objects the job puts in them, and the probes verify makes with a user's keys."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from botocore.exceptions import ClientError
+
+from job.aws.handler import (
+    ABSENT,
+    AlreadyExists,
+    Created,
+    Found,
+    Presence,
+    Target,
+    judge_tags,
+    tag_dict,
+)
+from job.aws.session import error_code
+from job.errors import NotOurs
+from job.ledger.models import Resource
+
+BUCKET_GONE = {"NoSuchBucket", "404", "NotFound"}
+OBJECT_GONE = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
+DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
+
+
+def bucket_arn(target: Target, bucket: str, key: str | None = None) -> str:
+    return f"arn:{target.partition}:s3:::{bucket}" + (f"/{key}" if key is not None else "")
+
+
+def inspect_bucket(target: Target, bucket: str) -> Found:
+    s3 = target.aws.client("s3")
+    try:
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=target.account_id)
+    except ClientError as error:
+        code = error_code(error)
+        if code in BUCKET_GONE:
+            return ABSENT
+        if code in ("403", "AccessDenied"):
+            # Bucket names are global: another account may hold ours.
+            return Found(
+                Presence.FOREIGN, None, f"bucket {bucket} is another account's; left alone"
+            )
+        raise
+    try:
+        tags = tag_dict(s3.get_bucket_tagging(Bucket=bucket)["TagSet"])
+    except ClientError as error:
+        if error_code(error) == "NoSuchTagSet":
+            tags = {}
+        elif error_code(error) in BUCKET_GONE:
+            return ABSENT
+        else:
+            raise
+    return judge_tags(
+        target, tags, bucket_arn(target, bucket), untagged_is_ours=True, what=f"bucket {bucket}"
+    )
+
+
+def _delete_versions(s3: Any, bucket: str, prefix: str | None = None) -> None:
+    """Every version and delete marker (a versioned bucket keeps them all), in batches."""
+    params: dict[str, Any] = {"Bucket": bucket}
+    if prefix is not None:
+        params["Prefix"] = prefix
+    for page in s3.get_paginator("list_object_versions").paginate(**params):
+        entries = [
+            {"Key": item["Key"], "VersionId": item["VersionId"]}
+            for item in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            if prefix is None or item["Key"] == prefix
+        ]
+        for start in range(0, len(entries), DELETE_BATCH):
+            answer = s3.delete_objects(
+                Bucket=bucket,
+                Delete={"Objects": entries[start : start + DELETE_BATCH], "Quiet": True},
+            )
+            failed = [e for e in answer.get("Errors", []) if e.get("Code") not in OBJECT_GONE]
+            if failed:
+                raise ClientError(
+                    {"Error": {"Code": failed[0]["Code"], "Message": failed[0].get("Message", "")}},
+                    "DeleteObjects",
+                )
+
+
+class BucketHandler:
+    kind: ClassVar[str] = "s3_bucket"
+    permissions: ClassVar[dict[str, tuple[str, ...]]] = {
+        "create": ("s3:CreateBucket", "s3:PutBucketTagging"),
+        "inspect": ("s3:ListBucket", "s3:GetBucketTagging"),
+        "delete": (
+            "s3:ListBucketVersions",
+            "s3:ListBucketMultipartUploads",
+            "s3:AbortMultipartUpload",
+            "s3:DeleteObject",
+            "s3:DeleteObjectVersion",
+            "s3:DeleteBucket",
+        ),
+    }
+
+    def create(self, target: Target, row: Resource) -> Created:
+        s3 = target.aws.client("s3")
+        params: dict[str, Any] = {"Bucket": row.name}
+        # us-east-1 is the one region that rejects a LocationConstraint naming itself.
+        if target.region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": target.region}
+        try:
+            s3.create_bucket(**params)
+        except ClientError as error:
+            code = error_code(error)
+            if code == "BucketAlreadyOwnedByYou":
+                raise AlreadyExists(row.name) from None
+            if code == "BucketAlreadyExists":
+                raise NotOurs(
+                    f"bucket name {row.name} is taken by another AWS account; start a new run "
+                    "(its name will differ) or choose another --prefix"
+                ) from None
+            raise
+        # A crash here leaves the bucket untagged: the write-ahead row is then the proof it is ours.
+        s3.put_bucket_tagging(Bucket=row.name, Tagging={"TagSet": target.tags()})
+        return Created(bucket_arn(target, row.name))
+
+    def inspect(self, target: Target, row: Resource) -> Found:
+        return inspect_bucket(target, row.name)
+
+    def delete(self, target: Target, row: Resource) -> None:
+        s3 = target.aws.client("s3")
+        bucket = row.name
+        try:
+            for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+                for upload in page.get("Uploads", []):
+                    s3.abort_multipart_upload(
+                        Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+            _delete_versions(s3, bucket)
+            s3.delete_bucket(Bucket=bucket, ExpectedBucketOwner=target.account_id)
+        except ClientError as error:
+            if error_code(error) not in BUCKET_GONE:
+                raise
+
+
+class ObjectHandler:
+    """An object the job itself puts in its bucket. Objects carry no tags we rely on: an object is
+    ours when its bucket is."""
+
+    kind: ClassVar[str] = "s3_object"
+    permissions: ClassVar[dict[str, tuple[str, ...]]] = {
+        "create": ("s3:PutObject",),
+        "inspect": ("s3:ListBucket", "s3:GetBucketTagging", "s3:GetObject"),
+        "delete": ("s3:ListBucketVersions", "s3:DeleteObject", "s3:DeleteObjectVersion"),
+    }
+
+    def create(self, target: Target, row: Resource) -> Created:
+        bucket, key = row.attributes["bucket"], row.attributes["key"]
+        target.aws.client("s3").put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=str(row.attributes.get("body", "")).encode(),
+            ExpectedBucketOwner=target.account_id,
+        )
+        return Created(bucket_arn(target, bucket, key))
+
+    def inspect(self, target: Target, row: Resource) -> Found:
+        bucket, key = row.attributes["bucket"], row.attributes["key"]
+        owner = inspect_bucket(target, bucket)
+        if owner.presence is not Presence.OURS:
+            return owner if owner.presence is Presence.FOREIGN else ABSENT
+        try:
+            target.aws.client("s3").head_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error_code(error) in OBJECT_GONE | BUCKET_GONE:
+                return ABSENT
+            raise
+        return Found(Presence.OURS, bucket_arn(target, bucket, key))
+
+    def delete(self, target: Target, row: Resource) -> None:
+        try:
+            _delete_versions(
+                target.aws.client("s3"), row.attributes["bucket"], prefix=row.attributes["key"]
+            )
+        except ClientError as error:
+            if error_code(error) not in BUCKET_GONE:
+                raise
+
+
+def probe(s3: Any, action: str, bucket: str, key: str) -> None:
+    """Make the one call that `action` authorises, with a probe user's client; raises ClientError
+    when AWS refuses it."""
+    if action == "s3:GetObject":
+        s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    elif action == "s3:PutObject":
+        s3.put_object(Bucket=bucket, Key=key, Body=b"written by job verify")
+    elif action == "s3:DeleteObject":
+        # Aimed at a key that does not exist: S3 authorises before it looks, and a wrongly allowed
+        # delete then destroys nothing another check needs.
+        s3.delete_object(Bucket=bucket, Key=key)
+    else:
+        raise ValueError(f"no probe for {action}")

@@ -1,0 +1,136 @@
+"""boto3 sessions and clients for one principal in one region, with retries and timeouts set once.
+
+Nothing here runs at import time: a phase is handed an `Aws`, so tests can hand in one pointed at an
+emulator or wrapped with a fault injector.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+from job.errors import AwsError, BadInput
+
+USER_AGENT = "job/0.1"
+
+
+def error_code(error: BaseException) -> str:
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def describe_aws_error(error: BaseException, doing: str) -> AwsError:
+    """One line that names what failed and what to do; botocore's messages carry no secrets."""
+    if isinstance(error, ClientError):
+        code = error_code(error)
+        message = error.response.get("Error", {}).get("Message", "") or code
+        hint = "run the same command again"
+        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+            hint = "grant the job's credentials what `job runner-policy` prints"
+        elif code in ("InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken"):
+            hint = "check the job's AWS credentials"
+        return AwsError(f"{doing} failed: {code}: {message}; {hint}")
+    if isinstance(error, NoCredentialsError):
+        return AwsError(
+            f"{doing} failed: no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or use --emulator"
+        )
+    return AwsError(f"{doing} failed: {error}; check the network and run the same command again")
+
+
+def _custom_endpoint(endpoint_url: str | None) -> bool:
+    # botocore itself reads these variables; we only need to know whether one is set.
+    return bool(
+        endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    )
+
+
+@dataclass(frozen=True)
+class Identity:
+    account_id: str
+    arn: str
+    partition: str
+
+
+class Aws:
+    """Clients for one set of credentials in one region. Clients are made lazily, one per thread
+    (boto3 clients are thread-safe, sessions are not; one per thread keeps later parallel phases
+    simple)."""
+
+    def __init__(
+        self,
+        session: boto3.Session,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        max_attempts: int = 8,
+    ) -> None:
+        self._session = session
+        region = region or session.region_name
+        if not region:
+            raise BadInput("no AWS region: set --region, AWS_REGION or AWS_DEFAULT_REGION")
+        self.region: str = region
+        self.endpoint_url = endpoint_url
+        self._config = Config(
+            region_name=region,
+            # Adaptive mode retries throttling, 5xx and connection errors with backoff, and slows
+            # the client down when AWS throttles instead of failing the run.
+            retries={"mode": "adaptive", "max_attempts": max_attempts},
+            connect_timeout=10,
+            read_timeout=60,
+            user_agent_extra=USER_AGENT,
+            # An emulator answers on an address, not on a bucket's DNS name.
+            s3={"addressing_style": "path"} if _custom_endpoint(endpoint_url) else {},
+        )
+        self._local = threading.local()
+
+    def client(self, service: str) -> Any:
+        clients: dict[str, Any] = self._local.__dict__.setdefault("clients", {})
+        if service not in clients:
+            try:
+                clients[service] = self._session.client(
+                    service, config=self._config, endpoint_url=self.endpoint_url
+                )
+            except NoRegionError:
+                raise BadInput(
+                    "no AWS region: set --region, AWS_REGION or AWS_DEFAULT_REGION"
+                ) from None
+        return clients[service]
+
+    def with_keys(self, access_key_id: str, secret_access_key: str) -> Aws:
+        """The same region and endpoint, as another principal (a probe user)."""
+        session = boto3.Session(
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            region_name=self.region,
+        )
+        return Aws(session, region=self.region, endpoint_url=self.endpoint_url, max_attempts=3)
+
+    @property
+    def partition(self) -> str:
+        return self._session.get_partition_for_region(self.region)
+
+    def identity(self) -> Identity:
+        try:
+            answer = self.client("sts").get_caller_identity()
+        except (ClientError, BotoCoreError) as error:
+            raise describe_aws_error(
+                error, "finding the AWS account (sts:GetCallerIdentity)"
+            ) from None
+        return Identity(answer["Account"], answer["Arn"], self.partition)
+
+
+def make_aws(region: str | None, endpoint_url: str | None = None, **credentials: str) -> Aws:
+    """The job's own principal, from boto3's standard chain unless credentials are given."""
+    try:
+        session = boto3.Session(region_name=region, **credentials)
+    except BotoCoreError as error:  # e.g. a profile that does not exist
+        raise BadInput(f"invalid AWS configuration: {error}") from None
+    return Aws(session, region=region, endpoint_url=endpoint_url)

@@ -1,0 +1,368 @@
+"""The command line: parse, call one function, render, map errors to exit codes.
+
+Global options may stand before or after the command name; each is declared once and attached to
+the group and to every command, and whichever is given last wins.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from job.config import Settings
+from job.errors import JobError
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("job")
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is None or value == 0:
+        return value
+    store = ctx.find_root().obj
+    if param.name == "verbosity":
+        store["verbosity"] = store.get("verbosity", 0) + value
+    else:
+        store[param.name] = value
+    return value
+
+
+def global_options(function: F) -> F:
+    options = [
+        click.option(
+            "--database-url",
+            metavar="URL",
+            help="Ledger URL [env JOB_DATABASE_URL; default sqlite:///job.db].",
+        ),
+        click.option("--region", metavar="REGION", help="AWS region [env AWS_REGION]."),
+        click.option(
+            "--prefix",
+            metavar="PREFIX",
+            help="Start of every created resource's name [env JOB_PREFIX; default job].",
+        ),
+        click.option(
+            "--output",
+            type=click.Choice(["text", "json"]),
+            help="Output format [env JOB_OUTPUT; default text].",
+        ),
+        click.option(
+            "--emulator",
+            is_flag=True,
+            default=None,
+            help="Use an in-process AWS emulator (moto) [env JOB_EMULATOR=1].",
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            "verbosity",
+            count=True,
+            help="More logs on stderr: -v info, -vv debug.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    # Parsed into ctx.meta by _remember, not passed to the function.
+    for param in getattr(function, "__click_params__", [])[-len(options) :]:
+        param.expose_value = False
+        param.callback = _remember
+        param.is_eager = False
+    return function
+
+
+def settings_from(ctx: click.Context) -> Settings:
+    """The validated settings, from every global option given anywhere on the line; also sets up
+    logging, which needs them."""
+    settings = Settings.load(**ctx.find_root().obj)
+    _configure_logging(settings)
+    return settings
+
+
+def _configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("job: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    # botocore's debug logs print response bodies, CreateAccessKey's secret among them.
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "werkzeug"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+
+
+@contextmanager
+def runtime(settings: Settings) -> Iterator[tuple[Any, Any]]:
+    """The ledger store and the AWS principal for one command."""
+    from job.aws.session import make_aws
+    from job.ledger.store import Store
+    from job.runtime import Ledger
+
+    with ExitStack() as stack:
+        aws_factory = None
+        if settings.emulator:
+            from job.emulator import InProcessEmulator
+
+            emulator = InProcessEmulator()
+            credentials = emulator.start()
+            stack.callback(emulator.stop)
+            log.info("using the in-process AWS emulator at %s", credentials.endpoint_url)
+
+            def aws_factory() -> Any:
+                return make_aws(
+                    settings.region or "us-east-1",
+                    credentials.endpoint_url,
+                    aws_access_key_id=credentials.access_key_id,
+                    aws_secret_access_key=credentials.secret_access_key,
+                )
+
+        ledger = Ledger(settings.database_url).open()
+        stack.callback(ledger.dispose)
+        session = stack.enter_context(ledger.session())
+        aws = aws_factory() if aws_factory else make_aws(settings.region)
+        yield Store(session), aws
+
+
+def emit(settings: Settings, document: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(document) if settings.output == "json" else text)
+
+
+class JobGroup(click.Group):
+    def command(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        decorator = super().command(*args, **kwargs)
+        return lambda function: decorator(global_options(function))
+
+    def group(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.setdefault("cls", JobGroup)
+        decorator = super().group(*args, **kwargs)
+        return lambda function: decorator(global_options(function))
+
+
+@click.group(cls=JobGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@global_options
+def cli() -> None:
+    """Provision AWS resources, prove their permissions, tear them down; every resource is recorded
+    in a ledger first, so nothing is ever left behind.
+
+    Example: job run --emulator
+    """
+
+
+@cli.command("run")
+@click.option("--keep", is_flag=True, help="Leave the resources in place (skip teardown).")
+@click.pass_context
+def run_command(ctx: click.Context, keep: bool) -> None:
+    """Provision, verify, then tear down (always, unless --keep).
+
+    Exit code: verify's (0 all checks passed, 1 a check failed), or 4 when teardown could not
+    finish.
+
+    Example: job run
+    """
+    from job.phases.run import run_all
+    from job.report import run_dict, run_text
+
+    settings = settings_from(ctx)
+    with runtime(settings) as (store, aws):
+        outcome = run_all(
+            store,
+            aws,
+            prefix=settings.prefix,
+            propagation_timeout=settings.propagation_timeout,
+            keep=keep,
+        )
+        run = store.get_run(outcome.run.id)
+        checks = store.latest_checks(run)
+        document = run_dict(run, checks)
+        text = run_text(run, checks)
+        if outcome.error is not None:
+            document["error"] = outcome.error.message
+            text += f"\nerror: {outcome.error.message}"
+        document["exit_code"] = outcome.exit_code
+        emit(settings, document, text)
+    ctx.exit(outcome.exit_code)
+
+
+@cli.command("provision")
+@click.option("--run-id", help="Resume this run instead of starting a new one.")
+@click.pass_context
+def provision_command(ctx: click.Context, run_id: str | None) -> None:
+    """Start a new run (or resume one) and create its resources; prints the run id.
+
+    Example: job provision
+    """
+    from job.phases.provision import provision
+    from job.report import run_dict
+
+    settings = settings_from(ctx)
+    with runtime(settings) as (store, aws):
+        run = provision(store, aws, prefix=settings.prefix, run_id=run_id)
+        # Text output is the run id alone, so that scripts can say RUN=$(job provision).
+        emit(settings, run_dict(run, []), run.id)
+
+
+@cli.command("verify")
+@click.option("--run-id", required=True, help="The run to verify.")
+@click.pass_context
+def verify_command(ctx: click.Context, run_id: str) -> None:
+    """Check every principal's real permissions against the expected matrix (exit 1 if any differ).
+
+    Example: job verify --run-id abc123
+    """
+    from job.phases.verify import verify
+    from job.report import run_dict, run_text
+
+    settings = settings_from(ctx)
+    with runtime(settings) as (store, aws):
+        run = verify(store, aws, run_id=run_id, propagation_timeout=settings.propagation_timeout)
+        checks = store.latest_checks(run)
+        emit(settings, run_dict(run, checks), run_text(run, checks, show_resources=False))
+    ctx.exit(0 if all(check.passed for check in checks) else 1)
+
+
+@cli.command("teardown")
+@click.option("--run-id", required=True, help="The run to tear down.")
+@click.pass_context
+def teardown_command(ctx: click.Context, run_id: str) -> None:
+    """Delete everything the run created or may have created. Idempotent; safe after any crash.
+
+    Example: job teardown --run-id abc123
+    """
+    from job.phases.teardown import teardown
+    from job.report import run_dict, run_text
+
+    settings = settings_from(ctx)
+    with runtime(settings) as (store, aws):
+        run = teardown(store, aws, run_id=run_id)
+        emit(settings, run_dict(run, []), run_text(run, []))
+
+
+@cli.group("runs")
+def runs_group() -> None:
+    """Look at the runs in the ledger."""
+
+
+def _ledger_store(settings: Settings) -> Any:
+    from job.ledger.store import Store
+    from job.runtime import Ledger
+
+    @contextmanager
+    def opened() -> Iterator[Any]:
+        ledger = Ledger(settings.database_url).open()
+        try:
+            with ledger.session() as session:
+                yield Store(session)
+        finally:
+            ledger.dispose()
+
+    return opened()
+
+
+@runs_group.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(
+        [
+            "provisioning",
+            "provisioned",
+            "verifying",
+            "verified",
+            "verify_failed",
+            "tearing_down",
+            "torn_down",
+            "failed",
+        ]
+    ),
+    help="Only runs with this status.",
+)
+@click.pass_context
+def runs_list_command(ctx: click.Context, status: str | None) -> None:
+    """The runs in the ledger, newest first.
+
+    Example: job runs list --status failed
+    """
+    from job.ledger.models import RunStatus
+    from job.report import run_summary, runs_text
+
+    settings = settings_from(ctx)
+    with _ledger_store(settings) as store:
+        runs = store.list_runs(RunStatus(status) if status else None)
+        emit(
+            settings, {"status": "ok", "runs": [run_summary(run) for run in runs]}, runs_text(runs)
+        )
+
+
+@runs_group.command("show")
+@click.argument("run_id")
+@click.pass_context
+def runs_show_command(ctx: click.Context, run_id: str) -> None:
+    """One run: status, phases, resources with their states, checks.
+
+    Example: job runs show abc123
+    """
+    from job.report import run_dict, run_text
+
+    settings = settings_from(ctx)
+    with _ledger_store(settings) as store:
+        run = store.get_run(run_id)
+        checks = store.latest_checks(run)
+        emit(settings, run_dict(run, checks), run_text(run, checks))
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Manage the ledger's schema."""
+
+
+@db_group.command("upgrade")
+@click.pass_context
+def db_upgrade_command(ctx: click.Context) -> None:
+    """Apply ledger migrations (every other command does this by itself first).
+
+    Example: job db upgrade
+    """
+    from job.runtime import Ledger, describe
+
+    settings = settings_from(ctx)
+    ledger = Ledger(settings.database_url)
+    try:
+        ledger.open()
+    finally:
+        ledger.dispose()
+    emit(settings, {"status": "ok"}, f"ledger at {describe(settings.database_url)} is up to date")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: exit codes from the contract, one-line errors, no tracebacks."""
+    given: dict[str, Any] = {}  # the global options, filled in while click parses
+    try:
+        with cli.make_context(
+            "job", list(sys.argv[1:] if argv is None else argv), obj=given
+        ) as ctx:
+            cli.invoke(ctx)
+        code = 0
+    except click.exceptions.Exit as done:
+        code = done.exit_code
+    except click.exceptions.NoArgsIsHelpError as error:
+        click.echo(error.format_message())
+        code = 0
+    except click.ClickException as error:
+        code = _fail(given, error.format_message(), 2)
+    except click.exceptions.Abort:
+        code = _fail(given, "interrupted", 130)
+    except JobError as error:
+        code = _fail(given, error.message, error.exit_code)
+    sys.exit(code)
+
+
+def _fail(given: dict[str, Any], message: str, exit_code: int) -> int:
+    message = " ".join(message.split())
+    if (given.get("output") or os.environ.get("JOB_OUTPUT")) == "json":
+        click.echo(json.dumps({"status": "error", "error": message, "exit_code": exit_code}))
+    else:
+        click.echo(f"job: error: {message}", err=True)
+    return exit_code

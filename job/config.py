@@ -1,0 +1,125 @@
+"""Settings from options and environment, validated once, before anything is created."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from job.errors import BadInput
+
+DEFAULT_DATABASE_URL = "sqlite:///job.db"
+# Room for "-<run id>-<role>" within AWS's shortest limit we use (bucket names: 63 characters).
+MAX_PREFIX_LENGTH = 20
+_PREFIX = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+LOG_LEVELS = ("debug", "info", "warning")
+OUTPUTS = ("text", "json")
+
+
+def parse_duration(text: str) -> timedelta:
+    """`0s`, `90s`, `30m`, `6h`, `2d`; anything else is bad input."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise BadInput(
+            f"invalid duration {text!r}: use a whole number with a unit s, m, h or d, e.g. 30m or 6h"
+        )
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def parse_database_url(text: str) -> URL:
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise BadInput(
+            f"invalid database URL {text!r}: use sqlite:///PATH or "
+            "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+        ) from None
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        # psycopg (3) is the driver we ship; a plain postgresql:// URL means it too.
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        if url.drivername != "postgresql+psycopg":
+            raise BadInput(
+                f"unsupported PostgreSQL driver {url.drivername!r}: use postgresql:// "
+                "or postgresql+psycopg://"
+            )
+    elif backend == "sqlite":
+        if url.drivername != "sqlite":
+            raise BadInput(f"unsupported SQLite driver {url.drivername!r}: use sqlite:///PATH")
+    else:
+        raise BadInput(
+            f"unsupported database {backend!r} in the database URL: use sqlite:///PATH "
+            "or postgresql://..."
+        )
+    return url
+
+
+def validate_prefix(prefix: str) -> str:
+    if len(prefix) > MAX_PREFIX_LENGTH or not _PREFIX.match(prefix):
+        raise BadInput(
+            f"invalid prefix {prefix!r}: use 1 to {MAX_PREFIX_LENGTH} lowercase letters, digits "
+            "and '-', starting and ending with a letter or digit"
+        )
+    return prefix
+
+
+def _first(*values: str | None) -> str | None:
+    return next((value for value in values if value not in (None, "")), None)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: URL
+    prefix: str = "job"
+    region: str | None = None
+    output: str = "text"
+    emulator: bool = False
+    log_level: str = "warning"
+    # How long to wait for IAM's eventual consistency (a new key, a new attachment) before a
+    # check is taken as failed. AWS documents "usually seconds"; a minute covers the tail.
+    propagation_timeout: timedelta = timedelta(seconds=60)
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        database_url: str | None = None,
+        prefix: str | None = None,
+        region: str | None = None,
+        output: str | None = None,
+        emulator: bool | None = None,
+        verbosity: int = 0,
+        environ: dict[str, str] | None = None,
+    ) -> Settings:
+        """Options win over the environment, which wins over defaults."""
+        env = os.environ if environ is None else environ
+        output_value = _first(output, env.get("JOB_OUTPUT")) or "text"
+        if output_value not in OUTPUTS:
+            raise BadInput(f"invalid output {output_value!r}: use text or json")
+        if verbosity:
+            log_level = "info" if verbosity == 1 else "debug"
+        else:
+            log_level = (_first(env.get("JOB_LOG_LEVEL")) or "warning").lower()
+            if log_level not in LOG_LEVELS:
+                raise BadInput(f"invalid JOB_LOG_LEVEL {log_level!r}: use debug, info or warning")
+        timeout_text = _first(env.get("JOB_PROPAGATION_TIMEOUT"))
+        return cls(
+            database_url=parse_database_url(
+                _first(database_url, env.get("JOB_DATABASE_URL")) or DEFAULT_DATABASE_URL
+            ),
+            prefix=validate_prefix(_first(prefix, env.get("JOB_PREFIX")) or "job"),
+            region=_first(region, env.get("AWS_REGION"), env.get("AWS_DEFAULT_REGION")),
+            output=output_value,
+            emulator=bool(emulator) or env.get("JOB_EMULATOR", "") in ("1", "true", "yes"),
+            log_level=log_level,
+            propagation_timeout=(
+                parse_duration(timeout_text) if timeout_text else timedelta(seconds=60)
+            ),
+        )

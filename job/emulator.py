@@ -1,0 +1,111 @@
+"""An AWS emulator (moto) that enforces IAM, for demos, first runs and tests.
+
+moto allows every call unless told to authenticate after the first N requests. We spend exactly those
+N requests creating a runner user with its own access key, then every later request, the job's and
+the probe users', is signed and checked against IAM policies like on AWS. Without that, a permission
+check would prove nothing: the reader's denied put would succeed.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+RUNNER_USER = "job-emulator-runner"
+ADMIN_POLICY: dict[str, Any] = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+}
+# CreateUser, PutUserPolicy and CreateAccessKey: the calls bootstrap makes before enforcement starts.
+BOOTSTRAP_CALLS = 3
+
+
+@dataclass(frozen=True)
+class EmulatorCredentials:
+    endpoint_url: str
+    access_key_id: str
+    secret_access_key: str = ""
+
+    def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
+        return f"EmulatorCredentials(endpoint_url={self.endpoint_url!r}, key={self.access_key_id})"
+
+    def environment(self, region: str = "us-east-1") -> dict[str, str]:
+        """The variables that point boto3's standard chain at the emulator as the runner."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+        }
+
+
+def _post(endpoint_url: str, path: str, body: bytes = b"") -> None:
+    # moto reads the raw body; a form content type (urllib's default) would hide it.
+    request = urllib.request.Request(
+        endpoint_url + path, data=body, method="POST", headers={"Content-Type": "text/plain"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+
+
+def reset(endpoint_url: str) -> None:
+    """Forget every resource the emulator holds (tests call this between tests)."""
+    _post(endpoint_url, "/moto-api/reset")
+
+
+def bootstrap_runner(
+    endpoint_url: str,
+    policy: dict[str, Any] | None = None,
+    user_name: str = RUNNER_USER,
+    region: str = "us-east-1",
+) -> EmulatorCredentials:
+    """Create the runner user with `policy` (default: administrator) and turn enforcement on.
+
+    After this returns, every request to the emulator must be signed by a known key and allowed by
+    its user's policies.
+    """
+    _post(endpoint_url, "/moto-api/reset-auth", str(BOOTSTRAP_CALLS).encode())
+    iam = boto3.client(
+        "iam",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id="bootstrap",
+        aws_secret_access_key="bootstrap",
+    )
+    iam.create_user(UserName=user_name)
+    iam.put_user_policy(
+        UserName=user_name,
+        PolicyName="job-runner",
+        PolicyDocument=json.dumps(policy or ADMIN_POLICY),
+    )
+    key = iam.create_access_key(UserName=user_name)["AccessKey"]
+    return EmulatorCredentials(endpoint_url, key["AccessKeyId"], key["SecretAccessKey"])
+
+
+class InProcessEmulator:
+    """moto's threaded server on a free loopback port, living as long as this process."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer  # optional dependency: job[emulator]
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+
+    def start(self) -> EmulatorCredentials:
+        import logging
+        import os
+
+        # werkzeug logs every request on stderr; our stderr is for the job's own logs.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        # Read by moto at reset time: AWS's managed policies exist, as they do in a real account.
+        os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        return bootstrap_runner(f"http://{host}:{port}")
+
+    def stop(self) -> None:
+        self._server.stop()

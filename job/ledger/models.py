@@ -1,0 +1,193 @@
+"""The ledger's tables: runs, the resources each run created or may have created, the attempts at
+each phase, and the permission checks verify recorded.
+
+Enums are stored by value as plain strings (no database enum types), so that a new state is a code
+change and a CHECK-free migration on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way in and out; SQLite keeps no zone, so we put it back."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger; use job.ledger.models.utcnow()")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class RunStatus(enum.StrEnum):
+    PROVISIONING = "provisioning"
+    PROVISIONED = "provisioned"
+    VERIFYING = "verifying"
+    VERIFIED = "verified"
+    VERIFY_FAILED = "verify_failed"
+    TEARING_DOWN = "tearing_down"
+    TORN_DOWN = "torn_down"
+    FAILED = "failed"
+
+
+class ResourceState(enum.StrEnum):
+    PENDING = "pending"  # recorded; the create call may or may not have happened
+    CREATED = "created"
+    DELETING = "deleting"
+    DELETED = "deleted"
+
+
+class Outcome(enum.StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Verdict(enum.StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+    ERROR = "error"
+
+
+def _enum(cls: type[enum.Enum], length: int = 16) -> Enum:
+    return Enum(
+        cls,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    # Named constraints, so that migrations can find them again on every database.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(32))
+    region: Mapped[str] = mapped_column(String(32))
+    # The account the run's resources live in: every later phase refuses other credentials.
+    account_id: Mapped[str] = mapped_column(String(12))
+    partition: Mapped[str] = mapped_column(String(16), default="aws")
+    status: Mapped[RunStatus] = mapped_column(_enum(RunStatus))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    resources: Mapped[list[Resource]] = relationship(
+        back_populates="run", order_by="Resource.id", cascade="all, delete-orphan"
+    )
+    attempts: Mapped[list[PhaseAttempt]] = relationship(
+        back_populates="run", order_by="PhaseAttempt.id", cascade="all, delete-orphan"
+    )
+    checks: Mapped[list[Check]] = relationship(
+        back_populates="run", order_by="Check.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        Index("ix_runs_status_updated_at", "status", "updated_at"),
+        Index("ix_runs_created_at", "created_at"),
+    )
+
+
+class Resource(Base):
+    __tablename__ = "resources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    # The scenario's name for it ("writer", "read-policy"), unique within a run.
+    logical_name: Mapped[str] = mapped_column(String(64))
+    # The deterministic AWS name, known before the create call: what a crashed run is found by.
+    name: Mapped[str] = mapped_column(String(255))
+    # What AWS returns (an ARN, an access key id); empty until the create call has answered.
+    physical_id: Mapped[str | None] = mapped_column(String(2048))
+    # What the kind's handler needs to find and delete it (bucket and key, user and policy ARN).
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[ResourceState] = mapped_column(_enum(ResourceState))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    run: Mapped[Run] = relationship(back_populates="resources")
+
+    __table_args__ = (UniqueConstraint("run_id", "logical_name"),)
+
+
+class PhaseAttempt(Base):
+    __tablename__ = "phase_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    phase: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[Outcome] = mapped_column(_enum(Outcome))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    error: Mapped[str | None] = mapped_column(Text)
+
+    run: Mapped[Run] = relationship(back_populates="attempts")
+
+
+class Check(Base):
+    __tablename__ = "checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("phase_attempts.id", ondelete="CASCADE"))
+    principal: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(128))
+    resource: Mapped[str] = mapped_column(String(2048))
+    expected: Mapped[Verdict] = mapped_column(_enum(Verdict, 8))
+    actual: Mapped[Verdict] = mapped_column(_enum(Verdict, 8))
+    passed: Mapped[bool]
+    # Why the answer was what it was: an AWS error code, or why a denial proved nothing.
+    detail: Mapped[str | None] = mapped_column(Text)
+    checked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    run: Mapped[Run] = relationship(back_populates="checks")

@@ -1,0 +1,190 @@
+"""Every query the job makes of its ledger. Each write commits at once: the ledger is the job's
+write-ahead log, and a row that is not committed before the AWS call it announces is worth nothing
+after a crash."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, selectinload
+
+from job.errors import BadInput, LedgerError
+from job.ledger.models import (
+    Check,
+    Outcome,
+    PhaseAttempt,
+    Resource,
+    ResourceState,
+    Run,
+    RunStatus,
+    Verdict,
+    utcnow,
+)
+
+
+class Store:
+    """The ledger as the phases see it: one database session, committed after every write."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def _commit(self) -> None:
+        try:
+            self.session.commit()
+        except SQLAlchemyError as error:
+            self.session.rollback()
+            # The caller must not go on to the AWS call this write announced.
+            raise LedgerError(
+                f"cannot write to the ledger: {str(getattr(error, 'orig', error)).splitlines()[0]}"
+                "; nothing further was created, run the same command again when it is reachable"
+            ) from None
+
+    # Runs
+
+    def create_run(
+        self, run_id: str, *, prefix: str, region: str, account_id: str, partition: str
+    ) -> Run:
+        run = Run(
+            id=run_id,
+            prefix=prefix,
+            region=region,
+            account_id=account_id,
+            partition=partition,
+            status=RunStatus.PROVISIONING,
+        )
+        self.session.add(run)
+        self._commit()
+        return run
+
+    def get_run(self, run_id: str) -> Run:
+        run = self.session.get(
+            Run,
+            run_id,
+            options=[
+                selectinload(Run.resources),
+                selectinload(Run.checks),
+                selectinload(Run.attempts),
+            ],
+        )
+        if run is None:
+            raise BadInput(
+                f"unknown run id {run_id!r}: `job runs list` shows the runs in the ledger"
+            )
+        return run
+
+    def list_runs(self, status: RunStatus | None = None, limit: int | None = None) -> Sequence[Run]:
+        query = select(Run).order_by(Run.created_at.desc(), Run.id.desc())
+        if status is not None:
+            query = query.where(Run.status == status)
+        if limit is not None:
+            query = query.limit(limit)
+        return self.session.scalars(query).all()
+
+    def set_status(self, run: Run, status: RunStatus) -> None:
+        run.status = status
+        run.updated_at = utcnow()
+        self._commit()
+
+    # Resources
+
+    def find_resource(self, run: Run, logical_name: str) -> Resource | None:
+        return next((row for row in run.resources if row.logical_name == logical_name), None)
+
+    def record_pending(
+        self, run: Run, *, kind: str, logical_name: str, name: str, attributes: dict[str, Any]
+    ) -> Resource:
+        """Write-ahead: the resource is in the ledger before the call that creates it."""
+        row = Resource(
+            kind=kind,
+            logical_name=logical_name,
+            name=name,
+            attributes=attributes,
+            state=ResourceState.PENDING,
+        )
+        run.resources.append(row)
+        run.updated_at = utcnow()
+        self._commit()
+        return row
+
+    def set_state(
+        self,
+        row: Resource,
+        state: ResourceState,
+        *,
+        physical_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        row.state = state
+        if physical_id is not None:
+            row.physical_id = physical_id
+        row.error = error
+        row.updated_at = row.run.updated_at = utcnow()
+        self._commit()
+
+    def set_error(self, row: Resource, error: str) -> None:
+        row.error = error
+        row.updated_at = row.run.updated_at = utcnow()
+        self._commit()
+
+    # Phase attempts
+
+    def start_attempt(self, run: Run, phase: str) -> PhaseAttempt:
+        attempt = PhaseAttempt(
+            phase=phase,
+            outcome=Outcome.RUNNING,
+            host=socket.gethostname()[:255],
+            pid=os.getpid(),
+        )
+        run.attempts.append(attempt)
+        run.updated_at = utcnow()
+        self._commit()
+        return attempt
+
+    def finish_attempt(
+        self, attempt: PhaseAttempt, outcome: Outcome, error: str | None = None
+    ) -> None:
+        attempt.outcome = outcome
+        attempt.error = error
+        attempt.finished_at = attempt.run.updated_at = utcnow()
+        self._commit()
+
+    # Checks
+
+    def record_check(
+        self,
+        run: Run,
+        attempt: PhaseAttempt,
+        *,
+        principal: str,
+        action: str,
+        resource: str,
+        expected: Verdict,
+        actual: Verdict,
+        detail: str | None,
+    ) -> Check:
+        check = Check(
+            attempt_id=attempt.id,
+            principal=principal,
+            action=action,
+            resource=resource,
+            expected=expected,
+            actual=actual,
+            passed=expected == actual,
+            detail=detail,
+        )
+        run.checks.append(check)
+        run.updated_at = utcnow()
+        self._commit()
+        return check
+
+    def latest_checks(self, run: Run) -> list[Check]:
+        """The checks of the newest verify attempt that recorded any."""
+        if not run.checks:
+            return []
+        newest = max(check.attempt_id for check in run.checks)
+        return [check for check in run.checks if check.attempt_id == newest]

@@ -1,0 +1,40 @@
+"""Alembic environment. The job runs migrations on a connection it hands in (runtime.upgrade), which
+holds the cross-process lock; `alembic` on the command line uses JOB_DATABASE_URL instead."""
+
+from __future__ import annotations
+
+import os
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from job.ledger.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations(connection: object) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        # One transaction per migration: a failure leaves the ledger at the last good revision.
+        transaction_per_migration=True,
+        # SQLite cannot ALTER most things in place; batch mode rebuilds tables when needed.
+        render_as_batch=True,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connection = config.attributes.get("connection")
+if connection is not None:
+    run_migrations(connection)
+else:
+    from job.config import parse_database_url
+
+    url = parse_database_url(os.environ.get("JOB_DATABASE_URL", "sqlite:///job.db"))
+    with create_engine(url).connect() as own_connection:
+        run_migrations(own_connection)
+        own_connection.commit()

@@ -1,0 +1,66 @@
+"""What every phase does around its work: find the run, check the account, record the attempt."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from job.aws.handler import Target
+from job.aws.session import Aws
+from job.errors import AwsError, JobError, LedgerError
+from job.ledger.models import Outcome, PhaseAttempt, Run, RunStatus
+from job.ledger.store import Store
+
+log = logging.getLogger(__name__)
+_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_run_id() -> str:
+    """Ten characters, a letter first: short enough for every AWS name, safe inside all of them,
+    and 36^9 * 26 ways to differ, since bucket names are global."""
+    return secrets.choice(string.ascii_lowercase) + "".join(
+        secrets.choice(_ALPHABET) for _ in range(9)
+    )
+
+
+def target_for(run: Run, aws: Aws) -> Target:
+    """The run's target, after making sure the credentials are in the run's own account."""
+    identity = aws.identity()
+    if identity.account_id != run.account_id:
+        raise AwsError(
+            f"the AWS credentials belong to account {identity.account_id}, but run {run.id} lives "
+            f"in account {run.account_id}; use that account's credentials"
+        )
+    if aws.region != run.region:
+        raise AwsError(
+            f"the region is {aws.region}, but run {run.id} lives in {run.region}; "
+            f"set --region {run.region}"
+        )
+    return Target(aws=aws, run_id=run.id, account_id=run.account_id, partition=run.partition)
+
+
+@contextmanager
+def phase(store: Store, run: Run, name: str, status: RunStatus) -> Iterator[PhaseAttempt]:
+    """Record an attempt at `name`; on any error, record it and mark the run failed, then re-raise.
+
+    The run is left re-runnable: the ledger says what exists, the same command picks up from there.
+    """
+    attempt = store.start_attempt(run, name)
+    store.set_status(run, status)
+    try:
+        yield attempt
+    except BaseException as error:
+        message = (
+            error.message if isinstance(error, JobError) else f"{type(error).__name__}: {error}"
+        )
+        try:
+            store.finish_attempt(attempt, Outcome.FAILED, message)
+            store.set_status(run, RunStatus.FAILED)
+        except LedgerError:
+            # The original error says more; the ledger's own failure is logged, not raised over it.
+            log.error("could not record the failure of %s for run %s", name, run.id)
+        raise
+    store.finish_attempt(attempt, Outcome.SUCCEEDED)

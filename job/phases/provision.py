@@ -1,0 +1,105 @@
+"""Provision: create the scenario's resources, each recorded in the ledger before it is created.
+
+Re-running provision on a run resumes it: what the ledger shows created is skipped; a row left
+pending by a crash is looked up by its deterministic name and adopted only when it is this run's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from job.aws.handler import AlreadyExists, Presence, Target
+from job.aws.kinds import handler_for
+from job.aws.session import Aws, describe_aws_error
+from job.errors import BadInput, NotOurs
+from job.ledger.models import Resource, ResourceState, Run, RunStatus
+from job.ledger.store import Store
+from job.phases.common import new_run_id, phase, target_for
+from job.scenario import ResourceSpec, seed_scenario
+
+log = logging.getLogger(__name__)
+
+
+def start_run(store: Store, aws: Aws, prefix: str) -> Run:
+    identity = aws.identity()
+    run = store.create_run(
+        new_run_id(),
+        prefix=prefix,
+        region=aws.region,
+        account_id=identity.account_id,
+        partition=identity.partition,
+    )
+    log.info("started run %s in account %s, %s", run.id, run.account_id, run.region)
+    return run
+
+
+def provision(store: Store, aws: Aws, *, prefix: str, run_id: str | None = None) -> Run:
+    if run_id is None:
+        run = start_run(store, aws, prefix)
+    else:
+        run = store.get_run(run_id)
+        if any(attempt.phase == "teardown" for attempt in run.attempts):
+            raise BadInput(
+                f"run {run.id} has been torn down (or was being torn down); start a new run with "
+                f"`job provision`, or finish it with `job teardown --run-id {run.id}`"
+            )
+    target = target_for(run, aws)
+    with phase(store, run, "provision", RunStatus.PROVISIONING):
+        for spec in seed_scenario(run.prefix, target).resources:
+            ensure(store, target, run, spec)
+        store.set_status(run, RunStatus.PROVISIONED)
+    return run
+
+
+def ensure(store: Store, target: Target, run: Run, spec: ResourceSpec) -> Resource:
+    """Make sure `spec` exists and is this run's, recording it first."""
+    handler = handler_for(spec.kind)
+    row = store.find_resource(run, spec.logical_name)
+    if row is not None and row.state is ResourceState.CREATED:
+        return row
+    doing = f"creating {spec.kind} {spec.name}"
+    try:
+        if row is None:
+            row = store.record_pending(
+                run,
+                kind=spec.kind,
+                logical_name=spec.logical_name,
+                name=spec.name,
+                attributes=spec.attributes,
+            )
+        else:
+            # Pending from an earlier attempt: the create may have happened. Look before creating.
+            if _adopt(store, target, row):
+                return row
+        try:
+            created = handler.create(target, row)
+        except AlreadyExists:
+            if _adopt(store, target, row):
+                return row
+            raise NotOurs(
+                f"{spec.kind} {spec.name} exists but vanished while being adopted"
+            ) from None
+    except (ClientError, BotoCoreError) as error:
+        failure = describe_aws_error(error, doing)
+        if row is not None:
+            store.set_error(row, failure.message)
+        raise failure from None
+    store.set_state(row, ResourceState.CREATED, physical_id=created.physical_id)
+    log.info("created %s %s", spec.kind, spec.name)
+    return row
+
+
+def _adopt(store: Store, target: Target, row: Resource) -> bool:
+    """True when the resource exists and is this run's (then it is marked created); False when it
+    does not exist; NotOurs when somebody else's stands under the name."""
+    found = handler_for(row.kind).inspect(target, row)
+    if found.presence is Presence.ABSENT:
+        return False
+    if found.presence is Presence.FOREIGN:
+        store.set_error(row, found.reason)
+        raise NotOurs(f"cannot create {row.kind} {row.name}: {found.reason}")
+    store.set_state(row, ResourceState.CREATED, physical_id=found.physical_id)
+    log.info("adopted %s %s, created by an earlier attempt", row.kind, row.name)
+    return True

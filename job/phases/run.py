@@ -1,0 +1,48 @@
+"""`job run`: provision, verify, then teardown, for cron and CI."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from job.aws.session import Aws
+from job.errors import JobError
+from job.ledger.models import Run
+from job.ledger.store import Store
+from job.phases.provision import provision, start_run
+from job.phases.teardown import teardown
+from job.phases.verify import verify
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOutcome:
+    run: Run
+    exit_code: int
+    error: JobError | None = None
+
+
+def run_all(
+    store: Store, aws: Aws, *, prefix: str, propagation_timeout: timedelta, keep: bool = False
+) -> RunOutcome:
+    """Exit code: verify's (0 or 1), or the phase error's; 4 when teardown could not finish.
+    Teardown is attempted whatever happened before it, unless `keep`."""
+    run = start_run(store, aws, prefix)
+    error: JobError | None = None
+    exit_code = 0
+    try:
+        provision(store, aws, prefix=prefix, run_id=run.id)
+        verify(store, aws, run_id=run.id, propagation_timeout=propagation_timeout)
+        exit_code = 0 if all(check.passed for check in store.latest_checks(run)) else 1
+    except JobError as failure:
+        error, exit_code = failure, failure.exit_code
+    if keep:
+        return RunOutcome(run, exit_code, error)
+    try:
+        teardown(store, aws, run_id=run.id)
+    except JobError as failure:
+        log.error("%s", failure.message)
+        return RunOutcome(run, 4, error or failure)
+    return RunOutcome(run, exit_code, error)

@@ -1,0 +1,136 @@
+"""How runs are shown: one JSON object for machines, short summaries and tables for people."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from job.ledger.models import Check, Resource, Run
+
+
+def _time(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def resource_dict(row: Resource) -> dict[str, Any]:
+    return {
+        "kind": row.kind,
+        "logical_name": row.logical_name,
+        "name": row.name,
+        "physical_id": row.physical_id,
+        "state": row.state.value,
+        "error": row.error,
+    }
+
+
+def check_dict(check: Check) -> dict[str, Any]:
+    return {
+        "principal": check.principal,
+        "action": check.action,
+        "resource": check.resource,
+        "expected": check.expected.value,
+        "actual": check.actual.value,
+        "passed": check.passed,
+        "detail": check.detail,
+    }
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "status": run.status.value,
+        "created_at": _time(run.created_at),
+        "updated_at": _time(run.updated_at),
+    }
+
+
+def run_dict(run: Run, checks: Sequence[Check]) -> dict[str, Any]:
+    return {
+        **run_summary(run),
+        "account_id": run.account_id,
+        "region": run.region,
+        "prefix": run.prefix,
+        "phases": [
+            {
+                "phase": attempt.phase,
+                "outcome": attempt.outcome.value,
+                "started_at": _time(attempt.started_at),
+                "finished_at": _time(attempt.finished_at),
+                "host": attempt.host,
+                "pid": attempt.pid,
+                "error": attempt.error,
+            }
+            for attempt in run.attempts
+        ],
+        "resources": [resource_dict(row) for row in run.resources],
+        "checks": [check_dict(check) for check in checks],
+    }
+
+
+def to_json(document: dict[str, Any]) -> str:
+    return json.dumps(document, sort_keys=False)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [
+        ["" if v is None else str(v) for v in row] for row in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True))
+        for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def runs_text(runs: Sequence[Run]) -> str:
+    if not runs:
+        return "no runs in the ledger"
+    return table(
+        ("RUN", "STATUS", "CREATED", "UPDATED"),
+        [
+            (run.id, run.status.value, _short(run.created_at), _short(run.updated_at))
+            for run in runs
+        ],
+    )
+
+
+def _short(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
+
+
+def checks_text(checks: Sequence[Check]) -> str:
+    return table(
+        ("PRINCIPAL", "ACTION", "RESOURCE", "EXPECTED", "ACTUAL", "RESULT"),
+        [
+            (
+                c.principal,
+                c.action,
+                c.resource,
+                c.expected.value,
+                c.actual.value + (f" ({c.detail})" if c.detail and not c.passed else ""),
+                "pass" if c.passed else "FAIL",
+            )
+            for c in checks
+        ],
+    )
+
+
+def resources_text(resources: Sequence[Resource]) -> str:
+    return table(
+        ("KIND", "NAME", "STATE", "NOTE"),
+        [(r.kind, r.name, r.state.value, r.error or "") for r in resources],
+    )
+
+
+def run_text(run: Run, checks: Sequence[Check], *, show_resources: bool = True) -> str:
+    parts = [f"run {run.id}: {run.status.value} (account {run.account_id}, {run.region})"]
+    if show_resources and run.resources:
+        parts += ["", resources_text(run.resources)]
+    if checks:
+        failed = sum(not check.passed for check in checks)
+        verdict = "all checks passed" if not failed else f"{failed} of {len(checks)} checks FAILED"
+        parts += ["", checks_text(checks), "", verdict]
+    return "\n".join(parts)

@@ -1,0 +1,142 @@
+"""The composition root: builds the ledger engine and session factory, upgrades the ledger, and
+builds the AWS session factory. Phases get what this builds as arguments; nothing else constructs
+engines or boto3 sessions, so tests can hand in their own."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from job.errors import LedgerError
+
+# Any constant will do, as long as every job process agrees on it.
+_MIGRATION_LOCK_KEY = 0x6A6F62
+
+
+def describe(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _create_private_file(database: str) -> None:
+    """The ledger names every resource of every run: create it readable by its owner only."""
+    path = Path(database)
+    if database in ("", ":memory:") or path.exists():
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError as error:
+        raise LedgerError(
+            f"cannot create the ledger file {path}: {error.strerror}; check the directory exists "
+            "and is writable, or set JOB_DATABASE_URL"
+        ) from None
+
+
+def make_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        _create_private_file(url.database or "")
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            # WAL lets readers (runs list) proceed while a phase writes; the busy timeout makes
+            # writers queue instead of failing with "database is locked".
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10, "application_name": "job"},
+    )
+
+
+def _alembic_config(connection: Any) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _pending(connection: Any) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config(connection))
+    current = MigrationContext.configure(connection).get_current_heads()
+    return set(current) != set(script.get_heads())
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the ledger to the newest schema; cheap when it already is.
+
+    Many job processes may start at once against one PostgreSQL ledger: an advisory lock makes one
+    of them migrate while the others wait, then find nothing left to do.
+    """
+    from alembic import command
+
+    try:
+        with engine.connect() as connection:
+            if not _pending(connection):
+                return
+            connection.rollback()
+            postgres = engine.dialect.name == "postgresql"
+            if postgres:
+                connection.execute(
+                    text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+                connection.commit()
+            try:
+                command.upgrade(_alembic_config(connection), "head")
+                connection.commit()
+            finally:
+                if postgres:
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                    )
+                    connection.commit()
+    except SQLAlchemyError as error:
+        raise LedgerError(
+            f"cannot open the ledger at {describe(engine.url)}: {_first_line(error)}; check the "
+            "database URL and that the server is reachable"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    original = getattr(error, "orig", None) or error
+    return (str(original).strip().splitlines() or [type(original).__name__])[0]
+
+
+class Ledger:
+    """The ledger's engine and session factory, upgraded on first use."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def open(self) -> Ledger:
+        upgrade(self.engine)
+        return self
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

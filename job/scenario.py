@@ -1,0 +1,125 @@
+"""What a run creates, and the permissions it expects each principal to have: the AWS example's
+scenario (a bucket, a writer who may put and get objects, a reader who may only get them).
+
+The scenario is data. Provision creates `resources` in order (each after what it depends on);
+teardown deletes in the reverse order; verify checks `expectations` with each principal's own keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from job.aws.handler import Target
+from job.aws.s3 import bucket_arn
+from job.ledger.models import Verdict
+
+FIXTURE_KEY = "probe/fixture.txt"
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    kind: str
+    logical_name: str
+    name: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    principal: str  # the logical name of an IAM user resource
+    action: str
+    bucket: str
+    key: str
+    expected: Verdict
+
+    def resource_arn(self, target: Target) -> str:
+        return bucket_arn(target, self.bucket, self.key)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    resources: tuple[ResourceSpec, ...]
+    expectations: tuple[Expectation, ...]
+
+    @property
+    def principals(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(e.principal for e in self.expectations))
+
+    def resource(self, logical_name: str) -> ResourceSpec:
+        return next(spec for spec in self.resources if spec.logical_name == logical_name)
+
+
+def _policy_document(actions: list[str], resource: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}],
+    }
+
+
+# principal -> the object actions its policy grants; every other probed action must be denied.
+GRANTS: dict[str, tuple[str, ...]] = {
+    "writer": ("s3:PutObject", "s3:GetObject"),
+    "reader": ("s3:GetObject",),
+}
+PROBED_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")
+
+
+def seed_scenario(prefix: str, target: Target) -> Scenario:
+    base = f"{prefix}-{target.run_id}"
+    bucket = f"{base}-data"
+    objects = bucket_arn(target, bucket, "*")
+    resources: list[ResourceSpec] = [
+        ResourceSpec("s3_bucket", "bucket", bucket),
+        ResourceSpec(
+            "s3_object",
+            "fixture",
+            FIXTURE_KEY,
+            {"bucket": bucket, "key": FIXTURE_KEY, "body": "read by job verify"},
+        ),
+    ]
+    for principal in GRANTS:
+        resources.append(ResourceSpec("iam_user", principal, f"{base}-{principal}"))
+    for principal, actions in GRANTS.items():
+        resources.append(
+            ResourceSpec(
+                "iam_policy",
+                f"{principal}-policy",
+                f"{base}-{principal}",
+                {
+                    "document": _policy_document(list(actions), objects),
+                    "description": f"job run {target.run_id}: {', '.join(actions)} on {bucket}",
+                },
+            )
+        )
+    for principal in GRANTS:
+        resources.append(
+            ResourceSpec(
+                "iam_user_policy_attachment",
+                f"{principal}-attachment",
+                f"{base}-{principal}",
+                {
+                    "user_name": f"{base}-{principal}",
+                    "policy_arn": target.iam_arn("policy", f"{base}-{principal}"),
+                },
+            )
+        )
+    expectations = tuple(
+        Expectation(
+            principal,
+            action,
+            bucket,
+            _probe_key(principal, action),
+            Verdict.ALLOW if action in granted else Verdict.DENY,
+        )
+        for principal, granted in GRANTS.items()
+        for action in PROBED_ACTIONS
+    )
+    return Scenario(tuple(resources), expectations)
+
+
+def _probe_key(principal: str, action: str) -> str:
+    if action == "s3:GetObject":
+        return FIXTURE_KEY
+    verb = action.split(":")[1].lower()
+    return f"probe/{principal}-{verb}.txt"
