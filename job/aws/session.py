@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,8 +72,12 @@ class Aws:
         region: str | None = None,
         endpoint_url: str | None = None,
         max_attempts: int = 8,
+        call_hooks: Sequence[Callable[..., Any]] = (),
     ) -> None:
         self._session = session
+        # botocore "before-call" handlers put on every client: how tests count calls and inject
+        # faults at the boundary, without patching.
+        self.call_hooks = tuple(call_hooks)
         region = region or session.region_name
         if not region:
             raise BadInput("no AWS region: set --region, AWS_REGION or AWS_DEFAULT_REGION")
@@ -95,9 +100,12 @@ class Aws:
         clients: dict[str, Any] = self._local.__dict__.setdefault("clients", {})
         if service not in clients:
             try:
-                clients[service] = self._session.client(
+                client = self._session.client(
                     service, config=self._config, endpoint_url=self.endpoint_url
                 )
+                for hook in self.call_hooks:
+                    client.meta.events.register("before-call.*.*", hook)
+                clients[service] = client
             except NoRegionError:
                 raise BadInput(
                     "no AWS region: set --region, AWS_REGION or AWS_DEFAULT_REGION"
@@ -111,7 +119,13 @@ class Aws:
             aws_secret_access_key=secret_access_key,
             region_name=self.region,
         )
-        return Aws(session, region=self.region, endpoint_url=self.endpoint_url, max_attempts=3)
+        return Aws(
+            session,
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            max_attempts=3,
+            call_hooks=self.call_hooks,
+        )
 
     @property
     def partition(self) -> str:
@@ -127,10 +141,15 @@ class Aws:
         return Identity(answer["Account"], answer["Arn"], self.partition)
 
 
-def make_aws(region: str | None, endpoint_url: str | None = None, **credentials: str) -> Aws:
+def make_aws(
+    region: str | None,
+    endpoint_url: str | None = None,
+    call_hooks: Sequence[Callable[..., Any]] = (),
+    **credentials: str,
+) -> Aws:
     """The job's own principal, from boto3's standard chain unless credentials are given."""
     try:
         session = boto3.Session(region_name=region, **credentials)
     except BotoCoreError as error:  # e.g. a profile that does not exist
         raise BadInput(f"invalid AWS configuration: {error}") from None
-    return Aws(session, region=region, endpoint_url=endpoint_url)
+    return Aws(session, region=region, endpoint_url=endpoint_url, call_hooks=call_hooks)

@@ -1,0 +1,71 @@
+"""Provision fails half way, at every AWS call in turn; re-running it completes the run, and
+teardown leaves the account empty of it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from job.aws.session import make_aws
+from job.errors import AwsError
+from job.ledger.models import ResourceState, RunStatus
+from job.phases.provision import provision, start_run
+from job.phases.teardown import teardown
+from job.phases.verify import verify
+from tests.faults import CallLog, Crash, CrashAfter, FailAt
+from tests.helpers import leftovers, open_store
+
+REGION = "us-east-1"
+
+
+def _provision_calls(database_url: str) -> int:
+    """How many AWS calls a clean provision of an existing run makes."""
+    log = CallLog()
+    with open_store(database_url) as store:
+        run = start_run(store, make_aws(REGION), "job")
+        provision(store, make_aws(REGION, call_hooks=[log]), prefix="job", run_id=run.id)
+        teardown(store, make_aws(REGION), run_id=run.id)
+    assert "CreateUser" in log.names and "AttachUserPolicy" in log.names
+    return len(log.names)
+
+
+@pytest.mark.usefixtures("aws")
+def test_provision_resumes_after_a_failure_at_any_call(aws, database_url) -> None:
+    total = _provision_calls(database_url)
+    for index in range(1, total + 1):
+        with open_store(database_url) as store:
+            run = start_run(store, make_aws(REGION), "job")
+            with pytest.raises(AwsError, match="injected fault"):
+                provision(store, make_aws(REGION, call_hooks=[FailAt(index)]), prefix="job", run_id=run.id)
+            # Failed inside the phase, or before it (the account check) with nothing touched.
+            assert store.get_run(run.id).status in (RunStatus.FAILED, RunStatus.PROVISIONING)
+
+            provision(store, make_aws(REGION), prefix="job", run_id=run.id)
+            assert run.status is RunStatus.PROVISIONED
+            assert {row.state for row in run.resources} == {ResourceState.CREATED}
+
+            teardown(store, make_aws(REGION), run_id=run.id)
+            assert leftovers(aws, run.id) == [], f"fault at call {index}"
+
+
+@pytest.mark.usefixtures("aws")
+def test_crash_right_after_any_create_is_adopted_or_torn_down(aws, sqlite_url) -> None:
+    """The create happened but the job died before recording it: the pending row is resolved by
+    looking the resource up by its name, either by the resumed provision or by teardown."""
+    total = _provision_calls(sqlite_url)
+    for index in range(1, total + 1):
+        for finish in ("resume", "teardown"):
+            with open_store(sqlite_url) as store:
+                run = start_run(store, make_aws(REGION), "job")
+                with pytest.raises(Crash):
+                    provision(store, make_aws(REGION, call_hooks=[CrashAfter(index)]), prefix="job", run_id=run.id)
+            with open_store(sqlite_url) as store:  # a new process: only the ledger survives
+                if finish == "resume":
+                    provision(store, make_aws(REGION), prefix="job", run_id=run.id)
+                    verified = verify(store, make_aws(REGION), run_id=run.id, propagation_timeout=timedelta(seconds=5))
+                    assert verified.status is RunStatus.VERIFIED, f"crash after call {index}"
+                teardown(store, make_aws(REGION), run_id=run.id)
+                rows = store.get_run(run.id).resources
+                assert all(row.state is ResourceState.DELETED for row in rows)
+            assert leftovers(aws, run.id) == [], f"crash after call {index}, then {finish}"
