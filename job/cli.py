@@ -96,35 +96,35 @@ def _configure_logging(settings: Settings) -> None:
 
 
 @contextmanager
-def runtime(settings: Settings) -> Iterator[tuple[Any, Any]]:
-    """The ledger store and the AWS principal for one command."""
+def runtime(settings: Settings) -> Iterator[tuple[Any, Callable[[str | None], Any]]]:
+    """The ledger store, and a maker of the job's AWS principal for a region: a run's own region
+    when the command concerns an existing run and no --region was given."""
     from job.aws.session import make_aws
     from job.ledger.store import Store
     from job.runtime import Ledger
 
     with ExitStack() as stack:
-        aws_factory = None
-        if settings.emulator:
-            from job.emulator import InProcessEmulator
-
-            emulator = InProcessEmulator()
-            credentials = emulator.start()
-            stack.callback(emulator.stop)
-            log.info("using the in-process AWS emulator at %s", credentials.endpoint_url)
-
-            def aws_factory() -> Any:
-                return make_aws(
-                    settings.region or "us-east-1",
-                    credentials.endpoint_url,
-                    aws_access_key_id=credentials.access_key_id,
-                    aws_secret_access_key=credentials.secret_access_key,
-                )
-
         ledger = Ledger(settings.database_url).open()
         stack.callback(ledger.dispose)
-        session = stack.enter_context(ledger.session())
-        aws = aws_factory() if aws_factory else make_aws(settings.region)
-        yield Store(session), aws
+        store = Store(stack.enter_context(ledger.session()))
+        if not settings.emulator:
+            yield store, lambda region: make_aws(settings.region or region)
+            return
+        from job.emulator import InProcessEmulator
+
+        emulator = InProcessEmulator()
+        credentials = emulator.start()
+        stack.callback(emulator.stop)
+        log.info("using the in-process AWS emulator at %s", credentials.endpoint_url)
+        yield (
+            store,
+            lambda region: make_aws(
+                settings.region or region or "us-east-1",
+                credentials.endpoint_url,
+                aws_access_key_id=credentials.access_key_id,
+                aws_secret_access_key=credentials.secret_access_key,
+            ),
+        )
 
 
 def emit(settings: Settings, document: dict[str, Any], text: str) -> None:
@@ -132,11 +132,17 @@ def emit(settings: Settings, document: dict[str, Any], text: str) -> None:
 
 
 class JobGroup(click.Group):
-    def command(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    """Every command and subgroup under it takes the global options too."""
+
+    def command(  # type: ignore[override]
+        self, *args: Any, **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], click.Command]:
         decorator = super().command(*args, **kwargs)
         return lambda function: decorator(global_options(function))
 
-    def group(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def group(  # type: ignore[override]
+        self, *args: Any, **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], click.Group]:
         kwargs.setdefault("cls", JobGroup)
         decorator = super().group(*args, **kwargs)
         return lambda function: decorator(global_options(function))
@@ -167,10 +173,10 @@ def run_command(ctx: click.Context, keep: bool) -> None:
     from job.report import run_dict, run_text
 
     settings = settings_from(ctx)
-    with runtime(settings) as (store, aws):
+    with runtime(settings) as (store, make_aws):
         outcome = run_all(
             store,
-            aws,
+            make_aws(None),
             prefix=settings.prefix,
             propagation_timeout=settings.propagation_timeout,
             keep=keep,
@@ -199,8 +205,9 @@ def provision_command(ctx: click.Context, run_id: str | None) -> None:
     from job.report import run_dict
 
     settings = settings_from(ctx)
-    with runtime(settings) as (store, aws):
-        run = provision(store, aws, prefix=settings.prefix, run_id=run_id)
+    with runtime(settings) as (store, make_aws):
+        region = store.get_run(run_id).region if run_id else None
+        run = provision(store, make_aws(region), prefix=settings.prefix, run_id=run_id)
         # Text output is the run id alone, so that scripts can say RUN=$(job provision).
         emit(settings, run_dict(run, []), run.id)
 
@@ -217,8 +224,11 @@ def verify_command(ctx: click.Context, run_id: str) -> None:
     from job.report import run_dict, run_text
 
     settings = settings_from(ctx)
-    with runtime(settings) as (store, aws):
-        run = verify(store, aws, run_id=run_id, propagation_timeout=settings.propagation_timeout)
+    with runtime(settings) as (store, make_aws):
+        region = store.get_run(run_id).region
+        run = verify(
+            store, make_aws(region), run_id=run_id, propagation_timeout=settings.propagation_timeout
+        )
         checks = store.latest_checks(run)
         emit(settings, run_dict(run, checks), run_text(run, checks, show_resources=False))
     ctx.exit(0 if all(check.passed for check in checks) else 1)
@@ -236,8 +246,8 @@ def teardown_command(ctx: click.Context, run_id: str) -> None:
     from job.report import run_dict, run_text
 
     settings = settings_from(ctx)
-    with runtime(settings) as (store, aws):
-        run = teardown(store, aws, run_id=run_id)
+    with runtime(settings) as (store, make_aws):
+        run = teardown(store, make_aws(store.get_run(run_id).region), run_id=run_id)
         emit(settings, run_dict(run, []), run_text(run, []))
 
 

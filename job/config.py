@@ -15,8 +15,8 @@ from job.errors import BadInput
 DEFAULT_DATABASE_URL = "sqlite:///job.db"
 # Room for "-<run id>-<role>" within AWS's shortest limit we use (bucket names: 63 characters).
 MAX_PREFIX_LENGTH = 20
-_PREFIX = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
-_DURATION = re.compile(r"^(\d+)([smhd])$")
+_PREFIX = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+_DURATION = re.compile(r"([0-9]+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 LOG_LEVELS = ("debug", "info", "warning")
 OUTPUTS = ("text", "json")
@@ -24,10 +24,10 @@ OUTPUTS = ("text", "json")
 
 def parse_duration(text: str) -> timedelta:
     """`0s`, `90s`, `30m`, `6h`, `2d`; anything else is bad input."""
-    match = _DURATION.match(text.strip())
+    match = _DURATION.fullmatch(text)
     if not match:
         raise BadInput(
-            f"invalid duration {text!r}: use a whole number with a unit s, m, h or d, e.g. 30m or 6h"
+            f"invalid duration {text!r}: use a whole number and a unit (s, m, h, d), e.g. 30m"
         )
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
@@ -40,10 +40,12 @@ def parse_database_url(text: str) -> URL:
             f"invalid database URL {text!r}: use sqlite:///PATH or "
             "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
         ) from None
+    if url.drivername == "postgres":  # Heroku's and libpq's spelling
+        url = url.set(drivername="postgresql")
     backend = url.get_backend_name()
     if backend == "postgresql":
         # psycopg (3) is the driver we ship; a plain postgresql:// URL means it too.
-        if url.drivername in ("postgresql", "postgres"):
+        if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
         if url.drivername != "postgresql+psycopg":
             raise BadInput(
@@ -62,7 +64,7 @@ def parse_database_url(text: str) -> URL:
 
 
 def validate_prefix(prefix: str) -> str:
-    if len(prefix) > MAX_PREFIX_LENGTH or not _PREFIX.match(prefix):
+    if len(prefix) > MAX_PREFIX_LENGTH or not _PREFIX.fullmatch(prefix):
         raise BadInput(
             f"invalid prefix {prefix!r}: use 1 to {MAX_PREFIX_LENGTH} lowercase letters, digits "
             "and '-', starting and ending with a letter or digit"
@@ -70,8 +72,15 @@ def validate_prefix(prefix: str) -> str:
     return prefix
 
 
-def _first(*values: str | None) -> str | None:
-    return next((value for value in values if value not in (None, "")), None)
+def _first(option: str | None, *environment: str | None) -> str | None:
+    """An option given on the command line, even empty, is meant; an empty variable is unset."""
+    if option is not None:
+        return option
+    return next((value for value in environment if value), None)
+
+
+def _or_default(value: str | None, default: str) -> str:
+    return default if value is None else value
 
 
 @dataclass(frozen=True)
@@ -100,21 +109,21 @@ class Settings:
     ) -> Settings:
         """Options win over the environment, which wins over defaults."""
         env = os.environ if environ is None else environ
-        output_value = _first(output, env.get("JOB_OUTPUT")) or "text"
+        output_value = _or_default(_first(output, env.get("JOB_OUTPUT")), "text")
         if output_value not in OUTPUTS:
             raise BadInput(f"invalid output {output_value!r}: use text or json")
         if verbosity:
             log_level = "info" if verbosity == 1 else "debug"
         else:
-            log_level = (_first(env.get("JOB_LOG_LEVEL")) or "warning").lower()
+            log_level = (env.get("JOB_LOG_LEVEL") or "warning").lower()
             if log_level not in LOG_LEVELS:
                 raise BadInput(f"invalid JOB_LOG_LEVEL {log_level!r}: use debug, info or warning")
-        timeout_text = _first(env.get("JOB_PROPAGATION_TIMEOUT"))
+        timeout_text = env.get("JOB_PROPAGATION_TIMEOUT")
         return cls(
             database_url=parse_database_url(
-                _first(database_url, env.get("JOB_DATABASE_URL")) or DEFAULT_DATABASE_URL
+                _or_default(_first(database_url, env.get("JOB_DATABASE_URL")), DEFAULT_DATABASE_URL)
             ),
-            prefix=validate_prefix(_first(prefix, env.get("JOB_PREFIX")) or "job"),
+            prefix=validate_prefix(_or_default(_first(prefix, env.get("JOB_PREFIX")), "job")),
             region=_first(region, env.get("AWS_REGION"), env.get("AWS_DEFAULT_REGION")),
             output=output_value,
             emulator=bool(emulator) or env.get("JOB_EMULATOR", "") in ("1", "true", "yes"),

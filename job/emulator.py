@@ -1,9 +1,9 @@
 """An AWS emulator (moto) that enforces IAM, for demos, first runs and tests.
 
-moto allows every call unless told to authenticate after the first N requests. We spend exactly those
-N requests creating a runner user with its own access key, then every later request, the job's and
-the probe users', is signed and checked against IAM policies like on AWS. Without that, a permission
-check would prove nothing: the reader's denied put would succeed.
+moto allows every call unless told to authenticate after the first N requests. We spend exactly
+those N requests creating a runner user with its own access key; every later request, the job's
+and the probe users', is then signed and checked against IAM policies as on AWS. Without that, a
+permission check would prove nothing: the reader's denied put would succeed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ ADMIN_POLICY: dict[str, Any] = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
 }
-# CreateUser, PutUserPolicy and CreateAccessKey: the calls bootstrap makes before enforcement starts.
+# CreateUser, PutUserPolicy, CreateAccessKey: the calls bootstrap makes before enforcement starts.
 BOOTSTRAP_CALLS = 3
 
 

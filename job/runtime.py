@@ -5,6 +5,7 @@ engines or boto3 sessions, so tests can hand in their own."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,7 +67,9 @@ def make_engine(url: URL) -> Engine:
 def _alembic_config(connection: Any) -> Any:
     from alembic.config import Config
 
-    config = Config()
+    # Anything alembic prints goes to stderr: stdout belongs to the command's one JSON object.
+    # (Passed here, not left to alembic's default, which is whatever sys.stdout was at import.)
+    config = Config(stdout=sys.stderr)
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     config.attributes["connection"] = connection
     return config
@@ -114,6 +117,22 @@ def upgrade(engine: Engine) -> None:
             f"cannot open the ledger at {describe(engine.url)}: {_first_line(error)}; check the "
             "database URL and that the server is reachable"
         ) from None
+
+
+def autogenerate_revision(message: str, scratch: Path) -> None:
+    """Write a migration for whatever the models have that the migrations lack (`make migration`).
+    It compares against a scratch SQLite ledger upgraded to the newest revision."""
+    from alembic import command
+
+    scratch.unlink(missing_ok=True)
+    engine = make_engine(URL.create("sqlite", database=str(scratch)))
+    try:
+        upgrade(engine)
+        with engine.connect() as connection:
+            command.revision(_alembic_config(connection), message=message, autogenerate=True)
+    finally:
+        engine.dispose()
+        scratch.unlink(missing_ok=True)
 
 
 def _first_line(error: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""Small tools the tests share: running the CLI in-process, opening a ledger, reading the emulator."""
+"""Tools the tests share: running the CLI in-process, opening a ledger, reading the emulator."""
 
 from __future__ import annotations
 

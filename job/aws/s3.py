@@ -1,4 +1,4 @@
-"""S3 buckets and the objects the job puts in them, and the probes verify makes with a user's keys."""
+"""S3 buckets, the objects the job puts in them, and the probes verify makes with a user's keys."""
 
 from __future__ import annotations
 

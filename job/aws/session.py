@@ -53,6 +53,10 @@ def _custom_endpoint(endpoint_url: str | None) -> bool:
     )
 
 
+def _keep_arguments(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    context["arguments"] = dict(params)
+
+
 @dataclass(frozen=True)
 class Identity:
     account_id: str
@@ -100,9 +104,13 @@ class Aws:
         clients: dict[str, Any] = self._local.__dict__.setdefault("clients", {})
         if service not in clients:
             try:
-                client = self._session.client(
+                session: Any = self._session  # boto3-stubs wants a literal service name
+                client = session.client(
                     service, config=self._config, endpoint_url=self.endpoint_url
                 )
+                if self.call_hooks:
+                    # Hooks see the call's own arguments too, not only the serialized request.
+                    client.meta.events.register("before-parameter-build.*.*", _keep_arguments)
                 for hook in self.call_hooks:
                     client.meta.events.register("before-call.*.*", hook)
                 clients[service] = client
@@ -145,11 +153,16 @@ def make_aws(
     region: str | None,
     endpoint_url: str | None = None,
     call_hooks: Sequence[Callable[..., Any]] = (),
-    **credentials: str,
+    aws_access_key_id: str | None = None,
+    aws_secret_access_key: str | None = None,
 ) -> Aws:
     """The job's own principal, from boto3's standard chain unless credentials are given."""
     try:
-        session = boto3.Session(region_name=region, **credentials)
+        session = boto3.Session(
+            region_name=region,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+        )
     except BotoCoreError as error:  # e.g. a profile that does not exist
         raise BadInput(f"invalid AWS configuration: {error}") from None
     return Aws(session, region=region, endpoint_url=endpoint_url, call_hooks=call_hooks)

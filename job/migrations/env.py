@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from job.ledger.models import Base
 
 config = context.config
-target_metadata = Base.metadata
+# Tests hand in a variant of the models to prove that a drift is caught.
+target_metadata = config.attributes.get("target_metadata", Base.metadata)
 
 
-def run_migrations(connection: object) -> None:
+def run_migrations(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

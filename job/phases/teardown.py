@@ -2,7 +2,7 @@
 alone. Idempotent: "already gone" is success, and a second teardown finds nothing to do.
 
 Before deleting, each resource is inspected: only what carries this run's tag (or belongs to
-something that does) is deleted. Anything else under our name is left alone, and the ledger says why.
+something that does) is deleted. Anything else under our name is left alone; the ledger says why.
 """
 
 from __future__ import annotations

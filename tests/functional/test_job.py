@@ -60,10 +60,17 @@ def test_phases_one_by_one_with_text_output(
     again = invoke(capsys, "teardown", "--run-id", run_id, "--database-url", database_url)
     assert again.exit_code == 0, "teardown is idempotent"
 
-    shown = invoke(capsys, "--output", "json", "runs", "show", run_id, "--database-url", database_url)
+    shown = invoke(
+        capsys, "--output", "json", "runs", "show", run_id, "--database-url", database_url
+    )
     document = shown.json()
     assert document["status"] == "torn_down"
-    assert [p["phase"] for p in document["phases"]] == ["provision", "verify", "teardown", "teardown"]
+    assert [p["phase"] for p in document["phases"]] == [
+        "provision",
+        "verify",
+        "teardown",
+        "teardown",
+    ]
     assert all(p["outcome"] == "succeeded" for p in document["phases"])
     assert {r["state"] for r in document["resources"]} == {"deleted"}
 
@@ -84,7 +91,11 @@ def test_reader_with_extra_rights_fails_verify_and_names_the_check(
             {
                 "Version": "2012-10-17",
                 "Statement": [
-                    {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"}
+                    {
+                        "Effect": "Allow",
+                        "Action": "s3:PutObject",
+                        "Resource": f"arn:aws:s3:::{bucket}/*",
+                    }
                 ],
             }
         ),
@@ -104,5 +115,8 @@ def test_reader_with_extra_rights_fails_verify_and_names_the_check(
         assert (bad.expected.value, bad.actual.value) == ("deny", "allow")
 
     # The inline policy blocks DeleteUser on AWS; teardown removes it too.
-    assert invoke(capsys, "teardown", "--run-id", run_id, "--database-url", database_url).exit_code == 0
+    assert (
+        invoke(capsys, "teardown", "--run-id", run_id, "--database-url", database_url).exit_code
+        == 0
+    )
     assert leftovers(aws, run_id) == []

@@ -37,7 +37,9 @@ def test_provision_resumes_after_a_failure_at_any_call(aws, database_url) -> Non
         with open_store(database_url) as store:
             run = start_run(store, make_aws(REGION), "job")
             with pytest.raises(AwsError, match="injected fault"):
-                provision(store, make_aws(REGION, call_hooks=[FailAt(index)]), prefix="job", run_id=run.id)
+                provision(
+                    store, make_aws(REGION, call_hooks=[FailAt(index)]), prefix="job", run_id=run.id
+                )
             # Failed inside the phase, or before it (the account check) with nothing touched.
             assert store.get_run(run.id).status in (RunStatus.FAILED, RunStatus.PROVISIONING)
 
@@ -59,11 +61,21 @@ def test_crash_right_after_any_create_is_adopted_or_torn_down(aws, sqlite_url) -
             with open_store(sqlite_url) as store:
                 run = start_run(store, make_aws(REGION), "job")
                 with pytest.raises(Crash):
-                    provision(store, make_aws(REGION, call_hooks=[CrashAfter(index)]), prefix="job", run_id=run.id)
+                    provision(
+                        store,
+                        make_aws(REGION, call_hooks=[CrashAfter(index)]),
+                        prefix="job",
+                        run_id=run.id,
+                    )
             with open_store(sqlite_url) as store:  # a new process: only the ledger survives
                 if finish == "resume":
                     provision(store, make_aws(REGION), prefix="job", run_id=run.id)
-                    verified = verify(store, make_aws(REGION), run_id=run.id, propagation_timeout=timedelta(seconds=5))
+                    verified = verify(
+                        store,
+                        make_aws(REGION),
+                        run_id=run.id,
+                        propagation_timeout=timedelta(seconds=5),
+                    )
                     assert verified.status is RunStatus.VERIFIED, f"crash after call {index}"
                 teardown(store, make_aws(REGION), run_id=run.id)
                 rows = store.get_run(run.id).resources

@@ -1,0 +1,40 @@
+# Developer and CI entry points. Everything runs from the virtualenv, which `install` creates.
+VENV ?= .venv
+PYTHON ?= python3
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS='-k sqlite -x'`.
+PYTEST_ARGS ?=
+
+.PHONY: install test lint run migration clean
+
+install: $(VENV)/.installed
+
+# A stamp, so that every target can depend on an installed venv without reinstalling each time;
+# editing pyproject.toml (new dependency, new entry point) triggers a reinstall.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/pip install -e '.[dev]'
+	touch $@
+
+# no:cacheprovider: no .pytest_cache in the tree, and no state carried between runs.
+test: $(VENV)/.installed
+	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check job tests
+	$(VENV)/bin/ruff format --check job tests
+	$(VENV)/bin/mypy
+
+# The whole job against the in-process, IAM-enforcing emulator: no AWS account needed.
+run: $(VENV)/.installed
+	$(VENV)/bin/job run --emulator
+
+# A new Alembic revision for what changed in job/ledger/models.py: make migration MESSAGE="why"
+migration: $(VENV)/.installed
+	@test -n "$(MESSAGE)" || (echo 'usage: make migration MESSAGE="what changes"' >&2; exit 2)
+	$(VENV)/bin/python -c 'import sys, pathlib, job.runtime as r; r.autogenerate_revision(sys.argv[1], pathlib.Path(".migration-scratch.db"))' "$(MESSAGE)"
+
+# Removes the virtualenv too: the next target reinstalls from scratch.
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -not -path './.git/*' -prune -exec rm -rf {} +

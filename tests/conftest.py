@@ -1,0 +1,121 @@
+"""Shared fixtures: an IAM-enforcing AWS emulator, PostgreSQL and SQLite ledgers, a clean env.
+
+Fixture names are a contract for every test module:
+
+- ``moto_endpoint`` (session): URL of the one moto server of this session.
+- ``aws``: the emulator reset and a fresh admin runner whose keys boto3's default chain now uses;
+  returns its ``EmulatorCredentials``.
+- ``postgres_server`` (session): admin SQLAlchemy URL of the one PostgreSQL server.
+- ``postgres_url``: URL of a new empty database, dropped after the test.
+- ``sqlite_url``: URL of a SQLite file in the test's tmp_path.
+- ``database_url``: parametrized, the test runs once on SQLite and once on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import boto3
+import pytest
+
+from job.emulator import EmulatorCredentials, bootstrap_runner, reset
+from tests.services.moto_server import moto_server
+from tests.services.postgres import postgres_server as start_postgres_server
+from tests.services.postgres import temporary_database
+
+REGION = "us-east-1"
+
+# The job's own settings: a developer's shell must not steer what a test provisions or where it
+# records it.
+JOB_VARIABLES = (
+    "JOB_DATABASE_URL",
+    "JOB_PREFIX",
+    "JOB_OUTPUT",
+    "JOB_EMULATOR",
+    "JOB_LOG_LEVEL",
+    "AWS_ENDPOINT_URL",
+    # A test that forgets the `aws` fixture must fail for want of credentials, never reach a real
+    # account with a developer's.
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+)
+# Would make boto3 sign as someone other than the runner (a profile, a session's token).
+AWS_IDENTITY_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+DATABASE_FIXTURES = {"sqlite": "sqlite_url", "postgresql": "postgres_url"}
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `timeout`, CI cancellation and IDE stop buttons send SIGTERM, which would kill pytest
+    # without teardown and orphan the moto server and the PostgreSQL cluster (pg_ctl detaches
+    # it). As a KeyboardInterrupt, pytest still tears the session fixtures down.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in JOB_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    # No instance metadata service here: asking it only costs time-outs.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # boto3.client() goes through a module-level default session that caches the credentials and
+    # config it resolved first; a fresh one per test sees this test's environment.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    # The default ledger, sqlite:///job.db, and any other relative path land in the test's tmp.
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # The log stays in pytest's basetemp (the last 3 runs are kept) for post-mortems.
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield url
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> EmulatorCredentials:
+    # Scrub first: bootstrap_runner builds a boto3 client itself, and a stale AWS_PROFILE would
+    # break even a client given explicit keys (ProfileNotFound).
+    for name in AWS_IDENTITY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    # Nonexistent files: no profile, region or credential_process from ~/.aws can apply.
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    reset(moto_endpoint)
+    credentials = bootstrap_runner(moto_endpoint)
+    for name, value in credentials.environment(REGION).items():
+        monkeypatch.setenv(name, value)
+    return credentials
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    with start_postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    with temporary_database(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/job.db"
+
+
+@pytest.fixture(params=list(DATABASE_FIXTURES), ids=list(DATABASE_FIXTURES))
+def database_url(request: pytest.FixtureRequest) -> str:
+    # getfixturevalue: PostgreSQL starts only if a test actually needs it (e.g. not with -k sqlite).
+    url: str = request.getfixturevalue(DATABASE_FIXTURES[request.param])
+    return url

@@ -1,0 +1,122 @@
+"""Verify under IAM's eventual consistency: new keys that are not valid yet, attachments that have
+not taken effect, and a principal whose allowed calls never work."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from job.aws.session import make_aws
+from job.ledger.models import ResourceState, RunStatus, Verdict
+from job.phases.provision import provision, start_run
+from job.phases.verify import verify
+from tests.faults import FailTimes, client_error
+from tests.helpers import admin_client, open_store
+
+REGION = "us-east-1"
+pytestmark = pytest.mark.usefixtures("aws")
+
+
+def _provisioned(store) -> str:
+    run = start_run(store, make_aws(REGION), "job")
+    provision(store, make_aws(REGION), prefix="job", run_id=run.id)
+    return run.id
+
+
+def _no_keys_left(aws, run_id: str) -> None:
+    iam = admin_client(aws, "iam")
+    for role in ("writer", "reader"):
+        assert iam.list_access_keys(UserName=f"job-{run_id}-{role}")["AccessKeyMetadata"] == []
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        # A key a moment old: S3 does not know it yet.
+        FailTimes({"PutObject", "GetObject"}, "InvalidAccessKeyId", times=2),
+        # The attachment has not reached S3 yet: an allowed call is denied for a while.
+        FailTimes({"GetObject"}, "AccessDenied", times=2),
+    ],
+    ids=["key-not-yet-valid", "attachment-not-yet-effective"],
+)
+def test_verify_waits_for_iam_to_catch_up(aws, sqlite_url, fault) -> None:
+    with open_store(sqlite_url) as store:
+        run_id = _provisioned(store)
+        run = verify(
+            store,
+            make_aws(REGION, call_hooks=[fault]),
+            run_id=run_id,
+            propagation_timeout=timedelta(seconds=30),
+        )
+        assert fault.seen == 2
+        assert run.status is RunStatus.VERIFIED
+        assert all(check.passed for check in store.latest_checks(run))
+    _no_keys_left(aws, run_id)
+
+
+class DenyGetsAfterTheFirst:
+    """Principals are verified in order, writer then reader: every GetObject after the writer's is
+    the reader's, and is denied, as if the reader's policy never took effect."""
+
+    gets = 0
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        if model.name == "GetObject":
+            self.gets += 1
+            if self.gets > 1:
+                raise client_error("AccessDenied", model.name)
+
+
+def test_a_denial_before_the_allowed_calls_work_proves_nothing(aws, sqlite_url) -> None:
+    hook = DenyGetsAfterTheFirst()
+    with open_store(sqlite_url) as store:
+        run_id = _provisioned(store)
+        run = verify(
+            store,
+            make_aws(REGION, call_hooks=[hook]),
+            run_id=run_id,
+            propagation_timeout=timedelta(seconds=1),
+        )
+
+        assert run.status is RunStatus.VERIFY_FAILED
+        assert hook.gets > 2, "the reader's get was retried until the timeout"
+        checks = store.latest_checks(run)
+        assert all(c.passed for c in checks if c.principal == "writer")
+        reader = {c.action: c for c in checks if c.principal == "reader"}
+        assert reader["s3:GetObject"].actual is Verdict.DENY
+        assert not reader["s3:GetObject"].passed
+        for action in ("s3:PutObject", "s3:DeleteObject"):
+            # Denied calls were not tried: a denial now could be IAM not having caught up.
+            assert reader[action].actual is Verdict.ERROR and not reader[action].passed
+            assert "would prove nothing" in (reader[action].detail or "")
+        keys = [row for row in store.get_run(run_id).resources if row.kind == "iam_access_key"]
+        assert len(keys) == 2 and all(row.state is ResourceState.DELETED for row in keys)
+    _no_keys_left(aws, run_id)
+
+
+class Explode:
+    def __call__(self, model: Any, **_: Any) -> None:
+        if model.name == "PutObject":
+            raise RuntimeError("the process is going down")
+
+
+def test_keys_are_deleted_when_verify_fails_half_way(aws, sqlite_url) -> None:
+    with open_store(sqlite_url) as store:
+        run_id = _provisioned(store)
+        with pytest.raises(RuntimeError):
+            verify(
+                store,
+                make_aws(REGION, call_hooks=[Explode()]),
+                run_id=run_id,
+                propagation_timeout=timedelta(seconds=5),
+            )
+        run = store.get_run(run_id)
+        assert run.status is RunStatus.FAILED
+        assert run.attempts[-1].phase == "verify" and "RuntimeError" in (
+            run.attempts[-1].error or ""
+        )
+        keys = [row for row in run.resources if row.kind == "iam_access_key"]
+        assert [row.state for row in keys] == [ResourceState.DELETED]
+    _no_keys_left(aws, run_id)

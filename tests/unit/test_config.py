@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from job.config import Settings, parse_database_url, parse_duration, validate_prefix
+from job.errors import BadInput
+
+
+@given(st.integers(min_value=0, max_value=10**6), st.sampled_from("smhd"))
+def test_duration_round_trip(amount: int, unit: str) -> None:
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    assert parse_duration(f"{amount}{unit}") == timedelta(seconds=amount * seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5", "5m\n", "-5m", "1.5h", "5 m", "5w", "m", "1h30m", "٣m"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(BadInput, match="invalid duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("prefix", ["job", "a", "canary-1", "a" * 20, "0x"])
+def test_good_prefixes(prefix: str) -> None:
+    assert validate_prefix(prefix) == prefix
+
+
+@pytest.mark.parametrize("prefix", ["", "Job", "job_1", "-a", "a-", "a" * 21, "a b", "é", "job\n"])
+def test_bad_prefixes(prefix: str) -> None:
+    with pytest.raises(BadInput, match="invalid prefix"):
+        validate_prefix(prefix)
+
+
+def test_postgresql_urls_use_psycopg() -> None:
+    for text in ("postgresql://u:p@h:5432/d", "postgres://u:p@h/d"):
+        assert parse_database_url(text).drivername == "postgresql+psycopg"
+    assert parse_database_url("sqlite:///x.db").database == "x.db"
+
+
+def test_options_win_over_environment_and_empty_variables_are_unset() -> None:
+    environ = {"JOB_PREFIX": "fromenv", "JOB_OUTPUT": "", "AWS_DEFAULT_REGION": "eu-west-1"}
+    settings = Settings.load(environ=environ)
+    assert (settings.prefix, settings.output, settings.region) == ("fromenv", "text", "eu-west-1")
+    settings = Settings.load(prefix="fromoption", region="us-west-2", environ=environ)
+    assert (settings.prefix, settings.region) == ("fromoption", "us-west-2")
+    with pytest.raises(BadInput):
+        Settings.load(prefix="", environ=environ)
+
+
+def test_verbosity_overrides_log_level() -> None:
+    assert Settings.load(environ={"JOB_LOG_LEVEL": "INFO"}).log_level == "info"
+    assert Settings.load(verbosity=2, environ={"JOB_LOG_LEVEL": "warning"}).log_level == "debug"

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from botocore.exceptions import ClientError
+
+from job.aws.retry import until_consistent
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def failing(codes: list[str], result: str = "ok"):
+    remaining = list(codes)
+
+    def call() -> str:
+        if remaining:
+            raise ClientError({"Error": {"Code": remaining.pop(0), "Message": ""}}, "Op")
+        return result
+
+    return call
+
+
+def test_retries_the_named_codes_with_backoff() -> None:
+    clock = FakeClock()
+    answer = until_consistent(
+        failing(["InvalidAccessKeyId"] * 4),
+        retry_on={"InvalidAccessKeyId"},
+        timeout=timedelta(seconds=60),
+        what="a key",
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert answer == "ok"
+    assert clock.sleeps == [0.5, 1.0, 2.0, 4.0]
+
+
+def test_backoff_is_capped_and_bounded_by_the_timeout() -> None:
+    clock = FakeClock()
+    with pytest.raises(ClientError, match="AccessDenied"):
+        until_consistent(
+            failing(["AccessDenied"] * 100),
+            retry_on={"AccessDenied"},
+            timeout=timedelta(seconds=20),
+            what="a policy",
+            sleep=clock.sleep,
+            clock=clock,
+        )
+    assert max(clock.sleeps) == 5.0
+    assert clock.now <= 20
+
+
+def test_other_errors_are_raised_at_once() -> None:
+    clock = FakeClock()
+    with pytest.raises(ClientError, match="Throttling"):
+        until_consistent(
+            failing(["Throttling"]),
+            retry_on={"AccessDenied"},
+            timeout=timedelta(seconds=60),
+            what="x",
+            sleep=clock.sleep,
+            clock=clock,
+        )
+    assert clock.sleeps == []
