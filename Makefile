@@ -21,8 +21,8 @@ test: $(VENV)/.installed
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check job tests
-	$(VENV)/bin/ruff format --check job tests
+	$(VENV)/bin/ruff check job tests benchmarks
+	$(VENV)/bin/ruff format --check job tests benchmarks
 	$(VENV)/bin/mypy
 
 # The whole job against the in-process, IAM-enforcing emulator: no AWS account needed.
