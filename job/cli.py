@@ -12,12 +12,13 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
 
 from job.config import Settings
-from job.errors import JobError
+from job.errors import BadInput, JobError
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("job")
@@ -95,10 +96,18 @@ def _configure_logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
 
 
+@dataclass
+class Runtime:
+    """What a command works with: the ledger, its store, and a maker of the job's AWS principal
+    for a region (a run's own region when the command concerns an existing run)."""
+
+    ledger: Any
+    store: Any
+    make_aws: Callable[[str | None], Any]
+
+
 @contextmanager
-def runtime(settings: Settings) -> Iterator[tuple[Any, Callable[[str | None], Any]]]:
-    """The ledger store, and a maker of the job's AWS principal for a region: a run's own region
-    when the command concerns an existing run and no --region was given."""
+def runtime(settings: Settings) -> Iterator[Runtime]:
     from job.aws.session import make_aws
     from job.ledger.store import Store
     from job.runtime import Ledger
@@ -108,7 +117,7 @@ def runtime(settings: Settings) -> Iterator[tuple[Any, Callable[[str | None], An
         stack.callback(ledger.dispose)
         store = Store(stack.enter_context(ledger.session()))
         if not settings.emulator:
-            yield store, lambda region: make_aws(settings.region or region)
+            yield Runtime(ledger, store, lambda region: make_aws(settings.region or region))
             return
         from job.emulator import InProcessEmulator
 
@@ -116,7 +125,8 @@ def runtime(settings: Settings) -> Iterator[tuple[Any, Callable[[str | None], An
         credentials = emulator.start()
         stack.callback(emulator.stop)
         log.info("using the in-process AWS emulator at %s", credentials.endpoint_url)
-        yield (
+        yield Runtime(
+            ledger,
             store,
             lambda region: make_aws(
                 settings.region or region or "us-east-1",
@@ -173,12 +183,14 @@ def run_command(ctx: click.Context, keep: bool) -> None:
     from job.report import run_dict, run_text
 
     settings = settings_from(ctx)
-    with runtime(settings) as (store, make_aws):
+    with runtime(settings) as job:
+        store = job.store
         outcome = run_all(
             store,
-            make_aws(None),
+            job.make_aws(None),
             prefix=settings.prefix,
             propagation_timeout=settings.propagation_timeout,
+            hold=job.ledger.hold,
             keep=keep,
         )
         run = store.get_run(outcome.run.id)
@@ -201,13 +213,18 @@ def provision_command(ctx: click.Context, run_id: str | None) -> None:
 
     Example: job provision
     """
-    from job.phases.provision import provision
+    from job.phases.provision import provision, start_run
     from job.report import run_dict
 
     settings = settings_from(ctx)
-    with runtime(settings) as (store, make_aws):
-        region = store.get_run(run_id).region if run_id else None
-        run = provision(store, make_aws(region), prefix=settings.prefix, run_id=run_id)
+    with runtime(settings) as job:
+        if run_id is None:
+            aws = job.make_aws(None)
+            run_id = start_run(job.store, aws, settings.prefix).id
+        else:
+            aws = job.make_aws(job.store.get_run(run_id).region)
+        with job.ledger.hold(run_id):
+            run = provision(job.store, aws, run_id=run_id)
         # Text output is the run id alone, so that scripts can say RUN=$(job provision).
         emit(settings, run_dict(run, []), run.id)
 
@@ -224,30 +241,61 @@ def verify_command(ctx: click.Context, run_id: str) -> None:
     from job.report import run_dict, run_text
 
     settings = settings_from(ctx)
-    with runtime(settings) as (store, make_aws):
-        region = store.get_run(run_id).region
-        run = verify(
-            store, make_aws(region), run_id=run_id, propagation_timeout=settings.propagation_timeout
-        )
-        checks = store.latest_checks(run)
+    with runtime(settings) as job:
+        aws = job.make_aws(job.store.get_run(run_id).region)
+        with job.ledger.hold(run_id):
+            run = verify(
+                job.store, aws, run_id=run_id, propagation_timeout=settings.propagation_timeout
+            )
+        checks = job.store.latest_checks(run)
         emit(settings, run_dict(run, checks), run_text(run, checks, show_resources=False))
     ctx.exit(0 if all(check.passed for check in checks) else 1)
 
 
 @cli.command("teardown")
-@click.option("--run-id", required=True, help="The run to tear down.")
+@click.option("--run-id", help="The run to tear down.")
+@click.option("--stale", is_flag=True, help="Tear down every idle run that is not torn down.")
+@click.option(
+    "--older-than",
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    help="With --stale: idle for longer than this (e.g. 30m, 6h, 2d).",
+)
 @click.pass_context
-def teardown_command(ctx: click.Context, run_id: str) -> None:
-    """Delete everything the run created or may have created. Idempotent; safe after any crash.
+def teardown_command(ctx: click.Context, run_id: str | None, stale: bool, older_than: str) -> None:
+    """Delete everything a run created or may have created. Idempotent; safe after any crash.
+
+    With --stale, tear down every run not yet torn down whose last activity is older than
+    --older-than; runs another process holds are skipped. Several of these may run at once.
 
     Example: job teardown --run-id abc123
     """
+    from job.config import parse_duration
+    from job.phases.stale import teardown_stale
     from job.phases.teardown import teardown
-    from job.report import run_dict, run_text
+    from job.report import run_dict, run_text, stale_text
 
     settings = settings_from(ctx)
-    with runtime(settings) as (store, make_aws):
-        run = teardown(store, make_aws(store.get_run(run_id).region), run_id=run_id)
+    if (run_id is None) == (not stale):
+        raise BadInput("give either --run-id ID or --stale: `job teardown --help` shows both")
+    if run_id is None:
+        idle = parse_duration(older_than)
+        with runtime(settings) as job:
+            outcomes = teardown_stale(
+                job.store, job.make_aws, older_than=idle, hold=job.ledger.hold
+            )
+        failed = [outcome for outcome in outcomes if outcome.outcome == "failed"]
+        document = {
+            "status": "error" if failed else "ok",
+            "runs": [vars(outcome) for outcome in outcomes],
+        }
+        emit(settings, document, stale_text(outcomes))
+        ctx.exit(4 if failed else 0)
+    with runtime(settings) as job:
+        aws = job.make_aws(job.store.get_run(run_id).region)
+        with job.ledger.hold(run_id):
+            run = teardown(job.store, aws, run_id=run_id)
         emit(settings, run_dict(run, []), run_text(run, []))
 
 

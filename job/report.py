@@ -51,6 +51,8 @@ def run_dict(run: Run, checks: Sequence[Check]) -> dict[str, Any]:
         "account_id": run.account_id,
         "region": run.region,
         "prefix": run.prefix,
+        "holder": run.holder,
+        "held_until": _time(run.held_until),
         "phases": [
             {
                 "phase": attempt.phase,
@@ -122,6 +124,14 @@ def resources_text(resources: Sequence[Resource]) -> str:
     return table(
         ("KIND", "NAME", "STATE", "NOTE"),
         [(r.kind, r.name, r.state.value, r.error or "") for r in resources],
+    )
+
+
+def stale_text(outcomes: Sequence[Any]) -> str:
+    if not outcomes:
+        return "no stale runs"
+    return table(
+        ("RUN", "OUTCOME", "NOTE"), [(o.run_id, o.outcome, o.error or "") for o in outcomes]
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +156,12 @@ class Ledger:
     def session(self) -> Iterator[Session]:
         with self._sessions() as session:
             yield session
+
+    def hold(self, run_id: str) -> AbstractContextManager[None]:
+        """Hold the run for this process, or raise RunHeld (exit 3); see job.ledger.hold."""
+        from job.ledger.hold import hold
+
+        return hold(self.engine, run_id)
 
     def dispose(self) -> None:
         self.engine.dispose()

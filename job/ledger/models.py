@@ -115,6 +115,9 @@ class Run(Base):
     account_id: Mapped[str] = mapped_column(String(12))
     partition: Mapped[str] = mapped_column(String(16), default="aws")
     status: Mapped[RunStatus] = mapped_column(_enum(RunStatus))
+    # Who holds the run now ("host:pid") and until when its lease runs; see job.ledger.hold.
+    holder: Mapped[str | None] = mapped_column(String(255))
+    held_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -62,9 +63,12 @@ class Store:
         return run
 
     def get_run(self, run_id: str) -> Run:
+        # populate_existing: another process may have changed the run since this session last
+        # looked (a janitor that waited for the hold must see what the holder did).
         run = self.session.get(
             Run,
             run_id,
+            populate_existing=True,
             options=[
                 selectinload(Run.resources),
                 selectinload(Run.checks),
@@ -83,6 +87,15 @@ class Store:
             query = query.where(Run.status == status)
         if limit is not None:
             query = query.limit(limit)
+        return self.session.scalars(query).all()
+
+    def stale_runs(self, idle_since: datetime) -> Sequence[Run]:
+        """Runs not torn down whose last activity is older than `idle_since`, oldest first."""
+        query = (
+            select(Run)
+            .where(Run.status != RunStatus.TORN_DOWN, Run.updated_at < idle_since)
+            .order_by(Run.updated_at, Run.id)
+        )
         return self.session.scalars(query).all()
 
     def set_status(self, run: Run, status: RunStatus) -> None:

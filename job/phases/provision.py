@@ -35,16 +35,14 @@ def start_run(store: Store, aws: Aws, prefix: str) -> Run:
     return run
 
 
-def provision(store: Store, aws: Aws, *, prefix: str, run_id: str | None = None) -> Run:
-    if run_id is None:
-        run = start_run(store, aws, prefix)
-    else:
-        run = store.get_run(run_id)
-        if any(attempt.phase == "teardown" for attempt in run.attempts):
-            raise BadInput(
-                f"run {run.id} has been torn down (or was being torn down); start a new run with "
-                f"`job provision`, or finish it with `job teardown --run-id {run.id}`"
-            )
+def provision(store: Store, aws: Aws, *, run_id: str) -> Run:
+    """Create what is missing of the run's resources (all of them, for a run just started)."""
+    run = store.get_run(run_id)
+    if any(attempt.phase == "teardown" for attempt in run.attempts):
+        raise BadInput(
+            f"run {run.id} has been torn down (or was being torn down); start a new run with "
+            f"`job provision`, or finish it with `job teardown --run-id {run.id}`"
+        )
     target = target_for(run, aws)
     with phase(store, run, "provision", RunStatus.PROVISIONING):
         for spec in seed_scenario(run.prefix, target).resources:

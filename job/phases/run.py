@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,15 +27,28 @@ class RunOutcome:
 
 
 def run_all(
-    store: Store, aws: Aws, *, prefix: str, propagation_timeout: timedelta, keep: bool = False
+    store: Store,
+    aws: Aws,
+    *,
+    prefix: str,
+    propagation_timeout: timedelta,
+    hold: Callable[[str], AbstractContextManager[None]],
+    keep: bool = False,
 ) -> RunOutcome:
     """Exit code: verify's (0 or 1), or the phase error's; 4 when teardown could not finish.
-    Teardown is attempted whatever happened before it, unless `keep`."""
+    Teardown is attempted whatever happened before it, unless `keep`. The run is held throughout."""
     run = start_run(store, aws, prefix)
+    with hold(run.id):
+        return _phases(store, aws, run, propagation_timeout, keep)
+
+
+def _phases(
+    store: Store, aws: Aws, run: Run, propagation_timeout: timedelta, keep: bool
+) -> RunOutcome:
     error: JobError | None = None
     exit_code = 0
     try:
-        provision(store, aws, prefix=prefix, run_id=run.id)
+        provision(store, aws, run_id=run.id)
         verify(store, aws, run_id=run.id, propagation_timeout=propagation_timeout)
         exit_code = 0 if all(check.passed for check in store.latest_checks(run)) else 1
     except JobError as failure:

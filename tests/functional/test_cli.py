@@ -155,3 +155,28 @@ def test_db_upgrade_is_idempotent(capsys) -> None:
         result = invoke(capsys, "db", "upgrade", "--database-url", "sqlite:///ledger/here.db")
         assert result.exit_code == 0
     assert Path("ledger/here.db").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["teardown"], ("give either --run-id ID or --stale",)),
+        (["teardown", "--run-id", "x", "--stale"], ("give either --run-id ID or --stale",)),
+        (["teardown", "--stale", "--older-than", "5"], ("invalid duration '5'",)),
+        (["teardown", "--stale", "--older-than", "-1h"], ("invalid duration '-1h'",)),
+    ],
+)
+def test_teardown_needs_one_target(args: list[str], words: tuple[str, ...], capsys) -> None:
+    _assert_one_line_error(invoke(capsys, *args), 2, *words)
+
+
+def test_stale_teardown_with_nothing_stale(aws, capsys) -> None:
+    run_id = invoke(capsys, "provision").stdout.strip()
+    result = invoke(capsys, "teardown", "--stale", "--output", "json")
+    assert result.exit_code == 0
+    assert result.json() == {"status": "ok", "runs": []}
+    result = invoke(capsys, "teardown", "--stale", "--older-than", "0s", "--output", "json")
+    assert result.json() == {
+        "status": "ok",
+        "runs": [{"run_id": run_id, "outcome": "torn_down", "error": None}],
+    }

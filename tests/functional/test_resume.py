@@ -24,7 +24,7 @@ def _provision_calls(database_url: str) -> int:
     log = CallLog()
     with open_store(database_url) as store:
         run = start_run(store, make_aws(REGION), "job")
-        provision(store, make_aws(REGION, call_hooks=[log]), prefix="job", run_id=run.id)
+        provision(store, make_aws(REGION, call_hooks=[log]), run_id=run.id)
         teardown(store, make_aws(REGION), run_id=run.id)
     assert "CreateUser" in log.names and "AttachUserPolicy" in log.names
     return len(log.names)
@@ -37,13 +37,11 @@ def test_provision_resumes_after_a_failure_at_any_call(aws, database_url) -> Non
         with open_store(database_url) as store:
             run = start_run(store, make_aws(REGION), "job")
             with pytest.raises(AwsError, match="injected fault"):
-                provision(
-                    store, make_aws(REGION, call_hooks=[FailAt(index)]), prefix="job", run_id=run.id
-                )
+                provision(store, make_aws(REGION, call_hooks=[FailAt(index)]), run_id=run.id)
             # Failed inside the phase, or before it (the account check) with nothing touched.
             assert store.get_run(run.id).status in (RunStatus.FAILED, RunStatus.PROVISIONING)
 
-            provision(store, make_aws(REGION), prefix="job", run_id=run.id)
+            provision(store, make_aws(REGION), run_id=run.id)
             assert run.status is RunStatus.PROVISIONED
             assert {row.state for row in run.resources} == {ResourceState.CREATED}
 
@@ -64,12 +62,11 @@ def test_crash_right_after_any_create_is_adopted_or_torn_down(aws, sqlite_url) -
                     provision(
                         store,
                         make_aws(REGION, call_hooks=[CrashAfter(index)]),
-                        prefix="job",
                         run_id=run.id,
                     )
             with open_store(sqlite_url) as store:  # a new process: only the ledger survives
                 if finish == "resume":
-                    provision(store, make_aws(REGION), prefix="job", run_id=run.id)
+                    provision(store, make_aws(REGION), run_id=run.id)
                     verified = verify(
                         store,
                         make_aws(REGION),

@@ -32,7 +32,7 @@ def test_teardown_removes_everything_that_blocks_a_delete(aws, sqlite_url) -> No
     iam, s3 = admin_client(aws, "iam"), admin_client(aws, "s3")
     with open_store(sqlite_url) as store:
         run = start_run(store, make_aws(REGION), "job")
-        provision(store, make_aws(REGION), prefix="job", run_id=run.id)
+        provision(store, make_aws(REGION), run_id=run.id)
     writer, reader, bucket = (f"job-{run.id}-{r}" for r in ("writer", "reader", "data"))
     policy_arn = f"arn:aws:iam::123456789012:policy/job/job-{run.id}-writer"
 
@@ -87,7 +87,7 @@ def test_a_plain_run_tears_down_under_strict_rules(aws, sqlite_url, capsys) -> N
     strict = _strict(aws)
     with open_store(sqlite_url) as store:
         run = start_run(store, make_aws(REGION), "job")
-        provision(store, make_aws(REGION), prefix="job", run_id=run.id)
+        provision(store, make_aws(REGION), run_id=run.id)
         teardown(store, make_aws(REGION, call_hooks=[strict]), run_id=run.id)
     assert strict.refused == []
     assert leftovers(aws, run.id) == []
@@ -132,7 +132,7 @@ def test_provision_refuses_to_adopt_a_stranger(aws, sqlite_url) -> None:
         # Someone else's user already stands under the name the run is about to use.
         admin_client(aws, "iam").create_user(UserName=f"job-{run.id}-writer")
         with pytest.raises(NotOurs, match="lacks the job's tags"):
-            provision(store, make_aws(REGION), prefix="job", run_id=run.id)
+            provision(store, make_aws(REGION), run_id=run.id)
         assert store.find_resource(run, "writer").state is ResourceState.PENDING
         teardown(store, make_aws(REGION), run_id=run.id)
     assert leftovers(aws, run.id) == [f"user job-{run.id}-writer"]

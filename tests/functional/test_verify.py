@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("aws")
 
 def _provisioned(store) -> str:
     run = start_run(store, make_aws(REGION), "job")
-    provision(store, make_aws(REGION), prefix="job", run_id=run.id)
+    provision(store, make_aws(REGION), run_id=run.id)
     return run.id
 
 

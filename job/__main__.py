@@ -1,0 +1,5 @@
+"""`python -m job`, the same as the `job` console script."""
+
+from job.cli import main
+
+main()

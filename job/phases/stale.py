@@ -1,0 +1,60 @@
+"""`job teardown --stale`: the janitor. Tears down every run that is not torn down and has been
+idle longer than a duration: runs whose process died, or that were provisioned with --keep and
+forgotten.
+
+Several janitors may run at once on machines sharing one PostgreSQL ledger. Each run is torn down
+by whichever takes its hold first; the others skip it (a held run is busy, not an error), and one
+that gets the hold after the run was finished sees that and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from job.aws.session import Aws
+from job.errors import JobError, RunHeld
+from job.ledger.models import RunStatus, utcnow
+from job.ledger.store import Store
+from job.phases.teardown import teardown
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StaleOutcome:
+    run_id: str
+    outcome: str  # torn_down, skipped (held, or already done), failed
+    error: str | None = None
+
+
+def teardown_stale(
+    store: Store,
+    make_aws: Callable[[str], Aws],
+    *,
+    older_than: timedelta,
+    hold: Callable[[str], AbstractContextManager[None]],
+) -> list[StaleOutcome]:
+    idle_since = utcnow() - older_than
+    outcomes: list[StaleOutcome] = []
+    for run_id in [run.id for run in store.stale_runs(idle_since)]:
+        try:
+            with hold(run_id):
+                # Read again under the hold: another janitor may have finished it meanwhile.
+                run = store.get_run(run_id)
+                if run.status is RunStatus.TORN_DOWN or run.updated_at >= idle_since:
+                    outcomes.append(StaleOutcome(run_id, "skipped"))
+                    continue
+                log.info("tearing down stale run %s (idle since %s)", run_id, run.updated_at)
+                teardown(store, make_aws(run.region), run_id=run_id)
+                outcomes.append(StaleOutcome(run_id, "torn_down"))
+        except RunHeld:
+            outcomes.append(StaleOutcome(run_id, "skipped", "held by another process"))
+        except JobError as error:
+            # One stuck run must not keep the janitor from the others.
+            log.error("%s", error.message)
+            outcomes.append(StaleOutcome(run_id, "failed", error.message))
+    return outcomes
