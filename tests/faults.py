@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,3 +125,18 @@ class StrictAws:
         except ClientError:
             pass
         return blockers
+
+
+@dataclass
+class KillAt:
+    """SIGKILLs this very process right before (event "before-call") or right after ("after-call":
+    AWS has answered, the job has not seen it) the `index`-th AWS call: no cleanup of any kind."""
+
+    event: str
+    index: int
+    count: int = 0
+
+    def __call__(self, **_: Any) -> None:
+        self.count += 1
+        if self.count == self.index:
+            os.kill(os.getpid(), signal.SIGKILL)

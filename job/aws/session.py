@@ -79,8 +79,9 @@ class Aws:
         call_hooks: Sequence[Callable[..., Any]] = (),
     ) -> None:
         self._session = session
-        # botocore "before-call" handlers put on every client: how tests count calls and inject
-        # faults at the boundary, without patching.
+        # botocore event handlers put on every client, on the event named by their `event`
+        # attribute ("before-call" when they have none): how tests count calls and inject faults
+        # at the boundary, without patching.
         self.call_hooks = tuple(call_hooks)
         region = region or session.region_name
         if not region:
@@ -112,7 +113,8 @@ class Aws:
                     # Hooks see the call's own arguments too, not only the serialized request.
                     client.meta.events.register("before-parameter-build.*.*", _keep_arguments)
                 for hook in self.call_hooks:
-                    client.meta.events.register("before-call.*.*", hook)
+                    event = getattr(hook, "event", "before-call")
+                    client.meta.events.register(f"{event}.*.*", hook)
                 clients[service] = client
             except NoRegionError:
                 raise BadInput(

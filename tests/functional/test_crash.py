@@ -1,0 +1,98 @@
+"""kill -9 at every AWS call of a full `job run`, right before it and right after it; then
+`job teardown --run-id` must leave nothing of the run in the account and every resource deleted
+in the ledger.
+
+The killed process is a fork of the test process (the CLI's own `main`, with a hook that kills it
+at the chosen call): a real SIGKILL, without paying Python's start-up at every crash point.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+from typing import Any
+
+import pytest
+
+from job.emulator import EmulatorCredentials
+from job.ledger.models import ResourceState
+from tests.faults import KillAt
+from tests.helpers import admin_client, invoke, open_store
+
+pytestmark = pytest.mark.usefixtures("aws")
+
+
+def _run_with_hooks(database_url: str, hooks: list[Any]) -> int:
+    """`job run` in a forked child whose AWS clients carry `hooks`; returns the wait status."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            import job.aws.session
+
+            original = job.aws.session.make_aws
+
+            def make_aws(*args: Any, **kwargs: Any) -> Any:
+                return original(*args, call_hooks=hooks, **kwargs)
+
+            job.aws.session.make_aws = make_aws  # type: ignore[assignment]
+            from job.cli import main
+
+            main(["run", "--database-url", database_url])
+        except SystemExit as done:
+            os._exit(done.code if isinstance(done.code, int) else 1)
+        finally:
+            os._exit(70)
+    return os.waitpid(pid, 0)[1]
+
+
+def _leftovers(aws: EmulatorCredentials) -> list[str]:
+    """Whatever any run left: the emulator held only the runner when the test started."""
+    iam, s3 = admin_client(aws, "iam"), admin_client(aws, "s3")
+    users = [
+        u["UserName"] for u in iam.list_users()["Users"] if u["UserName"] != "job-emulator-runner"
+    ]
+    policies = [p["PolicyName"] for p in iam.list_policies(Scope="Local")["Policies"]]
+    buckets = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
+    return users + policies + buckets
+
+
+def test_kill_at_every_call_of_a_run_then_teardown(aws, database_url, capsys) -> None:
+    survivors: list[str] = []
+    points = 0
+    # Call by call until the run gets through unharmed: then every call has been a crash point.
+    for index in itertools.count(1):
+        completed = 0
+        for event in ("before-call", "after-call"):
+            status = _run_with_hooks(database_url, [KillAt(event, index)])
+            if os.WIFEXITED(status):
+                assert os.WEXITSTATUS(status) == 0, (event, index)
+                completed += 1
+                continue
+            assert os.WTERMSIG(status) == signal.SIGKILL, (event, index)
+            points += 1
+            with open_store(database_url) as store:
+                newest = store.list_runs(limit=1)
+            if newest:  # killed before the run was recorded: nothing was created either
+                run_id = newest[0].id
+                result = invoke(
+                    capsys, "teardown", "--run-id", run_id, "--database-url", database_url
+                )
+                assert result.exit_code == 0, (event, index, result.stderr)
+                with open_store(database_url) as store:
+                    states = {row.state for row in store.get_run(run_id).resources}
+                assert states <= {ResourceState.DELETED}, (event, index)
+            left = _leftovers(aws)
+            if left:
+                survivors.append(f"{event} {index}: {left}")
+        if completed == 2:
+            break
+    assert points > 80, "a full run makes more than 40 AWS calls"
+    assert survivors == []
+    # For the record (pytest -s shows it): how many crash points, how many left anything.
+    print(
+        f"\n{points} crash points on {database_url.split(':')[0]}: {len(survivors)} left anything"
+    )
