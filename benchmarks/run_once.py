@@ -45,6 +45,7 @@ def main(repeats: int) -> None:
                     make_aws("us-east-1", call_hooks=[count]),
                     prefix="job",
                     propagation_timeout=timedelta(seconds=60),
+                    hold=ledger.hold,
                 )
                 wall = time.perf_counter() - started
             ledger.dispose()

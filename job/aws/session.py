@@ -77,8 +77,11 @@ class Aws:
         endpoint_url: str | None = None,
         max_attempts: int = 8,
         call_hooks: Sequence[Callable[..., Any]] = (),
+        keys: tuple[str, str] | None = None,
     ) -> None:
         self._session = session
+        # Another principal's access key id and secret, for its clients (see with_keys).
+        self._keys = keys
         # botocore event handlers put on every client, on the event named by their `event`
         # attribute ("before-call" when they have none): how tests count calls and inject faults
         # at the boundary, without patching.
@@ -106,8 +109,13 @@ class Aws:
         if service not in clients:
             try:
                 session: Any = self._session  # boto3-stubs wants a literal service name
+                key_id, secret = self._keys or (None, None)
                 client = session.client(
-                    service, config=self._config, endpoint_url=self.endpoint_url
+                    service,
+                    config=self._config,
+                    endpoint_url=self.endpoint_url,
+                    aws_access_key_id=key_id,
+                    aws_secret_access_key=secret,
                 )
                 if self.call_hooks:
                     # Hooks see the call's own arguments too, not only the serialized request.
@@ -123,18 +131,15 @@ class Aws:
         return clients[service]
 
     def with_keys(self, access_key_id: str, secret_access_key: str) -> Aws:
-        """The same region and endpoint, as another principal (a probe user)."""
-        session = boto3.Session(
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            region_name=self.region,
-        )
+        """The same region and endpoint, as another principal (a probe user). The session is
+        shared, so its clients reuse the service models already loaded."""
         return Aws(
-            session,
+            self._session,
             region=self.region,
             endpoint_url=self.endpoint_url,
             max_attempts=3,
             call_hooks=self.call_hooks,
+            keys=(access_key_id, secret_access_key),
         )
 
     @property
