@@ -299,6 +299,44 @@ def teardown_command(ctx: click.Context, run_id: str | None, stale: bool, older_
         emit(settings, run_dict(run, []), run_text(run, []))
 
 
+@cli.command("sweep")
+@click.option(
+    "--older-than",
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    help="With --execute: delete only what was created longer ago than this.",
+)
+@click.option("--execute", is_flag=True, help="Delete what is found (default: only list it).")
+@click.pass_context
+def sweep_command(ctx: click.Context, older_than: str, execute: bool) -> None:
+    """Find resources tagged as this job's that the ledger does not account for.
+
+    Lists them (a dry run) unless --execute, which deletes those that carry the job's managed-by
+    tag and are older than --older-than.
+
+    Example: job sweep --older-than 6h --execute
+    """
+    from job.config import parse_duration
+    from job.phases.sweep import sweep
+    from job.report import orphans_text
+
+    settings = settings_from(ctx)
+    idle = parse_duration(older_than)
+    with runtime(settings) as job:
+        orphans = sweep(job.store, job.make_aws(None), older_than=idle, execute=execute)
+    failed = [orphan for orphan in orphans if orphan.action == "failed"]
+    document = {
+        "status": "error" if failed else "ok",
+        "executed": execute,
+        "resources": [
+            {**vars(orphan), "created_at": orphan.created_at.isoformat()} for orphan in orphans
+        ],
+    }
+    emit(settings, document, orphans_text(orphans, execute))
+    ctx.exit(4 if failed else 0)
+
+
 @cli.group("runs")
 def runs_group() -> None:
     """Look at the runs in the ledger."""

@@ -135,6 +135,17 @@ def stale_text(outcomes: Sequence[Any]) -> str:
     )
 
 
+def orphans_text(orphans: Sequence[Any], executed: bool) -> str:
+    if not orphans:
+        return "nothing of the job's is outside the ledger"
+    listing = table(
+        ("KIND", "NAME", "RUN", "CREATED", "ACTION", "NOTE"),
+        [(o.kind, o.name, o.run_id, _short(o.created_at), o.action, o.error) for o in orphans],
+    )
+    hint = "" if executed else "\n\ndry run: `job sweep --execute` deletes these"
+    return listing + hint
+
+
 def run_text(run: Run, checks: Sequence[Check], *, show_resources: bool = True) -> str:
     parts = [f"run {run.id}: {run.status.value} (account {run.account_id}, {run.region})"]
     if show_resources and run.resources:
