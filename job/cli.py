@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ import click
 
 from job.config import Settings
 from job.errors import BadInput, JobError
+from job.ledger.models import RunStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("job")
@@ -361,18 +364,7 @@ def _ledger_store(settings: Settings) -> Any:
 @runs_group.command("list")
 @click.option(
     "--status",
-    type=click.Choice(
-        [
-            "provisioning",
-            "provisioned",
-            "verifying",
-            "verified",
-            "verify_failed",
-            "tearing_down",
-            "torn_down",
-            "failed",
-        ]
-    ),
+    type=click.Choice([status.value for status in RunStatus]),
     help="Only runs with this status.",
 )
 @click.pass_context
@@ -381,7 +373,6 @@ def runs_list_command(ctx: click.Context, status: str | None) -> None:
 
     Example: job runs list --status failed
     """
-    from job.ledger.models import RunStatus
     from job.report import run_summary, runs_text
 
     settings = settings_from(ctx)
@@ -432,9 +423,22 @@ def db_upgrade_command(ctx: click.Context) -> None:
     emit(settings, {"status": "ok"}, f"ledger at {describe(settings.database_url)} is up to date")
 
 
+class Terminated(BaseException):
+    """SIGTERM (a scheduler stopping the job) unwinds the stack like Ctrl-C does, so that what
+    must happen on the way out happens: verify deletes its keys, the attempt is recorded, the hold
+    is released. Only kill -9 skips all that, and teardown copes with it."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the cleanup short
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: exit codes from the contract, one-line errors, no tracebacks."""
     given: dict[str, Any] = {}  # the global options, filled in while click parses
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         with cli.make_context(
             "job", list(sys.argv[1:] if argv is None else argv), obj=given
@@ -448,11 +452,21 @@ def main(argv: list[str] | None = None) -> None:
         code = 0
     except click.ClickException as error:
         code = _fail(given, error.format_message(), 2)
-    except click.exceptions.Abort:
-        code = _fail(given, "interrupted", 130)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        code = _fail(given, _STOPPED.format("interrupted"), 130)
+    except Terminated:
+        code = _fail(given, _STOPPED.format("terminated (SIGTERM)"), 143)
     except JobError as error:
         code = _fail(given, error.message, error.exit_code)
+    finally:
+        if in_main_thread:  # main() may be called in-process (tests, embedding): put it back
+            signal.signal(signal.SIGTERM, previous)
     sys.exit(code)
+
+
+_STOPPED = (
+    "{}; what was done is recorded: run the same command again, or `job teardown --run-id ID`"
+)
 
 
 def _fail(given: dict[str, Any], message: str, exit_code: int) -> int:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import urllib3
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 
 class Crash(BaseException):
@@ -44,6 +52,7 @@ class CrashAfter:
 
     index: int
     count: int = 0
+    event: str = "after-call"
 
     def __call__(self, model: Any, **_: Any) -> None:
         self.count += 1
@@ -140,3 +149,63 @@ class KillAt:
         self.count += 1
         if self.count == self.index:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _Body:
+    """What botocore reads an HTTP response's body from."""
+
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+
+    def stream(self, **_: Any) -> Any:
+        yield self._content
+
+
+def _throttled(service: str) -> tuple[int, bytes]:
+    if service == "s3":
+        return (
+            503,
+            b"<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>",
+        )
+    return 400, (
+        b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>"
+        b"<Message>Rate exceeded</Message></Error><RequestId>f</RequestId></ErrorResponse>"
+    )
+
+
+@dataclass
+class Flaky:
+    """Transient faults at the HTTP boundary (botocore's before-send), at `rate`: throttling,
+    500s, connections dropped before sending, and responses lost after AWS did the work."""
+
+    rate: float
+    seed: int
+    only: frozenset[str] = frozenset()  # operation names; empty: every operation
+    event: str = "before-send"
+    injected: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Any, **kwargs: Any) -> Any:
+        _, service, operation = kwargs["event_name"].split(".")
+        if self.only and operation not in self.only:
+            return None
+        with self._lock:
+            if self._random.random() >= self.rate:
+                return None
+            fault = self._random.choice(["throttle", "500", "reset", "lost"])
+            self.injected.append(fault)
+        if fault == "throttle":
+            status, body = _throttled(service)
+            return AWSResponse(request.url, status, {}, _Body(body))
+        if fault == "500":
+            return AWSResponse(request.url, 500, {}, _Body(b""))
+        if fault == "reset":
+            raise ConnectionClosedError(endpoint_url=request.url)
+        # Lost: AWS gets the request and acts on it, the answer never arrives.
+        urllib3.request(
+            request.method, request.url, body=request.body, headers=dict(request.headers)
+        )
+        raise ReadTimeoutError(endpoint_url=request.url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -88,3 +89,30 @@ def leftovers(credentials: EmulatorCredentials, run_id: str) -> list[str]:
         if run_id in bucket["Name"]
     ]
     return found
+
+
+def cli_in_fork(args: list[str], hooks: list[Any]) -> int:
+    """`job ARGS` in a forked child whose AWS clients carry `hooks` (KillAt, to kill it at a
+    chosen call); returns the wait status. No Python start-up to pay, a real process to kill."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            import job.aws.session
+
+            original = job.aws.session.make_aws
+
+            def make_aws(*args: Any, **kwargs: Any) -> Any:
+                return original(*args, call_hooks=hooks, **kwargs)
+
+            job.aws.session.make_aws = make_aws  # type: ignore[assignment]
+            from job.cli import main
+
+            main(args)
+        except SystemExit as done:
+            os._exit(done.code if isinstance(done.code, int) else 1)
+        finally:
+            os._exit(70)
+    return os.waitpid(pid, 0)[1]

@@ -273,8 +273,10 @@ class AttachmentHandler:
 
 
 class AccessKeyHandler:
-    """A user's access key. Its id is only known once CreateAccessKey has answered, so a crash in
-    between leaves a row with no id: such a row stands for every key of the (run's own) user."""
+    """A probe user's access key. A row stands for every key of its (the run's own) user: the id
+    is only known once CreateAccessKey has answered, and an answer lost on the way (the call
+    retried) leaves a key whose id the job never saw. Only verify gives the run's users keys, one
+    at a time under the run's hold, so every key on them is the job's to delete."""
 
     kind: ClassVar[str] = "iam_access_key"
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -296,13 +298,12 @@ class AccessKeyHandler:
 
     def _key_ids(self, target: Target, row: Resource) -> list[str]:
         iam = target.aws.client("iam")
-        listed = [
+        return [
             key["AccessKeyId"]
             for key in _pages(
                 iam, "list_access_keys", "AccessKeyMetadata", UserName=row.attributes["user_name"]
             )
         ]
-        return [key for key in listed if row.physical_id in (None, key)]
 
     def inspect(self, target: Target, row: Resource) -> Found:
         owner = inspect_user(target, row.attributes["user_name"])

@@ -137,7 +137,6 @@ class Aws:
             self._session,
             region=self.region,
             endpoint_url=self.endpoint_url,
-            max_attempts=3,
             call_hooks=self.call_hooks,
             keys=(access_key_id, secret_access_key),
         )
@@ -162,6 +161,7 @@ def make_aws(
     call_hooks: Sequence[Callable[..., Any]] = (),
     aws_access_key_id: str | None = None,
     aws_secret_access_key: str | None = None,
+    max_attempts: int = 8,
 ) -> Aws:
     """The job's own principal, from boto3's standard chain unless credentials are given."""
     try:
@@ -172,4 +172,10 @@ def make_aws(
         )
     except BotoCoreError as error:  # e.g. a profile that does not exist
         raise BadInput(f"invalid AWS configuration: {error}") from None
-    return Aws(session, region=region, endpoint_url=endpoint_url, call_hooks=call_hooks)
+    return Aws(
+        session,
+        region=region,
+        endpoint_url=endpoint_url,
+        call_hooks=call_hooks,
+        max_attempts=max_attempts,
+    )

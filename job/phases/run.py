@@ -53,6 +53,16 @@ def _phases(
         exit_code = 0 if all(check.passed for check in store.latest_checks(run)) else 1
     except JobError as failure:
         error, exit_code = failure, failure.exit_code
+    except BaseException:
+        # Stopped (SIGTERM from a scheduler, Ctrl-C): tear down on the way out all the same. The
+        # scheduler may kill -9 before it ends; the ledger then has what `teardown` needs.
+        if not keep:
+            log.warning("stopped; tearing run %s down before exiting", run.id)
+            try:
+                teardown(store, aws, run_id=run.id)
+            except JobError as failure:
+                log.error("%s", failure.message)
+        raise
     if keep:
         return RunOutcome(run, exit_code, error)
     try:

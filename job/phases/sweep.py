@@ -49,48 +49,31 @@ def _accounted(store: Store, account_id: str) -> set[tuple[str, str]]:
     return {(kind, name) for kind, name in rows}
 
 
-def _tagged_users(aws: Aws, accounted: set[tuple[str, str]]) -> Iterator[Orphan]:
+def _tagged_iam(
+    aws: Aws, accounted: set[tuple[str, str]], kind: str, listing: str, key: str
+) -> Iterator[Orphan]:
+    """Users or customer-managed policies under the job's path (every page), with the job's tags."""
     iam = aws.client("iam")
-    for page in iam.get_paginator("list_users").paginate(PathPrefix=IAM_PATH):
-        for user in page["Users"]:
-            if ("iam_user", user["UserName"]) in accounted:
+    pages = iam.get_paginator(listing).paginate(
+        PathPrefix=IAM_PATH, **({"Scope": "Local"} if kind == "iam_policy" else {})
+    )
+    for page in pages:
+        for item in page[key]:
+            name = item["UserName"] if kind == "iam_user" else item["PolicyName"]
+            if (kind, name) in accounted:
                 continue
             try:
-                tags = tag_dict(iam.list_user_tags(UserName=user["UserName"])["Tags"])
+                if kind == "iam_user":
+                    answer = iam.list_user_tags(UserName=name)
+                else:
+                    answer = iam.list_policy_tags(PolicyArn=item["Arn"])
             except ClientError as error:
                 if error_code(error) == "NoSuchEntity":  # gone since the listing
                     continue
                 raise
+            tags = tag_dict(answer["Tags"])
             if tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
-                yield Orphan(
-                    "iam_user",
-                    user["UserName"],
-                    user["Arn"],
-                    tags.get(RUN_ID_KEY),
-                    user["CreateDate"],
-                )
-
-
-def _tagged_policies(aws: Aws, accounted: set[tuple[str, str]]) -> Iterator[Orphan]:
-    iam = aws.client("iam")
-    for page in iam.get_paginator("list_policies").paginate(Scope="Local", PathPrefix=IAM_PATH):
-        for policy in page["Policies"]:
-            if ("iam_policy", policy["PolicyName"]) in accounted:
-                continue
-            try:
-                tags = tag_dict(iam.list_policy_tags(PolicyArn=policy["Arn"])["Tags"])
-            except ClientError as error:
-                if error_code(error) == "NoSuchEntity":
-                    continue
-                raise
-            if tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
-                yield Orphan(
-                    "iam_policy",
-                    policy["PolicyName"],
-                    policy["Arn"],
-                    tags.get(RUN_ID_KEY),
-                    policy["CreateDate"],
-                )
+                yield Orphan(kind, name, item["Arn"], tags.get(RUN_ID_KEY), item["CreateDate"])
 
 
 def _tagged_buckets(aws: Aws, accounted: set[tuple[str, str]], partition: str) -> Iterator[Orphan]:
@@ -121,8 +104,8 @@ def sweep(store: Store, aws: Aws, *, older_than: timedelta, execute: bool) -> li
     accounted = _accounted(store, identity.account_id)
     try:
         orphans = [
-            *_tagged_users(aws, accounted),
-            *_tagged_policies(aws, accounted),
+            *_tagged_iam(aws, accounted, "iam_user", "list_users", "Users"),
+            *_tagged_iam(aws, accounted, "iam_policy", "list_policies", "Policies"),
             *_tagged_buckets(aws, accounted, identity.partition),
         ]
     except (ClientError, BotoCoreError) as error:

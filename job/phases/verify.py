@@ -21,7 +21,16 @@ from job.aws.retry import until_consistent
 from job.aws.s3 import probe
 from job.aws.session import Aws, describe_aws_error, error_code
 from job.errors import BadInput
-from job.ledger.models import Check, PhaseAttempt, Resource, ResourceState, Run, RunStatus, Verdict
+from job.ledger.models import (
+    Check,
+    Outcome,
+    PhaseAttempt,
+    Resource,
+    ResourceState,
+    Run,
+    RunStatus,
+    Verdict,
+)
 from job.ledger.store import Store
 from job.phases.common import phase, target_for
 from job.phases.teardown import delete_resource
@@ -32,7 +41,6 @@ log = logging.getLogger(__name__)
 # What AWS answers while a new key or a new attachment has not reached every endpoint yet.
 KEY_NOT_YET_VALID = {"InvalidAccessKeyId", "InvalidClientTokenId", "AuthFailure"}
 DENIED = {"AccessDenied", "AccessDeniedException", "Forbidden", "403"}
-VERIFIABLE = {RunStatus.PROVISIONED, RunStatus.VERIFIED, RunStatus.VERIFY_FAILED}
 
 
 @dataclass
@@ -45,10 +53,14 @@ class ProbeKey:
 
 def verify(store: Store, aws: Aws, *, run_id: str, propagation_timeout: timedelta) -> Run:
     run = store.get_run(run_id)
-    if run.status not in VERIFIABLE:
+    # By what happened, not by the status: a verify that failed or was killed leaves the run
+    # "failed" or "verifying", and verifying it again is exactly what should come next.
+    phases = [(a.phase, a.outcome) for a in run.attempts]
+    if "teardown" in (phase for phase, _ in phases):
+        raise BadInput(f"run {run.id} has been torn down; start a new run with `job run`")
+    if ("provision", Outcome.SUCCEEDED) not in phases:
         raise BadInput(
-            f"run {run.id} is {run.status.value}, not provisioned; run `job provision --run-id "
-            f"{run.id}` first"
+            f"run {run.id} is not provisioned yet; run `job provision --run-id {run.id}` first"
         )
     target = target_for(run, aws)
     scenario = seed_scenario(run.prefix, target)
@@ -76,6 +88,16 @@ def _verify_principal(
     user = store.find_resource(run, principal)
     if user is None or user.state is not ResourceState.CREATED:
         raise BadInput(f"run {run.id} has no user {principal!r}; provision it again first")
+    # A verify killed earlier may have left a key (AWS allows two per user): remove it first.
+    leftover_keys = [
+        row
+        for row in run.resources
+        if row.kind == "iam_access_key"
+        and row.state is not ResourceState.DELETED
+        and row.attributes.get("user_name") == user.name
+    ]
+    for row in leftover_keys:
+        delete_resource(store, target, row)
     key_row = store.record_pending(
         run,
         kind="iam_access_key",

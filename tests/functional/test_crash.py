@@ -18,35 +18,9 @@ import pytest
 from job.emulator import EmulatorCredentials
 from job.ledger.models import ResourceState
 from tests.faults import KillAt
-from tests.helpers import admin_client, invoke, open_store
+from tests.helpers import admin_client, cli_in_fork, invoke, open_store
 
 pytestmark = pytest.mark.usefixtures("aws")
-
-
-def _run_with_hooks(database_url: str, hooks: list[Any]) -> int:
-    """`job run` in a forked child whose AWS clients carry `hooks`; returns the wait status."""
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        try:
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 1)
-            os.dup2(null, 2)
-            import job.aws.session
-
-            original = job.aws.session.make_aws
-
-            def make_aws(*args: Any, **kwargs: Any) -> Any:
-                return original(*args, call_hooks=hooks, **kwargs)
-
-            job.aws.session.make_aws = make_aws  # type: ignore[assignment]
-            from job.cli import main
-
-            main(["run", "--database-url", database_url])
-        except SystemExit as done:
-            os._exit(done.code if isinstance(done.code, int) else 1)
-        finally:
-            os._exit(70)
-    return os.waitpid(pid, 0)[1]
 
 
 def _leftovers(aws: EmulatorCredentials) -> list[str]:
@@ -67,7 +41,7 @@ def test_kill_at_every_call_of_a_run_then_teardown(aws, database_url, capsys) ->
     for index in itertools.count(1):
         completed = 0
         for event in ("before-call", "after-call"):
-            status = _run_with_hooks(database_url, [KillAt(event, index)])
+            status = cli_in_fork(["run", "--database-url", database_url], [KillAt(event, index)])
             if os.WIFEXITED(status):
                 assert os.WEXITSTATUS(status) == 0, (event, index)
                 completed += 1
@@ -96,3 +70,30 @@ def test_kill_at_every_call_of_a_run_then_teardown(aws, database_url, capsys) ->
     print(
         f"\n{points} crash points on {database_url.split(':')[0]}: {len(survivors)} left anything"
     )
+
+
+class TermAt:
+    """Sends this process SIGTERM at the `index`-th AWS call, as a scheduler stopping it would."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        if model.name == self.operation:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_mid_verify_deletes_the_keys_and_tears_down(aws, sqlite_url) -> None:
+    status = cli_in_fork(["run", "--database-url", sqlite_url], [TermAt("GetObject")])
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 143
+    with open_store(sqlite_url) as store:
+        [run] = store.list_runs()
+        run = store.get_run(run.id)
+        assert {row.state for row in run.resources} == {ResourceState.DELETED}
+        assert [(a.phase, a.outcome.value) for a in run.attempts] == [
+            ("provision", "succeeded"),
+            ("verify", "failed"),
+            ("teardown", "succeeded"),
+        ]
+        assert run.holder is None, "the hold was released"
+    assert _leftovers(aws) == []

@@ -3,6 +3,7 @@ not taken effect, and a principal whose allowed calls never work."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -12,8 +13,8 @@ from job.aws.session import make_aws
 from job.ledger.models import ResourceState, RunStatus, Verdict
 from job.phases.provision import provision, start_run
 from job.phases.verify import verify
-from tests.faults import FailTimes, client_error
-from tests.helpers import admin_client, open_store
+from tests.faults import FailTimes, KillAt, client_error
+from tests.helpers import admin_client, cli_in_fork, open_store
 
 REGION = "us-east-1"
 pytestmark = pytest.mark.usefixtures("aws")
@@ -119,4 +120,29 @@ def test_keys_are_deleted_when_verify_fails_half_way(aws, sqlite_url) -> None:
         )
         keys = [row for row in run.resources if row.kind == "iam_access_key"]
         assert [row.state for row in keys] == [ResourceState.DELETED]
+    _no_keys_left(aws, run_id)
+
+
+def test_keys_left_by_a_killed_verify_are_removed_before_the_next(aws, sqlite_url) -> None:
+    """AWS allows two keys per user. A verify killed right after creating the writer's key leaves
+    it behind; with one more key on the writer, the next verify's CreateAccessKey would fail with
+    LimitExceeded, were the writer's keys not removed first."""
+    with open_store(sqlite_url) as store:
+        run_id = _provisioned(store)
+    # Call 1 is sts:GetCallerIdentity, call 2 the writer's CreateAccessKey.
+    status = cli_in_fork(
+        ["verify", "--run-id", run_id, "--database-url", sqlite_url], [KillAt("after-call", 2)]
+    )
+    assert os.WIFSIGNALED(status)
+    iam = admin_client(aws, "iam")
+    iam.create_access_key(UserName=f"job-{run_id}-writer")
+    assert len(iam.list_access_keys(UserName=f"job-{run_id}-writer")["AccessKeyMetadata"]) == 2
+
+    with open_store(sqlite_url) as store:
+        run = verify(
+            store, make_aws(REGION), run_id=run_id, propagation_timeout=timedelta(seconds=5)
+        )
+        assert run.status is RunStatus.VERIFIED
+        keys = [row for row in run.resources if row.kind == "iam_access_key"]
+        assert len(keys) == 3 and {row.state for row in keys} == {ResourceState.DELETED}
     _no_keys_left(aws, run_id)
