@@ -6,6 +6,7 @@ emulator or wrapped with a fault injector.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
@@ -155,6 +158,11 @@ class Aws:
         return Identity(answer["Account"], answer["Arn"], self.partition)
 
 
+@functools.cache
+def _shared_loader() -> botocore.loaders.Loader:
+    return botocore.loaders.create_loader()
+
+
 def make_aws(
     region: str | None,
     endpoint_url: str | None = None,
@@ -164,8 +172,13 @@ def make_aws(
     max_attempts: int = 8,
 ) -> Aws:
     """The job's own principal, from boto3's standard chain unless credentials are given."""
+    core = botocore.session.Session()
+    # Service models and endpoint rules are read from disk once per process, not once per session
+    # (a janitor makes a session per stale run).
+    core.register_component("data_loader", _shared_loader())
     try:
         session = boto3.Session(
+            botocore_session=core,
             region_name=region,
             aws_access_key_id=aws_access_key_id,
             aws_secret_access_key=aws_secret_access_key,
