@@ -29,11 +29,13 @@ class ResourceSpec:
 class Expectation:
     principal: str  # the logical name of an IAM user resource
     action: str
-    bucket: str
-    key: str
     expected: Verdict
+    bucket: str | None = None
+    key: str | None = None
 
     def resource_arn(self, target: Target) -> str:
+        if self.bucket is None:
+            return "*"
         return bucket_arn(target, self.bucket, self.key)
 
 
@@ -104,18 +106,26 @@ def seed_scenario(prefix: str, target: Target) -> Scenario:
                 },
             )
         )
-    expectations = tuple(
-        Expectation(
-            principal,
-            action,
-            bucket,
-            _probe_key(principal, action),
-            Verdict.ALLOW if action in granted else Verdict.DENY,
-        )
-        for principal, granted in GRANTS.items()
-        for action in PROBED_ACTIONS
-    )
-    return Scenario(tuple(resources), expectations)
+    expectations: list[Expectation] = []
+    for principal, granted in GRANTS.items():
+        expectations += [
+            Expectation(
+                principal,
+                action,
+                Verdict.ALLOW if action in granted else Verdict.DENY,
+                bucket,
+                _probe_key(principal, action),
+            )
+            for action in PROBED_ACTIONS
+        ]
+        # The negative space: nothing beyond the bucket's objects. A bucket of that name never
+        # exists; a principal allowed to ask would hear "no such bucket", which counts as allowed.
+        expectations += [
+            Expectation(principal, "s3:ListBucket", Verdict.DENY, bucket),
+            Expectation(principal, "s3:GetObject", Verdict.DENY, f"{base}-elsewhere", FIXTURE_KEY),
+            Expectation(principal, "iam:ListUsers", Verdict.DENY),
+        ]
+    return Scenario(tuple(resources), tuple(expectations))
 
 
 def _probe_key(principal: str, action: str) -> str:

@@ -179,18 +179,3 @@ class ObjectHandler:
         except ClientError as error:
             if error_code(error) not in BUCKET_GONE:
                 raise
-
-
-def probe(s3: Any, action: str, bucket: str, key: str) -> None:
-    """Make the one call that `action` authorises, with a probe user's client; raises ClientError
-    when AWS refuses it."""
-    if action == "s3:GetObject":
-        s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    elif action == "s3:PutObject":
-        s3.put_object(Bucket=bucket, Key=key, Body=b"written by job verify")
-    elif action == "s3:DeleteObject":
-        # Aimed at a key that does not exist: S3 authorises before it looks, and a wrongly allowed
-        # delete then destroys nothing another check needs.
-        s3.delete_object(Bucket=bucket, Key=key)
-    else:
-        raise ValueError(f"no probe for {action}")

@@ -17,8 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from job.aws.handler import Target
 from job.aws.kinds import handler_for
+from job.aws.probes import probe
 from job.aws.retry import until_consistent
-from job.aws.s3 import probe
 from job.aws.session import Aws, describe_aws_error, error_code
 from job.errors import BadInput
 from job.ledger.models import (
@@ -107,16 +107,16 @@ def _verify_principal(
     )
     try:
         key = _create_key(store, target, key_row)
-        s3 = target.aws.with_keys(key.access_key_id, key.secret_access_key).client("s3")
+        principal_aws = target.aws.with_keys(key.access_key_id, key.secret_access_key)
         checks = []
         allowed = [e for e in expectations if e.expected is Verdict.ALLOW]
         denied = [e for e in expectations if e.expected is not Verdict.ALLOW]
         for expectation in allowed:
-            checks.append(_check(store, target, run, attempt, s3, expectation, timeout))
+            checks.append(_check(store, target, run, attempt, principal_aws, expectation, timeout))
         proven = all(check.passed for check in checks)
         for expectation in denied:
             if proven:
-                checks.append(_check(store, target, run, attempt, s3, expectation, None))
+                checks.append(_check(store, target, run, attempt, principal_aws, expectation, None))
             else:
                 checks.append(
                     _record(
@@ -155,7 +155,7 @@ def _check(
     target: Target,
     run: Run,
     attempt: PhaseAttempt,
-    s3: object,
+    principal_aws: Aws,
     expectation: Expectation,
     timeout: timedelta | None,
 ) -> Check:
@@ -164,7 +164,7 @@ def _check(
     retry_on = KEY_NOT_YET_VALID | (DENIED if timeout is not None else set())
     try:
         until_consistent(
-            lambda: probe(s3, expectation.action, expectation.bucket, expectation.key),
+            lambda: probe(principal_aws, expectation.action, expectation.bucket, expectation.key),
             retry_on=retry_on,
             timeout=timeout or timedelta(seconds=30),
             what=f"{expectation.principal}'s access",

@@ -22,14 +22,30 @@ def test_run_passes_every_check_and_leaves_nothing(
     document = result.json()
     assert document["status"] == "torn_down"
     checks = document["checks"]
-    assert {(c["principal"], c["action"], c["expected"]) for c in checks} == {
-        ("writer", "s3:PutObject", "allow"),
-        ("writer", "s3:GetObject", "allow"),
-        ("writer", "s3:DeleteObject", "deny"),
-        ("reader", "s3:GetObject", "allow"),
-        ("reader", "s3:PutObject", "deny"),
-        ("reader", "s3:DeleteObject", "deny"),
-    }
+    run_id = document["run_id"]
+    data, elsewhere = f"arn:aws:s3:::job-{run_id}-data", f"arn:aws:s3:::job-{run_id}-elsewhere"
+    expected = set()
+    for principal, allowed in (
+        ("writer", {"s3:PutObject", "s3:GetObject"}),
+        ("reader", {"s3:GetObject"}),
+    ):
+        expected |= {
+            (principal, action, "allow" if action in allowed else "deny")
+            for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")
+        }
+        # The negative space: no listing, no other bucket, no IAM.
+        expected |= {
+            (principal, "s3:ListBucket", "deny", data),
+            (principal, "s3:GetObject", "deny", f"{elsewhere}/probe/fixture.txt"),
+            (principal, "iam:ListUsers", "deny", "*"),
+        }
+    assert len(checks) == 12
+    assert {
+        (c["principal"], c["action"], c["expected"])
+        if c["resource"].startswith(f"{data}/")
+        else (c["principal"], c["action"], c["expected"], c["resource"])
+        for c in checks
+    } == expected
     assert all(c["passed"] and c["actual"] == c["expected"] for c in checks)
     assert {r["state"] for r in document["resources"]} == {"deleted"}
     assert leftovers(aws, document["run_id"]) == []
@@ -46,7 +62,7 @@ def test_phases_one_by_one_with_text_output(
     verified = invoke(capsys, "verify", "--run-id", run_id, "--database-url", database_url)
     assert verified.exit_code == 0, verified.stderr
     assert "all checks passed" in verified.stdout
-    assert sum(line.endswith(" pass") for line in verified.stdout.splitlines()) == 6
+    assert sum(line.endswith(" pass") for line in verified.stdout.splitlines()) == 12
     # verify's access keys are deleted when it ends
     iam = admin_client(aws, "iam")
     for role in ("writer", "reader"):
@@ -107,7 +123,7 @@ def test_reader_with_extra_rights_fails_verify_and_names_the_check(
     failing = [line for line in verified.stdout.splitlines() if line.endswith("FAIL")]
     assert len(failing) == 1
     assert failing[0].split()[:2] == ["reader", "s3:PutObject"]
-    assert "1 of 6 checks FAILED" in verified.stdout
+    assert "1 of 12 checks FAILED" in verified.stdout
     with open_store(database_url) as store:
         run = store.get_run(run_id)
         assert run.status.value == "verify_failed"
@@ -118,5 +134,41 @@ def test_reader_with_extra_rights_fails_verify_and_names_the_check(
     assert (
         invoke(capsys, "teardown", "--run-id", run_id, "--database-url", database_url).exit_code
         == 0
+    )
+    assert leftovers(aws, run_id) == []
+
+
+def test_a_reader_with_rights_everywhere_fails_the_negative_checks(
+    aws: EmulatorCredentials, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = invoke(capsys, "provision", "--database-url", sqlite_url).stdout.strip()
+    admin_client(aws, "iam").put_user_policy(
+        UserName=f"job-{run_id}-reader",
+        PolicyName="s3-everything",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+            }
+        ),
+    )
+    verified = invoke(
+        capsys, "verify", "--run-id", run_id, "--database-url", sqlite_url, "--output", "json"
+    )
+    assert verified.exit_code == 1
+    failed = {
+        (c["action"], c["resource"].split(":::")[-1].removeprefix(f"job-{run_id}-"))
+        for c in verified.json()["checks"]
+        if not c["passed"]
+    }
+    assert failed == {
+        ("s3:PutObject", "data/probe/reader-putobject.txt"),
+        ("s3:DeleteObject", "data/probe/reader-deleteobject.txt"),
+        ("s3:ListBucket", "data"),
+        # No such bucket, but the reader was allowed to ask: that is the finding.
+        ("s3:GetObject", "elsewhere/probe/fixture.txt"),
+    }
+    assert (
+        invoke(capsys, "teardown", "--run-id", run_id, "--database-url", sqlite_url).exit_code == 0
     )
     assert leftovers(aws, run_id) == []
