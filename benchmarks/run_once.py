@@ -24,6 +24,7 @@ from job.emulator import bootstrap_runner
 from job.ledger.store import Store
 from job.phases.run import run_all
 from job.runtime import Ledger
+from job.scenario import RunOptions
 from tests.services.moto_server import moto_server
 
 
@@ -44,6 +45,8 @@ def main(repeats: int) -> None:
                     Store(session),
                     make_aws("us-east-1", call_hooks=[count]),
                     prefix="job",
+                    # moto speaks plain HTTP: no TLS-only bucket policy (see job.config)
+                    options=RunOptions(require_tls=False),
                     propagation_timeout=timedelta(seconds=60),
                     hold=ledger.hold,
                 )

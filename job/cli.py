@@ -57,6 +57,12 @@ def global_options(function: F) -> F:
             help="Output format [env JOB_OUTPUT; default text].",
         ),
         click.option(
+            "--permissions-boundary",
+            metavar="ARN",
+            help="A managed policy applied as every created user's permissions boundary "
+            "[env JOB_PERMISSIONS_BOUNDARY].",
+        ),
+        click.option(
             "--emulator",
             is_flag=True,
             default=None,
@@ -140,6 +146,12 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
         )
 
 
+def run_options(settings: Settings) -> Any:
+    from job.scenario import RunOptions
+
+    return RunOptions(settings.permissions_boundary, settings.require_tls)
+
+
 def emit(settings: Settings, document: dict[str, Any], text: str) -> None:
     click.echo(json.dumps(document) if settings.output == "json" else text)
 
@@ -192,6 +204,7 @@ def run_command(ctx: click.Context, keep: bool) -> None:
             store,
             job.make_aws(None),
             prefix=settings.prefix,
+            options=run_options(settings),
             propagation_timeout=settings.propagation_timeout,
             hold=job.ledger.hold,
             keep=keep,
@@ -223,7 +236,7 @@ def provision_command(ctx: click.Context, run_id: str | None) -> None:
     with runtime(settings) as job:
         if run_id is None:
             aws = job.make_aws(None)
-            run_id = start_run(job.store, aws, settings.prefix).id
+            run_id = start_run(job.store, aws, settings.prefix, run_options(settings)).id
         else:
             aws = job.make_aws(job.store.get_run(run_id).region)
         with job.ledger.hold(run_id):

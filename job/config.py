@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -18,6 +19,8 @@ MAX_PREFIX_LENGTH = 20
 _PREFIX = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 _DURATION = re.compile(r"([0-9]+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_BOUNDARY = re.compile(r"arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/[A-Za-z0-9+=,.@_/-]+")
+_YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 LOG_LEVELS = ("debug", "info", "warning")
 OUTPUTS = ("text", "json")
 
@@ -79,6 +82,29 @@ def _first(option: str | None, *environment: str | None) -> str | None:
     return next((value for value in environment if value), None)
 
 
+def validate_boundary(arn: str) -> str:
+    if not _BOUNDARY.fullmatch(arn):
+        raise BadInput(
+            f"invalid permissions boundary {arn!r}: give a managed policy's ARN, e.g. "
+            "arn:aws:iam::123456789012:policy/job-boundary"
+        )
+    return arn
+
+
+def _require_tls(env: Mapping[str, str], emulator: bool) -> bool:
+    """On unless turned off, or unless the endpoint speaks plain HTTP (an emulator): a bucket
+    policy denying non-TLS requests would then deny every request."""
+    value = env.get("JOB_REQUIRE_TLS", "").lower()
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    if value:
+        raise BadInput(f"invalid JOB_REQUIRE_TLS {value!r}: use 1 or 0")
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or ""
+    return not (emulator or endpoint.startswith("http://"))
+
+
 def _or_default(value: str | None, default: str) -> str:
     return default if value is None else value
 
@@ -94,6 +120,8 @@ class Settings:
     # How long to wait for IAM's eventual consistency (a new key, a new attachment) before a
     # check is taken as failed. AWS documents "usually seconds"; a minute covers the tail.
     propagation_timeout: timedelta = timedelta(seconds=60)
+    permissions_boundary: str | None = None
+    require_tls: bool = True
 
     @classmethod
     def load(
@@ -104,8 +132,9 @@ class Settings:
         region: str | None = None,
         output: str | None = None,
         emulator: bool | None = None,
+        permissions_boundary: str | None = None,
         verbosity: int = 0,
-        environ: dict[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Options win over the environment, which wins over defaults."""
         env = os.environ if environ is None else environ
@@ -119,6 +148,8 @@ class Settings:
             if log_level not in LOG_LEVELS:
                 raise BadInput(f"invalid JOB_LOG_LEVEL {log_level!r}: use debug, info or warning")
         timeout_text = env.get("JOB_PROPAGATION_TIMEOUT")
+        use_emulator = bool(emulator) or env.get("JOB_EMULATOR", "") in ("1", "true", "yes")
+        boundary = _first(permissions_boundary, env.get("JOB_PERMISSIONS_BOUNDARY"))
         return cls(
             database_url=parse_database_url(
                 _or_default(_first(database_url, env.get("JOB_DATABASE_URL")), DEFAULT_DATABASE_URL)
@@ -126,7 +157,9 @@ class Settings:
             prefix=validate_prefix(_or_default(_first(prefix, env.get("JOB_PREFIX")), "job")),
             region=_first(region, env.get("AWS_REGION"), env.get("AWS_DEFAULT_REGION")),
             output=output_value,
-            emulator=bool(emulator) or env.get("JOB_EMULATOR", "") in ("1", "true", "yes"),
+            emulator=use_emulator,
+            permissions_boundary=validate_boundary(boundary) if boundary is not None else None,
+            require_tls=_require_tls(env, use_emulator),
             log_level=log_level,
             propagation_timeout=(
                 parse_duration(timeout_text) if timeout_text else timedelta(seconds=60)

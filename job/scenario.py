@@ -67,12 +67,32 @@ GRANTS: dict[str, tuple[str, ...]] = {
 PROBED_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")
 
 
-def seed_scenario(prefix: str, target: Target) -> Scenario:
+@dataclass(frozen=True)
+class RunOptions:
+    """Choices made when a run starts, kept with the run in the ledger."""
+
+    # Applied to every user the run creates: the most its policies can ever grant.
+    permissions_boundary: str | None = None
+    # A bucket policy that denies every request not made over TLS. Off only against a plain-HTTP
+    # endpoint (an emulator), where no request could satisfy it.
+    require_tls: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"permissions_boundary": self.permissions_boundary, "require_tls": self.require_tls}
+
+    @classmethod
+    def of(cls, run: Any) -> RunOptions:
+        options = run.options or {}
+        return cls(options.get("permissions_boundary"), bool(options.get("require_tls", True)))
+
+
+def seed_scenario(prefix: str, target: Target, options: RunOptions | None = None) -> Scenario:
+    options = options or RunOptions()
     base = f"{prefix}-{target.run_id}"
     bucket = f"{base}-data"
     objects = bucket_arn(target, bucket, "*")
     resources: list[ResourceSpec] = [
-        ResourceSpec("s3_bucket", "bucket", bucket),
+        ResourceSpec("s3_bucket", "bucket", bucket, {"require_tls": options.require_tls}),
         ResourceSpec(
             "s3_object",
             "fixture",
@@ -80,8 +100,15 @@ def seed_scenario(prefix: str, target: Target) -> Scenario:
             {"bucket": bucket, "key": FIXTURE_KEY, "body": "read by job verify"},
         ),
     ]
+    user_attributes = (
+        {"permissions_boundary": options.permissions_boundary}
+        if options.permissions_boundary
+        else {}
+    )
     for principal in GRANTS:
-        resources.append(ResourceSpec("iam_user", principal, f"{base}-{principal}"))
+        resources.append(
+            ResourceSpec("iam_user", principal, f"{base}-{principal}", dict(user_attributes))
+        )
     for principal, actions in GRANTS.items():
         resources.append(
             ResourceSpec(

@@ -17,6 +17,7 @@ from job.config import parse_database_url
 from job.emulator import EmulatorCredentials
 from job.ledger.store import Store
 from job.runtime import Ledger
+from job.scenario import RunOptions
 
 
 @dataclass
@@ -116,3 +117,8 @@ def cli_in_fork(args: list[str], hooks: list[Any]) -> int:
         finally:
             os._exit(70)
     return os.waitpid(pid, 0)[1]
+
+
+# The emulator speaks plain HTTP, where a TLS-only bucket policy would refuse every request; the
+# CLI works that out from the endpoint, tests that start runs themselves say it.
+EMULATED = RunOptions(require_tls=False)

@@ -53,7 +53,7 @@ def _ignore_gone(call: Any, **params: Any) -> None:
 class UserHandler:
     kind: ClassVar[str] = "iam_user"
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
-        "create": ("iam:CreateUser", "iam:TagUser"),
+        "create": ("iam:CreateUser", "iam:TagUser", "iam:PutUserPermissionsBoundary"),
         "inspect": ("iam:ListUserTags",),
         "delete": (
             "iam:ListAccessKeys",
@@ -80,8 +80,11 @@ class UserHandler:
 
     def create(self, target: Target, row: Resource) -> Created:
         iam = target.aws.client("iam")
+        params: dict[str, Any] = {"UserName": row.name, "Path": IAM_PATH, "Tags": target.tags()}
+        if row.attributes.get("permissions_boundary"):
+            params["PermissionsBoundary"] = row.attributes["permissions_boundary"]
         try:
-            user = iam.create_user(UserName=row.name, Path=IAM_PATH, Tags=target.tags())["User"]
+            user = iam.create_user(**params)["User"]
         except ClientError as error:
             if error_code(error) == "EntityAlreadyExists":
                 raise AlreadyExists(row.name) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
@@ -27,6 +28,22 @@ DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 
 def bucket_arn(target: Target, bucket: str, key: str | None = None) -> str:
     return f"arn:{target.partition}:s3:::{bucket}" + (f"/{key}" if key is not None else "")
+
+
+def tls_only_policy(target: Target, bucket: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyWithoutTLS",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn(target, bucket), bucket_arn(target, bucket, "*")],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
 
 
 def inspect_bucket(target: Target, bucket: str) -> Found:
@@ -84,7 +101,14 @@ def _delete_versions(s3: Any, bucket: str, prefix: str | None = None) -> None:
 class BucketHandler:
     kind: ClassVar[str] = "s3_bucket"
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
-        "create": ("s3:CreateBucket", "s3:PutBucketTagging"),
+        "create": (
+            "s3:CreateBucket",
+            "s3:PutBucketTagging",
+            "s3:PutBucketPublicAccessBlock",
+            "s3:PutBucketOwnershipControls",
+            "s3:PutEncryptionConfiguration",
+            "s3:PutBucketPolicy",
+        ),
         "inspect": ("s3:ListBucket", "s3:GetBucketTagging"),
         "delete": (
             "s3:ListBucketVersions",
@@ -116,7 +140,33 @@ class BucketHandler:
             raise
         # A crash here leaves the bucket untagged: the write-ahead row is then the proof it is ours.
         s3.put_bucket_tagging(Bucket=row.name, Tagging={"TagSet": target.tags()})
+        self.configure(target, row)
         return Created(bucket_arn(target, row.name))
+
+    def configure(self, target: Target, row: Resource) -> None:
+        """Lock the bucket down. Idempotent: a resumed provision that adopts a bucket an earlier
+        attempt created (perhaps killed half way through this) runs it again."""
+        s3, bucket = target.aws.client("s3"), row.name
+        s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        s3.put_bucket_ownership_controls(
+            Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+        )
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+        )
+        if row.attributes.get("require_tls", True):
+            s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(target, bucket)))
 
     def inspect(self, target: Target, row: Resource) -> Found:
         return inspect_bucket(target, row.name)

@@ -114,6 +114,9 @@ class Run(Base):
     # The account the run's resources live in: every later phase refuses other credentials.
     account_id: Mapped[str] = mapped_column(String(12))
     partition: Mapped[str] = mapped_column(String(16), default="aws")
+    # Choices made when the run started (job.scenario.RunOptions), so that a resume, a verify or
+    # a teardown on another machine rebuilds the same scenario.
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[RunStatus] = mapped_column(_enum(RunStatus))
     # Who holds the run now ("host:pid") and until when its lease runs; see job.ledger.hold.
     holder: Mapped[str | None] = mapped_column(String(255))

@@ -48,7 +48,14 @@ class Store:
     # Runs
 
     def create_run(
-        self, run_id: str, *, prefix: str, region: str, account_id: str, partition: str
+        self,
+        run_id: str,
+        *,
+        prefix: str,
+        region: str,
+        account_id: str,
+        partition: str,
+        options: dict[str, Any] | None = None,
     ) -> Run:
         run = Run(
             id=run_id,
@@ -56,6 +63,7 @@ class Store:
             region=region,
             account_id=account_id,
             partition=partition,
+            options=options or {},
             status=RunStatus.PROVISIONING,
         )
         self.session.add(run)

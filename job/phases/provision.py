@@ -17,12 +17,12 @@ from job.errors import BadInput, NotOurs
 from job.ledger.models import Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.phases.common import new_run_id, phase, target_for
-from job.scenario import ResourceSpec, seed_scenario
+from job.scenario import ResourceSpec, RunOptions, seed_scenario
 
 log = logging.getLogger(__name__)
 
 
-def start_run(store: Store, aws: Aws, prefix: str) -> Run:
+def start_run(store: Store, aws: Aws, prefix: str, options: RunOptions | None = None) -> Run:
     identity = aws.identity()
     run = store.create_run(
         new_run_id(),
@@ -30,6 +30,7 @@ def start_run(store: Store, aws: Aws, prefix: str) -> Run:
         region=aws.region,
         account_id=identity.account_id,
         partition=identity.partition,
+        options=(options or RunOptions()).to_dict(),
     )
     log.info("started run %s in account %s, %s", run.id, run.account_id, run.region)
     return run
@@ -45,7 +46,7 @@ def provision(store: Store, aws: Aws, *, run_id: str) -> Run:
         )
     target = target_for(run, aws)
     with phase(store, run, "provision", RunStatus.PROVISIONING):
-        for spec in seed_scenario(run.prefix, target).resources:
+        for spec in seed_scenario(run.prefix, target, RunOptions.of(run)).resources:
             ensure(store, target, run, spec)
         store.set_status(run, RunStatus.PROVISIONED)
     return run
@@ -98,6 +99,9 @@ def _adopt(store: Store, target: Target, row: Resource) -> bool:
     if found.presence is Presence.FOREIGN:
         store.set_error(row, found.reason)
         raise NotOurs(f"cannot create {row.kind} {row.name}: {found.reason}")
+    configure = getattr(handler_for(row.kind), "configure", None)
+    if configure is not None:  # what the create would have done after creating it
+        configure(target, row)
     store.set_state(row, ResourceState.CREATED, physical_id=found.physical_id)
     log.info("adopted %s %s, created by an earlier attempt", row.kind, row.name)
     return True

@@ -15,6 +15,7 @@ from job.ledger.store import Store
 from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
+from job.scenario import RunOptions
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,13 @@ def run_all(
     *,
     prefix: str,
     propagation_timeout: timedelta,
+    options: RunOptions | None = None,
     hold: Callable[[str], AbstractContextManager[None]],
     keep: bool = False,
 ) -> RunOutcome:
     """Exit code: verify's (0 or 1), or the phase error's; 4 when teardown could not finish.
     Teardown is attempted whatever happened before it, unless `keep`. The run is held throughout."""
-    run = start_run(store, aws, prefix)
+    run = start_run(store, aws, prefix, options)
     with hold(run.id):
         return _phases(store, aws, run, propagation_timeout, keep)
 

@@ -34,7 +34,7 @@ from job.ledger.models import (
 from job.ledger.store import Store
 from job.phases.common import phase, target_for
 from job.phases.teardown import delete_resource
-from job.scenario import Expectation, seed_scenario
+from job.scenario import Expectation, RunOptions, seed_scenario
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def verify(store: Store, aws: Aws, *, run_id: str, propagation_timeout: timedelt
             f"run {run.id} is not provisioned yet; run `job provision --run-id {run.id}` first"
         )
     target = target_for(run, aws)
-    scenario = seed_scenario(run.prefix, target)
+    scenario = seed_scenario(run.prefix, target, RunOptions.of(run))
     with phase(store, run, "verify", RunStatus.VERIFYING) as attempt:
         checks: list[Check] = []
         for principal in scenario.principals:

@@ -18,7 +18,7 @@ from job.errors import RunHeld
 from job.ledger.models import Run, RunStatus, utcnow
 from job.phases.provision import provision, start_run
 from job.runtime import Ledger
-from tests.helpers import leftovers, open_store
+from tests.helpers import EMULATED, leftovers, open_store
 
 REGION = "us-east-1"
 HOLD_AND_WAIT = """
@@ -45,7 +45,7 @@ def _provisioned_runs(database_url: str, count: int) -> list[str]:
     run_ids = []
     with open_store(database_url) as store:
         for _ in range(count):
-            run = start_run(store, make_aws(REGION), "job")
+            run = start_run(store, make_aws(REGION), "job", EMULATED)
             provision(store, make_aws(REGION), run_id=run.id)
             run_ids.append(run.id)
     return run_ids

@@ -16,7 +16,7 @@ from job.phases.provision import provision, start_run
 from job.phases.run import run_all
 from job.runtime import Ledger
 from tests.faults import Flaky
-from tests.helpers import leftovers, open_store
+from tests.helpers import EMULATED, leftovers, open_store
 
 REGION = "us-east-1"
 pytestmark = pytest.mark.usefixtures("aws")
@@ -33,6 +33,7 @@ def test_a_run_through_a_flaky_network_passes_and_leaves_nothing(aws, sqlite_url
                 store,
                 make_aws(REGION, call_hooks=[flaky]),
                 prefix="job",
+                options=EMULATED,
                 propagation_timeout=timedelta(seconds=30),
                 hold=ledger.hold,
             )
@@ -47,7 +48,7 @@ def test_a_run_through_a_flaky_network_passes_and_leaves_nothing(aws, sqlite_url
 
 def test_faults_past_the_retries_exit_4_and_the_run_can_be_resumed(aws, sqlite_url) -> None:
     with open_store(sqlite_url) as store:
-        run = start_run(store, make_aws(REGION), "job")
+        run = start_run(store, make_aws(REGION), "job", EMULATED)
         with pytest.raises(AwsError, match="creating s3_bucket") as failure:
             # Two attempts, not eight: the point is what happens after the last one.
             broken = Flaky(rate=1.0, seed=0, only=frozenset({"CreateBucket"}))

@@ -13,7 +13,7 @@ from job.aws.session import make_aws
 from job.errors import LedgerError
 from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
-from tests.helpers import leftovers, open_store
+from tests.helpers import EMULATED, leftovers, open_store
 
 REGION = "us-east-1"
 CREATING = ("Create", "Put", "Attach", "Upload")
@@ -50,7 +50,7 @@ def test_no_resource_is_created_that_could_not_be_recorded(aws, sqlite_url) -> N
         dies = LedgerDiesAt(at)
         watch = CreatesAfterDeath(dies)
         with open_store(sqlite_url) as store:
-            run_id = start_run(store, make_aws(REGION), "job").id
+            run_id = start_run(store, make_aws(REGION), "job", EMULATED).id
             event.listen(store.session, "before_commit", dies)
             try:
                 provision(store, make_aws(REGION, call_hooks=[watch]), run_id=run_id)

@@ -14,7 +14,7 @@ from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
 from tests.faults import CallLog, Crash, CrashAfter, FailAt
-from tests.helpers import leftovers, open_store
+from tests.helpers import EMULATED, leftovers, open_store
 
 REGION = "us-east-1"
 
@@ -23,7 +23,7 @@ def _provision_calls(database_url: str) -> int:
     """How many AWS calls a clean provision of an existing run makes."""
     log = CallLog()
     with open_store(database_url) as store:
-        run = start_run(store, make_aws(REGION), "job")
+        run = start_run(store, make_aws(REGION), "job", EMULATED)
         provision(store, make_aws(REGION, call_hooks=[log]), run_id=run.id)
         teardown(store, make_aws(REGION), run_id=run.id)
     assert "CreateUser" in log.names and "AttachUserPolicy" in log.names
@@ -35,7 +35,7 @@ def test_provision_resumes_after_a_failure_at_any_call(aws, database_url) -> Non
     total = _provision_calls(database_url)
     for index in range(1, total + 1):
         with open_store(database_url) as store:
-            run = start_run(store, make_aws(REGION), "job")
+            run = start_run(store, make_aws(REGION), "job", EMULATED)
             with pytest.raises(AwsError, match="injected fault"):
                 provision(store, make_aws(REGION, call_hooks=[FailAt(index)]), run_id=run.id)
             # Failed inside the phase, or before it (the account check) with nothing touched.
@@ -57,7 +57,7 @@ def test_crash_right_after_any_create_is_adopted_or_torn_down(aws, sqlite_url) -
     for index in range(1, total + 1):
         for finish in ("resume", "teardown"):
             with open_store(sqlite_url) as store:
-                run = start_run(store, make_aws(REGION), "job")
+                run = start_run(store, make_aws(REGION), "job", EMULATED)
                 with pytest.raises(Crash):
                     provision(
                         store,

@@ -14,7 +14,7 @@ from job.ledger.models import ResourceState
 from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from tests.faults import CallLog, StrictAws
-from tests.helpers import admin_client, invoke, leftovers, open_store
+from tests.helpers import EMULATED, admin_client, invoke, leftovers, open_store
 
 REGION = "us-east-1"
 SSH_KEY = (
@@ -31,7 +31,7 @@ def _strict(aws) -> StrictAws:
 def test_teardown_removes_everything_that_blocks_a_delete(aws, sqlite_url) -> None:
     iam, s3 = admin_client(aws, "iam"), admin_client(aws, "s3")
     with open_store(sqlite_url) as store:
-        run = start_run(store, make_aws(REGION), "job")
+        run = start_run(store, make_aws(REGION), "job", EMULATED)
         provision(store, make_aws(REGION), run_id=run.id)
     writer, reader, bucket = (f"job-{run.id}-{r}" for r in ("writer", "reader", "data"))
     policy_arn = f"arn:aws:iam::123456789012:policy/job/job-{run.id}-writer"
@@ -86,7 +86,7 @@ def test_teardown_removes_everything_that_blocks_a_delete(aws, sqlite_url) -> No
 def test_a_plain_run_tears_down_under_strict_rules(aws, sqlite_url, capsys) -> None:
     strict = _strict(aws)
     with open_store(sqlite_url) as store:
-        run = start_run(store, make_aws(REGION), "job")
+        run = start_run(store, make_aws(REGION), "job", EMULATED)
         provision(store, make_aws(REGION), run_id=run.id)
         teardown(store, make_aws(REGION, call_hooks=[strict]), run_id=run.id)
     assert strict.refused == []
@@ -128,7 +128,7 @@ def test_teardown_leaves_what_is_not_the_runs_and_says_why(aws, sqlite_url, caps
 @pytest.mark.usefixtures("aws")
 def test_provision_refuses_to_adopt_a_stranger(aws, sqlite_url) -> None:
     with open_store(sqlite_url) as store:
-        run = start_run(store, make_aws(REGION), "job")
+        run = start_run(store, make_aws(REGION), "job", EMULATED)
         # Someone else's user already stands under the name the run is about to use.
         admin_client(aws, "iam").create_user(UserName=f"job-{run.id}-writer")
         with pytest.raises(NotOurs, match="lacks the job's tags"):

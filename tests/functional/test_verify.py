@@ -14,14 +14,14 @@ from job.ledger.models import ResourceState, RunStatus, Verdict
 from job.phases.provision import provision, start_run
 from job.phases.verify import verify
 from tests.faults import FailTimes, KillAt, client_error
-from tests.helpers import admin_client, cli_in_fork, open_store
+from tests.helpers import EMULATED, admin_client, cli_in_fork, open_store
 
 REGION = "us-east-1"
 pytestmark = pytest.mark.usefixtures("aws")
 
 
 def _provisioned(store) -> str:
-    run = start_run(store, make_aws(REGION), "job")
+    run = start_run(store, make_aws(REGION), "job", EMULATED)
     provision(store, make_aws(REGION), run_id=run.id)
     return run.id
 

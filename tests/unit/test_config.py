@@ -52,3 +52,23 @@ def test_options_win_over_environment_and_empty_variables_are_unset() -> None:
 def test_verbosity_overrides_log_level() -> None:
     assert Settings.load(environ={"JOB_LOG_LEVEL": "INFO"}).log_level == "info"
     assert Settings.load(verbosity=2, environ={"JOB_LOG_LEVEL": "warning"}).log_level == "debug"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, True),  # real AWS
+        ({"AWS_ENDPOINT_URL": "https://s3.internal.example"}, True),
+        ({"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}, False),  # an emulator: no TLS to require
+        ({"AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "JOB_REQUIRE_TLS": "1"}, True),
+        ({"JOB_REQUIRE_TLS": "0"}, False),
+        ({"JOB_EMULATOR": "1"}, False),
+    ],
+)
+def test_require_tls(environ: dict[str, str], expected: bool) -> None:
+    assert Settings.load(environ=environ).require_tls is expected
+
+
+def test_bad_require_tls() -> None:
+    with pytest.raises(BadInput, match="JOB_REQUIRE_TLS"):
+        Settings.load(environ={"JOB_REQUIRE_TLS": "maybe"})
