@@ -326,7 +326,7 @@ def teardown_command(ctx: click.Context, run_id: str | None, stale: bool, older_
 @click.option("--execute", is_flag=True, help="Delete what is found (default: only list it).")
 @click.pass_context
 def sweep_command(ctx: click.Context, older_than: str, execute: bool) -> None:
-    """Find resources tagged as this job's that the ledger does not account for.
+    """Find resources tagged as this job's (of this --prefix) that the ledger does not account for.
 
     Lists them (a dry run) unless --execute, which deletes those that carry the job's managed-by
     tag and are older than --older-than.
@@ -340,7 +340,9 @@ def sweep_command(ctx: click.Context, older_than: str, execute: bool) -> None:
     settings = settings_from(ctx)
     idle = parse_duration(older_than)
     with runtime(settings) as job:
-        orphans = sweep(job.store, job.make_aws(None), older_than=idle, execute=execute)
+        orphans = sweep(
+            job.store, job.make_aws(None), prefix=settings.prefix, older_than=idle, execute=execute
+        )
     failed = [orphan for orphan in orphans if orphan.action == "failed"]
     document = {
         "status": "error" if failed else "ok",
@@ -351,6 +353,20 @@ def sweep_command(ctx: click.Context, older_than: str, execute: bool) -> None:
     }
     emit(settings, document, orphans_text(orphans, execute))
     ctx.exit(4 if failed else 0)
+
+
+@cli.command("runner-policy")
+@click.pass_context
+def runner_policy_command(ctx: click.Context) -> None:
+    """Print the least-privilege IAM policy that the job's own credentials need, for --prefix.
+
+    Example: job runner-policy --prefix canary > runner-policy.json
+    """
+    from job.permissions import runner_policy
+
+    settings = settings_from(ctx)
+    # The policy document itself, in either output mode: it is what an operator pastes.
+    click.echo(json.dumps(runner_policy(settings.prefix), indent=2))
 
 
 @cli.group("runs")

@@ -53,7 +53,7 @@ def _ignore_gone(call: Any, **params: Any) -> None:
 class UserHandler:
     kind: ClassVar[str] = "iam_user"
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
-        "create": ("iam:CreateUser", "iam:TagUser", "iam:PutUserPermissionsBoundary"),
+        "create": ("iam:CreateUser", "iam:TagUser"),
         "inspect": ("iam:ListUserTags",),
         "delete": (
             "iam:ListAccessKeys",

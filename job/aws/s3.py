@@ -46,6 +46,14 @@ def tls_only_policy(target: Target, bucket: str) -> dict[str, Any]:
     }
 
 
+def _own_buckets(s3: Any) -> set[str]:
+    return {
+        bucket["Name"]
+        for page in s3.get_paginator("list_buckets").paginate()
+        for bucket in page.get("Buckets", [])
+    }
+
+
 def inspect_bucket(target: Target, bucket: str) -> Found:
     s3 = target.aws.client("s3")
     try:
@@ -54,8 +62,10 @@ def inspect_bucket(target: Target, bucket: str) -> Found:
         code = error_code(error)
         if code in BUCKET_GONE:
             return ABSENT
-        if code in ("403", "AccessDenied"):
-            # Bucket names are global: another account may hold ours.
+        # A 403 means another account holds the name (names are global), or that we may not
+        # look at our own bucket. Only the first is a stranger; taking the second for one would
+        # mark a live bucket deleted and leave it behind.
+        if code in ("403", "AccessDenied") and bucket not in _own_buckets(s3):
             return Found(
                 Presence.FOREIGN, None, f"bucket {bucket} is another account's; left alone"
             )
@@ -109,7 +119,7 @@ class BucketHandler:
             "s3:PutEncryptionConfiguration",
             "s3:PutBucketPolicy",
         ),
-        "inspect": ("s3:ListBucket", "s3:GetBucketTagging"),
+        "inspect": ("s3:ListBucket", "s3:GetBucketTagging", "s3:ListAllMyBuckets"),
         "delete": (
             "s3:ListBucketVersions",
             "s3:ListBucketMultipartUploads",

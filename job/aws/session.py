@@ -30,14 +30,52 @@ def error_code(error: BaseException) -> str:
     return ""
 
 
+# S3 operations whose IAM action is not "s3:" + the operation's name.
+_S3_ACTIONS = {
+    "HeadBucket": "s3:ListBucket",
+    "ListObjectsV2": "s3:ListBucket",
+    "HeadObject": "s3:GetObject",
+    "ListObjectVersions": "s3:ListBucketVersions",
+    "ListMultipartUploads": "s3:ListBucketMultipartUploads",
+    "DeleteObjects": "s3:DeleteObject",
+    "PutBucketEncryption": "s3:PutEncryptionConfiguration",
+    "PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "ListBuckets": "s3:ListAllMyBuckets",
+}
+_S3_OPERATIONS = {
+    *_S3_ACTIONS,
+    "CreateBucket",
+    "DeleteBucket",
+    "PutBucketTagging",
+    "GetBucketTagging",
+    "PutBucketOwnershipControls",
+    "PutBucketPolicy",
+    "PutObject",
+    "GetObject",
+    "DeleteObject",
+    "AbortMultipartUpload",
+}
+
+
+def iam_action(operation: str) -> str:
+    """The IAM action that authorises an API operation the job makes."""
+    if operation in _S3_OPERATIONS:
+        return _S3_ACTIONS.get(operation, f"s3:{operation}")
+    if operation == "GetCallerIdentity":
+        return "sts:GetCallerIdentity"
+    return f"iam:{operation}"
+
+
 def describe_aws_error(error: BaseException, doing: str) -> AwsError:
     """One line that names what failed and what to do; botocore's messages carry no secrets."""
     if isinstance(error, ClientError):
         code = error_code(error)
         message = error.response.get("Error", {}).get("Message", "") or code
         hint = "run the same command again"
-        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
-            hint = "grant the job's credentials what `job runner-policy` prints"
+        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "403"):
+            # S3 does not say which action it refused; name it, so the fix is obvious.
+            action = iam_action(error.operation_name)
+            hint = f"the job's credentials lack {action}: grant what `job runner-policy` prints"
         elif code in ("InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken"):
             hint = "check the job's AWS credentials"
         return AwsError(f"{doing} failed: {code}: {message}; {hint}")

@@ -24,6 +24,15 @@ from job.ledger.models import Resource, ResourceState, Run, utcnow
 from job.ledger.store import Store
 
 log = logging.getLogger(__name__)
+# What the listings below need beyond the resource kinds' own inspect and delete.
+PERMISSIONS = (
+    "iam:ListUsers",
+    "iam:ListUserTags",
+    "iam:ListPolicies",
+    "iam:ListPolicyTags",
+    "s3:ListAllMyBuckets",
+    "s3:GetBucketTagging",
+)
 # <prefix>-<run id>-data, as job.scenario names buckets.
 JOB_BUCKET = re.compile(r"[a-z0-9-]{1,20}-[a-z][a-z0-9]{9}-data")
 
@@ -50,7 +59,7 @@ def _accounted(store: Store, account_id: str) -> set[tuple[str, str]]:
 
 
 def _tagged_iam(
-    aws: Aws, accounted: set[tuple[str, str]], kind: str, listing: str, key: str
+    aws: Aws, prefix: str, accounted: set[tuple[str, str]], kind: str, listing: str, key: str
 ) -> Iterator[Orphan]:
     """Users or customer-managed policies under the job's path (every page), with the job's tags."""
     iam = aws.client("iam")
@@ -60,7 +69,8 @@ def _tagged_iam(
     for page in pages:
         for item in page[key]:
             name = item["UserName"] if kind == "iam_user" else item["PolicyName"]
-            if (kind, name) in accounted:
+            # Another prefix's resources are another job's (and outside this runner's policy).
+            if not name.startswith(f"{prefix}-") or (kind, name) in accounted:
                 continue
             try:
                 if kind == "iam_user":
@@ -76,12 +86,18 @@ def _tagged_iam(
                 yield Orphan(kind, name, item["Arn"], tags.get(RUN_ID_KEY), item["CreateDate"])
 
 
-def _tagged_buckets(aws: Aws, accounted: set[tuple[str, str]], partition: str) -> Iterator[Orphan]:
+def _tagged_buckets(
+    aws: Aws, prefix: str, accounted: set[tuple[str, str]], partition: str
+) -> Iterator[Orphan]:
     s3 = aws.client("s3")
     for page in s3.get_paginator("list_buckets").paginate():
         for bucket in page.get("Buckets", []):
             name = bucket["Name"]
-            if not JOB_BUCKET.fullmatch(name) or ("s3_bucket", name) in accounted:
+            if (
+                not name.startswith(f"{prefix}-")
+                or not JOB_BUCKET.fullmatch(name)
+                or ("s3_bucket", name) in accounted
+            ):
                 continue
             try:
                 tags = tag_dict(s3.get_bucket_tagging(Bucket=name)["TagSet"])
@@ -99,14 +115,16 @@ def _tagged_buckets(aws: Aws, accounted: set[tuple[str, str]], partition: str) -
                 )
 
 
-def sweep(store: Store, aws: Aws, *, older_than: timedelta, execute: bool) -> list[Orphan]:
+def sweep(
+    store: Store, aws: Aws, *, prefix: str, older_than: timedelta, execute: bool
+) -> list[Orphan]:
     identity = aws.identity()
     accounted = _accounted(store, identity.account_id)
     try:
         orphans = [
-            *_tagged_iam(aws, accounted, "iam_user", "list_users", "Users"),
-            *_tagged_iam(aws, accounted, "iam_policy", "list_policies", "Policies"),
-            *_tagged_buckets(aws, accounted, identity.partition),
+            *_tagged_iam(aws, prefix, accounted, "iam_user", "list_users", "Users"),
+            *_tagged_iam(aws, prefix, accounted, "iam_policy", "list_policies", "Policies"),
+            *_tagged_buckets(aws, prefix, accounted, identity.partition),
         ]
     except (ClientError, BotoCoreError) as error:
         raise describe_aws_error(error, "listing the job's resources") from None

@@ -1,0 +1,98 @@
+"""`job runner-policy`: the least-privilege IAM policy the job's own credentials need.
+
+Built from the permissions each resource kind declares beside its AWS calls (job.aws.*), plus the
+sweep's listings, and scoped to the job's own names wherever IAM allows a resource there. What
+probe users do in verify is theirs, not the runner's, and sts:GetCallerIdentity needs no
+permission at all.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from job.aws.handler import IAM_PATH
+from job.aws.kinds import HANDLERS
+from job.phases.sweep import PERMISSIONS as SWEEP_PERMISSIONS
+
+# Actions whose resource is something not the job's, or that IAM does not let a policy scope:
+# listings of a whole account, and detaching our policy from a group or role someone else owns
+# (IAM's resource there is the group or role; only a Condition on iam:PolicyARN could narrow it,
+# and the job's policy uses none, so that it can be tried against an emulator).
+UNSCOPED = {
+    "iam:ListUsers",
+    "iam:ListPolicies",
+    "iam:RemoveUserFromGroup",
+    "iam:DetachGroupPolicy",
+    "iam:DetachRolePolicy",
+    "iam:DeleteVirtualMFADevice",
+    "s3:ListAllMyBuckets",
+}
+IAM_POLICY_ACTIONS = {
+    "iam:CreatePolicy",
+    "iam:TagPolicy",
+    "iam:ListPolicyTags",
+    "iam:ListEntitiesForPolicy",
+    "iam:ListPolicyVersions",
+    "iam:DeletePolicyVersion",
+    "iam:DeletePolicy",
+}
+S3_OBJECT_ACTIONS = {
+    "s3:PutObject",
+    "s3:GetObject",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:AbortMultipartUpload",
+}
+
+
+def required_actions() -> set[str]:
+    actions = set(SWEEP_PERMISSIONS)
+    for handler in HANDLERS.values():
+        for verb_actions in handler.permissions.values():
+            actions.update(verb_actions)
+    return actions
+
+
+def resource_for(action: str, prefix: str, partition: str = "aws") -> str:
+    path = IAM_PATH.strip("/")
+    if action in UNSCOPED:
+        return "*"
+    if action in IAM_POLICY_ACTIONS:
+        return f"arn:{partition}:iam::*:policy/{path}/{prefix}-*"
+    if action.startswith("iam:"):
+        # Every other IAM action the job makes acts on one of its users (AttachUserPolicy and
+        # DetachUserPolicy too: their resource is the user).
+        return f"arn:{partition}:iam::*:user/{path}/{prefix}-*"
+    if action in S3_OBJECT_ACTIONS:
+        return f"arn:{partition}:s3:::{prefix}-*/*"
+    return f"arn:{partition}:s3:::{prefix}-*"
+
+
+def runner_policy(
+    prefix: str = "job", partition: str = "aws", without: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """One statement per resource, actions sorted: stable output to diff and review."""
+    by_resource: dict[str, list[str]] = defaultdict(list)
+    for action in sorted(required_actions() - without):
+        by_resource[resource_for(action, prefix, partition)].append(action)
+    statements = [
+        {
+            "Sid": _sid(resource),
+            "Effect": "Allow",
+            "Action": actions,
+            "Resource": resource,
+        }
+        for resource, actions in sorted(by_resource.items())
+    ]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _sid(resource: str) -> str:
+    if resource == "*":
+        return "Unscoped"
+    if ":policy/" in resource:
+        return "JobPolicies"
+    if ":user/" in resource:
+        return "JobUsers"
+    return "JobObjects" if resource.endswith("/*") else "JobBuckets"
