@@ -13,17 +13,23 @@ no Condition (moto would take any as a deny).
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from sqlalchemy import update
 
+import job.aws.session
 from job.config import parse_database_url
 from job.emulator import EmulatorCredentials
 from job.ledger.models import Run, utcnow
 from job.permissions import required_actions, runner_policy
 from job.runtime import Ledger
+from tests.faults import StrictAws
 from tests.helpers import admin_client, invoke, leftovers
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -120,22 +126,72 @@ def test_the_policy_is_enough_for_run_sweep_and_stale_teardown(
     assert leftovers(aws, stale) == [] and leftovers(aws, run.json()["run_id"]) == []
 
 
-# Each of these, taken away, makes a plain `job run` fail, naming the action. Not here, since
-# moto authorizes them under other names than AWS's IAM actions: s3:PutBucketPublicAccessBlock,
-# s3:PutEncryptionConfiguration, s3:ListBucket (moto: s3:HeadBucket).
+# Each of these, taken away, makes a plain `job run` fail, naming the action.
 NEEDED_BY_A_RUN = [
-    "s3:CreateBucket",
-    "s3:PutBucketTagging",
-    "s3:PutObject",
-    "iam:CreateUser",
-    "iam:CreatePolicy",
     "iam:AttachUserPolicy",
     "iam:CreateAccessKey",
-    "iam:ListUserTags",
-    "iam:DeleteUser",
+    "iam:CreatePolicy",
+    "iam:CreateUser",
+    "iam:DeleteAccessKey",
+    "iam:DeleteLoginProfile",
     "iam:DeletePolicy",
+    "iam:DeleteUser",
+    "iam:DetachUserPolicy",
+    "iam:ListAccessKeys",
+    "iam:ListAttachedUserPolicies",
+    "iam:ListEntitiesForPolicy",
+    "iam:ListGroupsForUser",
+    "iam:ListPolicyTags",
+    "iam:ListPolicyVersions",
+    "iam:ListUserPolicies",
+    "iam:ListUserTags",
+    "s3:CreateBucket",
     "s3:DeleteBucket",
+    "s3:DeleteObject",
+    "s3:GetBucketTagging",
+    "s3:GetObject",
+    "s3:ListBucketMultipartUploads",
+    "s3:ListBucketVersions",
+    "s3:PutBucketTagging",
+    "s3:PutObject",
 ]
+# Needed only in a situation a plain run does not meet; `situation` makes it before teardown.
+NEEDED_IN_A_SITUATION = [
+    "iam:DeleteUserPolicy",
+    "iam:RemoveUserFromGroup",
+    "iam:DetachGroupPolicy",
+    "iam:DetachRolePolicy",
+    "iam:DeletePolicyVersion",
+    "iam:ListMFADevices",
+    "iam:DeactivateMFADevice",
+    "iam:DeleteVirtualMFADevice",
+    "iam:ListSigningCertificates",
+    "iam:DeleteSigningCertificate",
+    "iam:ListSSHPublicKeys",
+    "iam:DeleteSSHPublicKey",
+    "s3:AbortMultipartUpload",
+]
+NEEDED_BY_SWEEP = ["iam:ListUsers", "iam:ListPolicies", "s3:ListAllMyBuckets"]
+# What moto cannot show, and why. Each is in the policy for AWS's sake.
+NOT_PROVABLE_ON_MOTO = {
+    "iam:TagUser": "moto does not require it for CreateUser with Tags (AWS does)",
+    "iam:TagPolicy": "moto does not require it for CreatePolicy with Tags (AWS does)",
+    "s3:ListBucket": "moto authorizes HeadBucket as s3:HeadBucket",
+    "s3:PutBucketPublicAccessBlock": "moto authorizes it under another name",
+    "s3:PutEncryptionConfiguration": "moto authorizes PutBucketEncryption under another name",
+    "s3:PutBucketOwnershipControls": "moto authorizes it under another name",
+    "s3:PutBucketPolicy": "only with the TLS-only policy, which no plain-HTTP emulator can take",
+    "s3:DeleteObjectVersion": "moto authorizes DeleteObjects as s3:DeleteObject on the bucket",
+    "iam:ListServiceSpecificCredentials": "moto does not implement it",
+    "iam:DeleteServiceSpecificCredential": "moto does not implement it",
+}
+
+
+def test_every_action_is_accounted_for() -> None:
+    """A new action in a declaration must be shown to be needed, or said why it cannot be."""
+    shown = {*NEEDED_BY_A_RUN, *NEEDED_IN_A_SITUATION, *NEEDED_BY_SWEEP}
+    assert shown.isdisjoint(NOT_PROVABLE_ON_MOTO)
+    assert shown | set(NOT_PROVABLE_ON_MOTO) == required_actions()
 
 
 @pytest.mark.parametrize("action", NEEDED_BY_A_RUN)
@@ -162,3 +218,123 @@ def test_a_runner_that_may_not_look_at_its_bucket_does_not_take_it_for_a_strange
     states = {r["kind"]: r["state"] for r in shown.json()["resources"]}
     assert states["s3_bucket"] != "deleted" and states["s3_object"] != "deleted"
     assert f"bucket job-{run_id}-data" in leftovers(aws, run_id)
+
+
+ASSUME_ROLE = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ec2.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
+SSH_KEY = (
+    "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDA1k0YsQe7p3Yw2m2vF9uWm3l7q9c0rj0d5pq3c2x1kGJbT8k"
+    "5eP3Jp2Lq2p3Yz9l0x7m6b5a4c3d2e1f0 someone@example"
+)
+
+
+def _self_signed_certificate() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "job-test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def situation(action: str, aws: EmulatorCredentials, run_id: str) -> None:
+    """Hang on the run's resources what makes `action` necessary to tear them down."""
+    iam, s3 = admin_client(aws, "iam"), admin_client(aws, "s3")
+    writer, reader = f"job-{run_id}-writer", f"job-{run_id}-reader"
+    policy = f"arn:aws:iam::123456789012:policy/job/job-{run_id}-writer"
+    if action == "iam:DeleteUserPolicy":
+        iam.put_user_policy(
+            UserName=reader,
+            PolicyName="extra",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}],
+                }
+            ),
+        )
+    elif action == "iam:RemoveUserFromGroup":
+        iam.create_group(GroupName=f"g-{run_id}")
+        iam.add_user_to_group(GroupName=f"g-{run_id}", UserName=reader)
+    elif action == "iam:DetachGroupPolicy":
+        iam.create_group(GroupName=f"g-{run_id}")
+        iam.attach_group_policy(GroupName=f"g-{run_id}", PolicyArn=policy)
+    elif action == "iam:DetachRolePolicy":
+        iam.create_role(RoleName=f"r-{run_id}", AssumeRolePolicyDocument=ASSUME_ROLE)
+        iam.attach_role_policy(RoleName=f"r-{run_id}", PolicyArn=policy)
+    elif action == "iam:DeletePolicyVersion":
+        document = iam.get_policy_version(PolicyArn=policy, VersionId="v1")["PolicyVersion"]
+        iam.create_policy_version(
+            PolicyArn=policy, PolicyDocument=json.dumps(document["Document"]), SetAsDefault=True
+        )
+    elif action in ("iam:ListMFADevices", "iam:DeactivateMFADevice", "iam:DeleteVirtualMFADevice"):
+        serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=f"mfa-{run_id}")[
+            "VirtualMFADevice"
+        ]["SerialNumber"]
+        iam.enable_mfa_device(
+            UserName=writer,
+            SerialNumber=serial,
+            AuthenticationCode1="123456",
+            AuthenticationCode2="654321",
+        )
+    elif action == "iam:DeleteSigningCertificate":
+        iam.upload_signing_certificate(UserName=writer, CertificateBody=_self_signed_certificate())
+    elif action in (
+        "iam:ListSigningCertificates",
+        "iam:ListSSHPublicKeys",
+        "iam:DeleteSSHPublicKey",
+    ):
+        iam.upload_ssh_public_key(UserName=writer, SSHPublicKeyBody=SSH_KEY)
+    elif action == "s3:AbortMultipartUpload":
+        s3.create_multipart_upload(Bucket=f"job-{run_id}-data", Key="half/uploaded")
+    else:  # pragma: no cover - the list above and NEEDED_IN_A_SITUATION go together
+        raise AssertionError(action)
+
+
+@pytest.mark.parametrize("action", NEEDED_IN_A_SITUATION)
+def test_without_an_action_a_situation_cannot_be_torn_down(
+    action: str, aws, sqlite_url: str, capsys, monkeypatch
+) -> None:
+    run_id = invoke(capsys, "provision", "--database-url", sqlite_url).stdout.strip()
+    situation(action, aws, run_id)
+    # AWS's refusals where moto would delete regardless (a user with an SSH key, say).
+    strict = StrictAws(admin_client(aws, "iam"), admin_client(aws, "s3"))
+    original = job.aws.session.make_aws
+    monkeypatch.setattr(
+        job.aws.session, "make_aws", lambda *a, **k: original(*a, call_hooks=[strict], **k)
+    )
+    _become_least_privileged(aws, monkeypatch, without=frozenset({action}))
+    result = invoke(capsys, "teardown", "--run-id", run_id, "--database-url", sqlite_url)
+    assert result.exit_code == 4, result.stderr
+    assert f"lack {action}" in result.stderr
+    # With the whole policy, the same teardown finishes.
+    _become_least_privileged(aws, monkeypatch)
+    result = invoke(capsys, "teardown", "--run-id", run_id, "--database-url", sqlite_url)
+    assert result.exit_code == 0, result.stderr
+    assert leftovers(aws, run_id) == []
+
+
+@pytest.mark.parametrize("action", NEEDED_BY_SWEEP)
+def test_without_an_action_sweep_fails_and_names_it(action: str, aws, capsys, monkeypatch) -> None:
+    _become_least_privileged(aws, monkeypatch, without=frozenset({action}))
+    result = invoke(capsys, "sweep")
+    assert result.exit_code == 4
+    assert f"lack {action}" in result.stderr
