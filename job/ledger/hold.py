@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from sqlalchemy import Connection, Engine, or_, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 
-from job.errors import RunHeld
+from job.errors import LedgerError, RunHeld
 from job.ledger.models import Run, utcnow
 
 # Every lease write keeps updated_at as it was (the column's onupdate would set it to now): holding
@@ -178,11 +179,19 @@ def _release_lease(engine: Engine, run_id: str, holder: str) -> None:
 
 @contextmanager
 def hold(engine: Engine, run_id: str) -> Iterator[None]:
-    """Hold `run_id` for the length of the block, or raise RunHeld (exit 3) at once."""
-    lock = _lock_for(engine, run_id)
-    if not lock.try_acquire():
-        lock.release()
-        raise _refusal(engine, run_id)
+    """Hold `run_id` for the length of the block, or raise RunHeld (exit 3) at once; LedgerError
+    (exit 4) when the ledger cannot be reached to take it."""
+    try:
+        lock = _lock_for(engine, run_id)
+        if not lock.try_acquire():
+            lock.release()
+            raise _refusal(engine, run_id)
+    except SQLAlchemyError as error:
+        raise LedgerError(
+            f"cannot take the hold on run {run_id}: the ledger did not answer "
+            f"({str(getattr(error, 'orig', error)).strip().splitlines()[0]}); run the same "
+            "command again when it is reachable"
+        ) from None
     holder = holder_name()
     stop = threading.Event()
     renewer: threading.Thread | None = None

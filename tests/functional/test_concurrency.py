@@ -144,3 +144,22 @@ def test_janitors_share_stale_runs_each_torn_down_once(aws, postgres_url: str) -
             assert leftovers(aws, run_id) == []
         assert store.get_run(fresh).status is RunStatus.PROVISIONED
     assert len(leftovers(aws, fresh)) == 5
+
+
+def test_an_unreachable_ledger_is_a_ledger_error_not_a_traceback() -> None:
+    from sqlalchemy import create_engine
+
+    from job.errors import LedgerError
+    from job.ledger.hold import hold
+
+    engine = create_engine(
+        "postgresql+psycopg://job@127.0.0.1:9/job", connect_args={"connect_timeout": 2}
+    )
+    with (
+        pytest.raises(
+            LedgerError, match="cannot take the hold on run r1: the ledger did not answer"
+        ),
+        hold(engine, "r1"),
+    ):
+        pass
+    engine.dispose()
