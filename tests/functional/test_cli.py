@@ -23,6 +23,8 @@ COMMANDS = [
     ["runs", "show"],
     ["db"],
     ["db", "upgrade"],
+    ["sweep"],
+    ["runner-policy"],
 ]
 
 
