@@ -8,10 +8,12 @@ import string
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from job.aws.handler import Target
-from job.aws.session import Aws
+from job.aws.session import Aws, describe_aws_error
 from job.errors import AwsError, JobError, LedgerError
-from job.ledger.models import Outcome, PhaseAttempt, Run, RunStatus
+from job.ledger.models import Outcome, PhaseAttempt, Resource, Run, RunStatus
 from job.ledger.store import Store
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,17 @@ def target_for(run: Run, aws: Aws) -> Target:
             f"set --region {run.region}"
         )
     return Target(aws=aws, run_id=run.id, account_id=run.account_id, partition=run.partition)
+
+
+@contextmanager
+def recording_failure(store: Store, row: Resource, doing: str) -> Iterator[None]:
+    """Turn an AWS failure inside into one line (exit 4), also kept on the row for `runs show`."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as error:
+        failure = describe_aws_error(error, doing)
+        store.set_error(row, failure.message)
+        raise failure from None
 
 
 @contextmanager

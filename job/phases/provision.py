@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import logging
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from job.aws.handler import AlreadyExists, Presence, Target
 from job.aws.kinds import handler_for
-from job.aws.session import Aws, describe_aws_error
+from job.aws.session import Aws
 from job.errors import BadInput, NotOurs
 from job.ledger.models import Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
-from job.phases.common import new_run_id, phase, target_for
+from job.phases.common import new_run_id, phase, recording_failure, target_for
 from job.scenario import ResourceSpec, RunOptions, seed_scenario
 
 log = logging.getLogger(__name__)
@@ -58,20 +56,19 @@ def ensure(store: Store, target: Target, run: Run, spec: ResourceSpec) -> Resour
     row = store.find_resource(run, spec.logical_name)
     if row is not None and row.state is ResourceState.CREATED:
         return row
-    doing = f"creating {spec.kind} {spec.name}"
-    try:
-        if row is None:
-            row = store.record_pending(
-                run,
-                kind=spec.kind,
-                logical_name=spec.logical_name,
-                name=spec.name,
-                attributes=spec.attributes,
-            )
-        else:
-            # Pending from an earlier attempt: the create may have happened. Look before creating.
-            if _adopt(store, target, row):
-                return row
+    pending_before = row is not None
+    if row is None:
+        row = store.record_pending(
+            run,
+            kind=spec.kind,
+            logical_name=spec.logical_name,
+            name=spec.name,
+            attributes=spec.attributes,
+        )
+    with recording_failure(store, row, f"creating {spec.kind} {spec.name}"):
+        # Pending from an earlier attempt: the create may have happened. Look before creating.
+        if pending_before and _adopt(store, target, row):
+            return row
         try:
             created = handler.create(target, row)
         except AlreadyExists:
@@ -80,11 +77,6 @@ def ensure(store: Store, target: Target, run: Run, spec: ResourceSpec) -> Resour
             raise NotOurs(
                 f"{spec.kind} {spec.name} exists but vanished while being adopted"
             ) from None
-    except (ClientError, BotoCoreError) as error:
-        failure = describe_aws_error(error, doing)
-        if row is not None:
-            store.set_error(row, failure.message)
-        raise failure from None
     store.set_state(row, ResourceState.CREATED, physical_id=created.physical_id)
     log.info("created %s %s", spec.kind, spec.name)
     return row

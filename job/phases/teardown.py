@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import logging
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from job.aws.handler import Presence, Target
 from job.aws.kinds import handler_for
-from job.aws.session import Aws, describe_aws_error
+from job.aws.session import Aws
 from job.errors import AwsError
 from job.ledger.models import Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
-from job.phases.common import phase, target_for
+from job.phases.common import phase, recording_failure, target_for
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +44,12 @@ def teardown(store: Store, aws: Aws, *, run_id: str) -> Run:
 def delete_resource(store: Store, target: Target, row: Resource) -> None:
     """Delete one recorded resource if it is there and it is this run's; record the outcome."""
     handler = handler_for(row.kind)
-    try:
+    with recording_failure(store, row, f"deleting {row.kind} {row.name}"):
         found = handler.inspect(target, row)
         if found.presence is Presence.OURS:
             store.set_state(row, ResourceState.DELETING)
             handler.delete(target, row)
             log.info("deleted %s %s", row.kind, row.name)
-    except (ClientError, BotoCoreError) as error:
-        failure = describe_aws_error(error, f"deleting {row.kind} {row.name}")
-        store.set_error(row, failure.message)
-        raise failure from None
     if found.presence is Presence.FOREIGN:
         log.warning("not deleting %s %s: %s", row.kind, row.name, found.reason)
     store.set_state(

@@ -19,7 +19,7 @@ from job.aws.handler import Target
 from job.aws.kinds import handler_for
 from job.aws.probes import probe
 from job.aws.retry import until_consistent
-from job.aws.session import Aws, describe_aws_error, error_code
+from job.aws.session import Aws, error_code
 from job.errors import BadInput
 from job.ledger.models import (
     Check,
@@ -32,7 +32,7 @@ from job.ledger.models import (
     Verdict,
 )
 from job.ledger.store import Store
-from job.phases.common import phase, target_for
+from job.phases.common import phase, recording_failure, target_for
 from job.phases.teardown import delete_resource
 from job.scenario import Expectation, RunOptions, seed_scenario
 
@@ -137,14 +137,8 @@ def _verify_principal(
 
 
 def _create_key(store: Store, target: Target, row: Resource) -> ProbeKey:
-    try:
+    with recording_failure(store, row, f"creating an access key for {row.attributes['user_name']}"):
         created = handler_for(row.kind).create(target, row)
-    except (ClientError, BotoCoreError) as error:
-        failure = describe_aws_error(
-            error, f"creating an access key for {row.attributes['user_name']}"
-        )
-        store.set_error(row, failure.message)
-        raise failure from None
     store.set_state(row, ResourceState.CREATED, physical_id=created.physical_id)
     assert created.secret is not None
     return ProbeKey(created.physical_id, created.secret)
