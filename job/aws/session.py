@@ -144,6 +144,7 @@ class Aws:
             s3={"addressing_style": "path"} if _custom_endpoint(endpoint_url) else {},
         )
         self._local = threading.local()
+        self._identity: Identity | None = None
 
     def client(self, service: str) -> Any:
         clients: dict[str, Any] = self._local.__dict__.setdefault("clients", {})
@@ -187,6 +188,13 @@ class Aws:
         return self._session.get_partition_for_region(self.region)
 
     def identity(self) -> Identity:
+        """Whose credentials these are. Asked once per Aws: `job run` checks the account before
+        each phase with the same credentials, and the account behind them cannot change."""
+        if self._identity is None:
+            self._identity = self._ask_identity()
+        return self._identity
+
+    def _ask_identity(self) -> Identity:
         try:
             answer = self.client("sts").get_caller_identity()
         except (ClientError, BotoCoreError) as error:
