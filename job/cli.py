@@ -22,6 +22,7 @@ import click
 from job.config import Settings
 from job.errors import BadInput, JobError
 from job.ledger.models import RunStatus
+from job.logs import configure as configure_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("job")
@@ -63,6 +64,22 @@ def global_options(function: F) -> F:
             "[env JOB_PERMISSIONS_BOUNDARY].",
         ),
         click.option(
+            "--concurrency",
+            metavar="N",
+            help="At most N AWS calls at once [env JOB_CONCURRENCY; default 10].",
+        ),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            help="Logs on stderr as lines or as one JSON object each [env JOB_LOG_FORMAT].",
+        ),
+        click.option(
+            "--metrics-file",
+            metavar="PATH",
+            help="Write Prometheus text-format metrics here when the command ends "
+            "[env JOB_METRICS_FILE].",
+        ),
+        click.option(
             "--emulator",
             is_flag=True,
             default=None,
@@ -88,21 +105,74 @@ def global_options(function: F) -> F:
 
 def settings_from(ctx: click.Context) -> Settings:
     """The validated settings, from every global option given anywhere on the line; also sets up
-    logging, which needs them."""
-    settings = Settings.load(**ctx.find_root().obj)
-    _configure_logging(settings)
+    logging, which needs them, and the metrics the command will leave behind."""
+    given = ctx.find_root().obj
+    settings = Settings.load(**{k: v for k, v in given.items() if not k.startswith("_")})
+    given["_status_line"] = configure_logging(
+        settings.log_level, settings.log_format, settings.output
+    )
+    if settings.metrics_file is not None:
+        from job.files import check_writable
+        from job.metrics import Observation
+
+        check_writable(settings.metrics_file, "--metrics-file")
+        given["_settings"] = settings
+        given["_observation"] = Observation(ctx.command_path.removeprefix("job "), settings.prefix)
     return settings
 
 
-def _configure_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("job: %(levelname)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.upper())
-    # botocore's debug logs print response bodies, CreateAccessKey's secret among them.
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "werkzeug"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+def observation(ctx: click.Context) -> Any:
+    """The metrics being gathered for --metrics-file, or None."""
+    return ctx.find_root().obj.get("_observation")
+
+
+def junit_path(value: str | None) -> str | None:
+    from job.files import check_writable
+
+    return None if value is None else check_writable(value, "--junit-xml")
+
+
+@dataclass
+class Concern:
+    """The run a command concerns and, when it failed, why: what its reports must say."""
+
+    run_id: str | None = None
+    error: str | None = None
+
+
+@contextmanager
+def reporting(ctx: click.Context, store: Any, junit_xml: str | None = None) -> Iterator[Concern]:
+    """Around a command's work on one run: when it ends, however it ends, the run goes into the
+    metrics and the JUnit report. The command sets the run's id as soon as it knows it."""
+    concern = Concern()
+    try:
+        yield concern
+    except JobError as failure:
+        concern.error = failure.message
+        raise
+    finally:
+        if concern.run_id and (junit_xml is not None or observation(ctx) is not None):
+            _report_run(ctx, store, concern.run_id, junit_xml, concern.error)
+
+
+def _report_run(
+    ctx: click.Context, store: Any, run_id: str, junit_xml: str | None, error: str | None
+) -> None:
+    from job.junit import write_junit
+
+    try:
+        run = store.get_run(run_id)
+        checks = store.latest_checks(run)
+        observed = observation(ctx)
+        if observed is not None:
+            observed.observe_run(run, checks)
+            observed.ledger_resources_live = store.count_live_resources()
+        if junit_xml is not None:
+            write_junit(junit_xml, run, checks, error)
+    except (JobError, OSError) as failure:
+        # The command's own outcome matters more; the missing report is said, not raised over it.
+        message = failure.message if isinstance(failure, JobError) else str(failure)
+        log.error("could not write the reports of run %s: %s", run_id, message)
 
 
 @dataclass
@@ -183,10 +253,18 @@ def cli() -> None:
     """
 
 
+JUNIT_XML = click.option(
+    "--junit-xml",
+    metavar="PATH",
+    help="Also write the checks as a JUnit XML report here (one test case per check).",
+)
+
+
 @cli.command("run")
 @click.option("--keep", is_flag=True, help="Leave the resources in place (skip teardown).")
+@JUNIT_XML
 @click.pass_context
-def run_command(ctx: click.Context, keep: bool) -> None:
+def run_command(ctx: click.Context, keep: bool, junit_xml: str | None) -> None:
     """Provision, verify, then tear down (always, unless --keep).
 
     Exit code: verify's (0 all checks passed, 1 a check failed), or 4 when teardown could not
@@ -198,7 +276,8 @@ def run_command(ctx: click.Context, keep: bool) -> None:
     from job.report import run_dict, run_text
 
     settings = settings_from(ctx)
-    with runtime(settings) as job:
+    junit_xml = junit_path(junit_xml)
+    with runtime(settings) as job, reporting(ctx, job.store, junit_xml) as concern:
         store = job.store
         outcome = run_all(
             store,
@@ -208,7 +287,10 @@ def run_command(ctx: click.Context, keep: bool) -> None:
             propagation_timeout=settings.propagation_timeout,
             hold=job.ledger.hold,
             keep=keep,
+            started=lambda run_id: setattr(concern, "run_id", run_id),
         )
+        if outcome.error is not None:  # returned as an exit code, not raised: reports still say it
+            concern.error = outcome.error.message
         run = store.get_run(outcome.run.id)
         checks = store.latest_checks(run)
         document = run_dict(run, checks)
@@ -233,12 +315,13 @@ def provision_command(ctx: click.Context, run_id: str | None) -> None:
     from job.report import run_dict
 
     settings = settings_from(ctx)
-    with runtime(settings) as job:
+    with runtime(settings) as job, reporting(ctx, job.store) as concern:
         if run_id is None:
             aws = job.make_aws(None)
             run_id = start_run(job.store, aws, settings.prefix, run_options(settings)).id
         else:
             aws = job.make_aws(job.store.get_run(run_id).region)
+        concern.run_id = run_id
         with job.ledger.hold(run_id):
             run = provision(job.store, aws, run_id=run_id)
         # Text output is the run id alone, so that scripts can say RUN=$(job provision).
@@ -247,8 +330,9 @@ def provision_command(ctx: click.Context, run_id: str | None) -> None:
 
 @cli.command("verify")
 @click.option("--run-id", required=True, help="The run to verify.")
+@JUNIT_XML
 @click.pass_context
-def verify_command(ctx: click.Context, run_id: str) -> None:
+def verify_command(ctx: click.Context, run_id: str, junit_xml: str | None) -> None:
     """Check every principal's real permissions against the expected matrix (exit 1 if any differ).
 
     Example: job verify --run-id abc123
@@ -257,8 +341,10 @@ def verify_command(ctx: click.Context, run_id: str) -> None:
     from job.report import run_dict, run_text
 
     settings = settings_from(ctx)
-    with runtime(settings) as job:
+    junit_xml = junit_path(junit_xml)
+    with runtime(settings) as job, reporting(ctx, job.store, junit_xml) as concern:
         aws = job.make_aws(job.store.get_run(run_id).region)
+        concern.run_id = run_id
         with job.ledger.hold(run_id):
             run = verify(
                 job.store, aws, run_id=run_id, propagation_timeout=settings.propagation_timeout
@@ -301,6 +387,10 @@ def teardown_command(ctx: click.Context, run_id: str | None, stale: bool, older_
             outcomes = teardown_stale(
                 job.store, job.make_aws, older_than=idle, hold=job.ledger.hold
             )
+            observed = observation(ctx)
+            if observed is not None:
+                observed.observe_stale(outcome.outcome for outcome in outcomes)
+                observed.ledger_resources_live = job.store.count_live_resources()
         failed = [outcome for outcome in outcomes if outcome.outcome == "failed"]
         document = {
             "status": "error" if failed else "ok",
@@ -308,8 +398,9 @@ def teardown_command(ctx: click.Context, run_id: str | None, stale: bool, older_
         }
         emit(settings, document, stale_text(outcomes))
         ctx.exit(4 if failed else 0)
-    with runtime(settings) as job:
+    with runtime(settings) as job, reporting(ctx, job.store) as concern:
         aws = job.make_aws(job.store.get_run(run_id).region)
+        concern.run_id = run_id
         with job.ledger.hold(run_id):
             run = teardown(job.store, aws, run_id=run_id)
         emit(settings, run_dict(run, []), run_text(run, []))
@@ -488,9 +579,27 @@ def main(argv: list[str] | None = None) -> None:
     except JobError as error:
         code = _fail(given, error.message, error.exit_code)
     finally:
+        status_line = given.get("_status_line")
+        if status_line is not None:
+            status_line.clear()
         if in_main_thread:  # main() may be called in-process (tests, embedding): put it back
             signal.signal(signal.SIGTERM, previous)
+    if given.get("_observation") is not None:
+        code = _write_metrics(given, code)
     sys.exit(code)
+
+
+def _write_metrics(given: dict[str, Any], code: int) -> int:
+    from job.metrics import write_metrics
+
+    try:
+        write_metrics(given["_settings"].metrics_file, given["_observation"], code)
+    except OSError as error:
+        # Checked writable when the command started, so rare; on stderr even with --output json,
+        # whose one object on stdout is already out.
+        click.echo(f"job: error: cannot write the metrics file: {error}", err=True)
+        return max(code, 4)
+    return code
 
 
 _STOPPED = (

@@ -23,6 +23,11 @@ _BOUNDARY = re.compile(r"arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/[A-Za-z0-9+=
 _YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 LOG_LEVELS = ("debug", "info", "warning")
 OUTPUTS = ("text", "json")
+LOG_FORMATS = ("text", "json")
+# Terraform's default parallelism: enough to hide round trips, few enough not to provoke IAM's
+# throttling (its mutating calls are limited to a handful per second per account).
+DEFAULT_CONCURRENCY = 10
+MAX_CONCURRENCY = 100
 
 
 def parse_duration(text: str) -> timedelta:
@@ -122,6 +127,11 @@ class Settings:
     propagation_timeout: timedelta = timedelta(seconds=60)
     permissions_boundary: str | None = None
     require_tls: bool = True
+    log_format: str = "text"
+    # Where to write Prometheus text-format metrics after the command (node_exporter's textfile
+    # collector reads them), or None.
+    metrics_file: str | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
 
     @classmethod
     def load(
@@ -133,6 +143,9 @@ class Settings:
         output: str | None = None,
         emulator: bool | None = None,
         permissions_boundary: str | None = None,
+        log_format: str | None = None,
+        metrics_file: str | None = None,
+        concurrency: str | int | None = None,
         verbosity: int = 0,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
@@ -150,6 +163,12 @@ class Settings:
         timeout_text = env.get("JOB_PROPAGATION_TIMEOUT")
         use_emulator = bool(emulator) or env.get("JOB_EMULATOR", "") in ("1", "true", "yes")
         boundary = _first(permissions_boundary, env.get("JOB_PERMISSIONS_BOUNDARY"))
+        log_format_value = _or_default(_first(log_format, env.get("JOB_LOG_FORMAT")), "text")
+        if log_format_value not in LOG_FORMATS:
+            raise BadInput(f"invalid log format {log_format_value!r}: use text or json")
+        metrics_path = _first(metrics_file, env.get("JOB_METRICS_FILE"))
+        if metrics_path == "":
+            raise BadInput("empty --metrics-file: give a file path, e.g. /var/lib/job/job.prom")
         return cls(
             database_url=parse_database_url(
                 _or_default(_first(database_url, env.get("JOB_DATABASE_URL")), DEFAULT_DATABASE_URL)
@@ -164,4 +183,21 @@ class Settings:
             propagation_timeout=(
                 parse_duration(timeout_text) if timeout_text else timedelta(seconds=60)
             ),
+            log_format=log_format_value,
+            metrics_file=metrics_path,
+            concurrency=parse_concurrency(
+                _first(
+                    None if concurrency is None else str(concurrency), env.get("JOB_CONCURRENCY")
+                )
+            ),
         )
+
+
+def parse_concurrency(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_CONCURRENCY
+    if not text.isdigit() or not 1 <= int(text) <= MAX_CONCURRENCY:
+        raise BadInput(
+            f"invalid concurrency {text!r}: use a whole number from 1 to {MAX_CONCURRENCY}"
+        )
+    return int(text)

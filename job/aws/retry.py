@@ -16,6 +16,7 @@ from typing import TypeVar
 from botocore.exceptions import ClientError
 
 from job.aws.session import error_code
+from job.logs import WAITING
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -41,6 +42,12 @@ def until_consistent(
             code = error_code(error)
             if code not in retry_on or clock() + delay > deadline:
                 raise
-            log.info("waiting for AWS to see %s (%s); retrying in %.1fs", what, code, delay)
+            log.info(
+                "waiting for AWS to see %s (%s); retrying in %.1fs",
+                what,
+                code,
+                delay,
+                extra=WAITING,
+            )
             sleep(delay)
             delay = min(delay * 2, 5.0)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
@@ -115,6 +115,15 @@ class Store:
 
     def find_resource(self, run: Run, logical_name: str) -> Resource | None:
         return next((row for row in run.resources if row.logical_name == logical_name), None)
+
+    def count_live_resources(self) -> int:
+        """Resources of every run that are not deleted: after teardowns, what is still out there."""
+        query = (
+            select(func.count())
+            .select_from(Resource)
+            .where(Resource.state != ResourceState.DELETED)
+        )
+        return self.session.scalar(query) or 0
 
     def record_pending(
         self, run: Run, *, kind: str, logical_name: str, name: str, attributes: dict[str, Any]

@@ -36,10 +36,13 @@ def run_all(
     options: RunOptions | None = None,
     hold: Callable[[str], AbstractContextManager[None]],
     keep: bool = False,
+    started: Callable[[str], None] = lambda run_id: None,
 ) -> RunOutcome:
     """Exit code: verify's (0 or 1), or the phase error's; 4 when teardown could not finish.
-    Teardown is attempted whatever happened before it, unless `keep`. The run is held throughout."""
+    Teardown is attempted whatever happened before it, unless `keep`. The run is held throughout.
+    `started` hears the new run's id first, for reports that must name it whatever happens next."""
     run = start_run(store, aws, prefix, options)
+    started(run.id)
     with hold(run.id):
         return _phases(store, aws, run, propagation_timeout, keep)
 

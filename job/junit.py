@@ -1,0 +1,72 @@
+"""The checks as JUnit XML, so that CI systems show the permission matrix as tests.
+
+One test case per check: a mismatch is a failure that says expected versus actual; a check that
+could not be made (actual `error`) is an error. A run that never got to its checks (provision
+failed, say) gets one errored case for the phase that stopped it, so the CI job is not green.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+
+from job.files import write_atomically
+from job.ledger.models import Check, Run, Verdict
+
+
+def _verdict_word(verdict: Verdict) -> str:
+    return {"allow": "allowed", "deny": "denied"}.get(verdict.value, verdict.value)
+
+
+def junit_document(run: Run, checks: Sequence[Check], error: str | None = None) -> ET.Element:
+    suite = ET.Element("testsuite", name=f"job verify {run.id}")
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (
+        ("run_id", run.id),
+        ("account_id", run.account_id),
+        ("region", run.region),
+        ("status", run.status.value),
+    ):
+        ET.SubElement(properties, "property", name=name, value=value)
+    failures = errors = 0
+    for check in checks:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"job.{check.principal}",
+            name=f"{check.action} on {check.resource} is {_verdict_word(check.expected)}",
+        )
+        if check.passed:
+            continue
+        message = f"expected {check.expected.value}, got {check.actual.value}"
+        if check.detail:
+            message += f" ({check.detail})"
+        if check.actual is Verdict.ERROR:
+            errors += 1
+            ET.SubElement(case, "error", message=message, type="CheckError").text = message
+        else:
+            failures += 1
+            ET.SubElement(
+                case, "failure", message=message, type="PermissionMismatch"
+            ).text = message
+    if error is not None and not checks:
+        # Nothing was checked: one errored case carries why, so the report is not empty and green.
+        errors += 1
+        case = ET.SubElement(suite, "testcase", classname="job", name=f"run {run.id}")
+        ET.SubElement(case, "error", message=error, type="JobError").text = error
+    tests = len(checks) + (1 if error is not None and not checks else 0)
+    suite.set("tests", str(tests))
+    suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
+    root = ET.Element(
+        "testsuites", name="job", tests=str(tests), failures=str(failures), errors=str(errors)
+    )
+    root.append(suite)
+    return root
+
+
+def write_junit(path: str, run: Run, checks: Sequence[Check], error: str | None = None) -> None:
+    document = junit_document(run, checks, error)
+    ET.indent(document)
+    text = ET.tostring(document, encoding="unicode", xml_declaration=True)
+    write_atomically(path, text + "\n")
