@@ -201,7 +201,10 @@ class Flaky:
             status, body = _throttled(service)
             return AWSResponse(request.url, status, {}, _Body(body))
         if fault == "500":
-            return AWSResponse(request.url, 500, {}, _Body(b""))
+            # As a web server or proxy in front of the service answers it (moto's werkzeug does):
+            # an HTML page that botocore cannot parse as the protocol's error document.
+            page = b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+            return AWSResponse(request.url, 500, {}, _Body(page))
         if fault == "reset":
             raise ConnectionClosedError(endpoint_url=request.url)
         # Lost: AWS gets the request and acts on it, the answer never arrives.

@@ -18,7 +18,9 @@ import botocore.loaders
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.parsers import ResponseParserError
 
+from job.config import MAX_CONCURRENCY
 from job.errors import AwsError, BadInput
 
 USER_AGENT = "job/0.1"
@@ -94,6 +96,25 @@ def _custom_endpoint(endpoint_url: str | None) -> bool:
     )
 
 
+# What an AWS call can raise: the service's answer, botocore's own failures, and an answer botocore
+# could not read at all.
+AWS_ERRORS = (ClientError, BotoCoreError, ResponseParserError)
+
+
+def _html_5xx_is_a_server_error(response_dict: dict[str, Any], **_: Any) -> None:
+    """A 5xx whose body is an HTML page (a proxy's, a load balancer's, a web framework's) is a
+    server error like any other, to be retried. botocore recognises such pages only when they
+    start with "<html>"; one that starts with "<!doctype html>" would fail parsing instead, and
+    parse failures are not retried. An empty body is what botocore reads as a generic error."""
+    body = response_dict.get("body")
+    if (
+        response_dict.get("status_code", 0) >= 500
+        and isinstance(body, bytes)
+        and body.lstrip()[:9].lower() == b"<!doctype"
+    ):
+        response_dict["body"] = b""
+
+
 def _keep_arguments(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
     context["arguments"] = dict(params)
 
@@ -106,9 +127,10 @@ class Identity:
 
 
 class Aws:
-    """Clients for one set of credentials in one region. Clients are made lazily, one per thread
-    (boto3 clients are thread-safe, sessions are not; one per thread keeps later parallel phases
-    simple)."""
+    """Clients for one set of credentials in one region, made lazily, one per service, shared by
+    the phase's worker threads. boto3 clients are thread-safe; sessions are not, so clients are
+    made under a lock. One client per service also means one connection pool and one adaptive
+    rate limiter: when AWS throttles, every thread slows down together."""
 
     def __init__(
         self,
@@ -119,8 +141,11 @@ class Aws:
         max_attempts: int = 8,
         call_hooks: Sequence[Callable[..., Any]] = (),
         keys: tuple[str, str] | None = None,
+        session_lock: threading.Lock | None = None,
     ) -> None:
         self._session = session
+        # Guards the session, which with_keys shares: made clients are safe, making them is not.
+        self._session_lock = session_lock or threading.Lock()
         # Another principal's access key id and secret, for its clients (see with_keys).
         self._keys = keys
         # botocore event handlers put on every client, on the event named by their `event`
@@ -142,12 +167,21 @@ class Aws:
             user_agent_extra=USER_AGENT,
             # An emulator answers on an address, not on a bucket's DNS name.
             s3={"addressing_style": "path"} if _custom_endpoint(endpoint_url) else {},
+            # As many connections as --concurrency may use at once (its most).
+            max_pool_connections=MAX_CONCURRENCY,
         )
-        self._local = threading.local()
+        self._clients: dict[str, Any] = {}
         self._identity: Identity | None = None
 
     def client(self, service: str) -> Any:
-        clients: dict[str, Any] = self._local.__dict__.setdefault("clients", {})
+        client = self._clients.get(service)
+        if client is not None:
+            return client
+        with self._session_lock:
+            return self._clients.get(service) or self._make_client(service)
+
+    def _make_client(self, service: str) -> Any:
+        clients = self._clients
         if service not in clients:
             try:
                 session: Any = self._session  # boto3-stubs wants a literal service name
@@ -159,6 +193,7 @@ class Aws:
                     aws_access_key_id=key_id,
                     aws_secret_access_key=secret,
                 )
+                client.meta.events.register("before-parse.*.*", _html_5xx_is_a_server_error)
                 if self.call_hooks:
                     # Hooks see the call's own arguments too, not only the serialized request.
                     client.meta.events.register("before-parameter-build.*.*", _keep_arguments)
@@ -181,6 +216,7 @@ class Aws:
             endpoint_url=self.endpoint_url,
             call_hooks=self.call_hooks,
             keys=(access_key_id, secret_access_key),
+            session_lock=self._session_lock,
         )
 
     @property
@@ -197,7 +233,7 @@ class Aws:
     def _ask_identity(self) -> Identity:
         try:
             answer = self.client("sts").get_caller_identity()
-        except (ClientError, BotoCoreError) as error:
+        except AWS_ERRORS as error:
             raise describe_aws_error(
                 error, "finding the AWS account (sts:GetCallerIdentity)"
             ) from None

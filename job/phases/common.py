@@ -8,10 +8,8 @@ import string
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from job.aws.handler import Target
-from job.aws.session import Aws, describe_aws_error
+from job.aws.session import AWS_ERRORS, Aws, describe_aws_error
 from job.errors import AwsError, JobError, LedgerError
 from job.ledger.models import Outcome, PhaseAttempt, Resource, Run, RunStatus
 from job.ledger.store import Store
@@ -49,7 +47,7 @@ def recording_failure(store: Store, row: Resource, doing: str) -> Iterator[None]
     """Turn an AWS failure inside into one line (exit 4), also kept on the row for `runs show`."""
     try:
         yield
-    except (ClientError, BotoCoreError) as error:
+    except AWS_ERRORS as error:
         failure = describe_aws_error(error, doing)
         store.set_error(row, failure.message)
         raise failure from None

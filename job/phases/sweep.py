@@ -13,15 +13,18 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from sqlalchemy import select
 
 from job.aws.handler import IAM_PATH, MANAGED_BY_KEY, MANAGED_BY_VALUE, RUN_ID_KEY, Target, tag_dict
 from job.aws.kinds import handler_for
-from job.aws.session import Aws, describe_aws_error, error_code
+from job.aws.session import AWS_ERRORS, Aws, describe_aws_error, error_code
+from job.config import DEFAULT_CONCURRENCY
 from job.ledger.models import Resource, ResourceState, Run, utcnow
 from job.ledger.store import Store
+from job.parallel import run_each
 
 log = logging.getLogger(__name__)
 # What the listings below need beyond the resource kinds' own inspect and delete.
@@ -116,7 +119,13 @@ def _tagged_buckets(
 
 
 def sweep(
-    store: Store, aws: Aws, *, prefix: str, older_than: timedelta, execute: bool
+    store: Store,
+    aws: Aws,
+    *,
+    prefix: str,
+    older_than: timedelta,
+    execute: bool,
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> list[Orphan]:
     identity = aws.identity()
     accounted = _accounted(store, identity.account_id)
@@ -126,27 +135,35 @@ def sweep(
             *_tagged_iam(aws, prefix, accounted, "iam_policy", "list_policies", "Policies"),
             *_tagged_buckets(aws, prefix, accounted, identity.partition),
         ]
-    except (ClientError, BotoCoreError) as error:
+    except AWS_ERRORS as error:
         raise describe_aws_error(error, "listing the job's resources") from None
     if not execute:
         return orphans
     cutoff = utcnow() - older_than
-    # Users first: deleting them detaches the policies, which can then go.
-    order = {"iam_user": 0, "iam_policy": 1, "s3_bucket": 2}
-    for orphan in sorted(orphans, key=lambda o: order[o.kind]):
-        if orphan.created_at > cutoff:
-            orphan.action = "kept"
-            orphan.error = f"younger than {older_than}: may belong to a run in progress elsewhere"
-            continue
+
+    def delete(orphan: Orphan) -> None:
         row = Resource(kind=orphan.kind, logical_name="sweep", name=orphan.name, attributes={})
         row.physical_id = orphan.physical_id
         target = Target(aws, orphan.run_id or "", identity.account_id, identity.partition)
         try:
             handler_for(orphan.kind).delete(target, row)
-        except (ClientError, BotoCoreError) as error:
+        except AWS_ERRORS as error:
             orphan.action, orphan.error = "failed", describe_aws_error(error, "deleting").message
             log.error("could not delete %s %s: %s", orphan.kind, orphan.name, orphan.error)
-            continue
+            return
         orphan.action = "deleted"
         log.info("deleted orphaned %s %s (run %s)", orphan.kind, orphan.name, orphan.run_id)
+
+    doomed = []
+    for orphan in orphans:
+        if orphan.created_at > cutoff:
+            orphan.action = "kept"
+            orphan.error = f"younger than {older_than}: may belong to a run in progress elsewhere"
+        else:
+            doomed.append(orphan)
+    # Users first: deleting them detaches the policies, which can then go. Within a kind, at once.
+    for kind in ("iam_user", "iam_policy", "s3_bucket"):
+        run_each(
+            {id(o): partial(delete, o) for o in doomed if o.kind == kind}, concurrency=concurrency
+        )
     return orphans
