@@ -7,11 +7,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING
 
 from job.errors import BadInput
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only when a URL is parsed: `job --help` stays quick
+    from sqlalchemy.engine import URL
 
 DEFAULT_DATABASE_URL = "sqlite:///job.db"
 # Room for "-<run id>-<role>" within AWS's shortest limit we use (bucket names: 63 characters).
@@ -41,6 +42,9 @@ def parse_duration(text: str) -> timedelta:
 
 
 def parse_database_url(text: str) -> URL:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(text)
     except ArgumentError:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from job.ledger.models import Check, Resource, Run
+from job.ledger.models import Check, Resource, Run, RunStatus
 
 
 def _time(value: Any) -> str | None:
@@ -36,7 +37,20 @@ def check_dict(check: Check) -> dict[str, Any]:
     }
 
 
-def run_summary(run: Run) -> dict[str, Any]:
+class RunHeadline(Protocol):
+    """What `runs list` shows of a run: a Run, or one of Store.list_runs' plain rows."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> RunStatus: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+def run_summary(run: RunHeadline) -> dict[str, Any]:
     return {
         "run_id": run.id,
         "status": run.status.value,
@@ -87,7 +101,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def runs_text(runs: Sequence[Run]) -> str:
+def runs_text(runs: Sequence[RunHeadline]) -> str:
     if not runs:
         return "no runs in the ledger"
     return table(

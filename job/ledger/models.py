@@ -27,6 +27,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# The states live apart so that the command line can list them without importing SQLAlchemy.
+from job.ledger.states import Outcome, ResourceState, RunStatus, Verdict
+
+__all__ = ["Outcome", "ResourceState", "RunStatus", "Verdict"]
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -49,36 +54,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class RunStatus(enum.StrEnum):
-    PROVISIONING = "provisioning"
-    PROVISIONED = "provisioned"
-    VERIFYING = "verifying"
-    VERIFIED = "verified"
-    VERIFY_FAILED = "verify_failed"
-    TEARING_DOWN = "tearing_down"
-    TORN_DOWN = "torn_down"
-    FAILED = "failed"
-
-
-class ResourceState(enum.StrEnum):
-    PENDING = "pending"  # recorded; the create call may or may not have happened
-    CREATED = "created"
-    DELETING = "deleting"
-    DELETED = "deleted"
-
-
-class Outcome(enum.StrEnum):
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-class Verdict(enum.StrEnum):
-    ALLOW = "allow"
-    DENY = "deny"
-    ERROR = "error"
 
 
 def _enum(cls: type[enum.Enum], length: int = 16) -> Enum:

@@ -9,7 +9,7 @@ from sqlalchemy import Column, MetaData, String, inspect
 
 from job.config import parse_database_url
 from job.ledger.models import Base
-from job.runtime import Ledger, _alembic_config
+from job.runtime import SCHEMA_HEAD, Ledger, _alembic_config
 
 
 def test_upgrade_from_empty_then_models_and_migrations_agree(database_url: str) -> None:
@@ -39,3 +39,12 @@ def test_check_notices_a_model_that_drifts(sqlite_url: str) -> None:
                 command.check(config)
     finally:
         ledger.dispose()
+
+
+def test_schema_head_names_the_newest_migration() -> None:
+    """runtime.SCHEMA_HEAD lets a current ledger skip Alembic; it must be the real head, or every
+    command would either re-check with Alembic forever or, worse, skip a needed upgrade."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config(None))
+    assert script.get_heads() == [SCHEMA_HEAD]

@@ -1,0 +1,36 @@
+"""The states runs, resources, phase attempts and checks go through, as the ledger stores them
+(by value, as plain strings) and as `--output json` shows them."""
+
+from __future__ import annotations
+
+import enum
+
+
+class RunStatus(enum.StrEnum):
+    PROVISIONING = "provisioning"
+    PROVISIONED = "provisioned"
+    VERIFYING = "verifying"
+    VERIFIED = "verified"
+    VERIFY_FAILED = "verify_failed"
+    TEARING_DOWN = "tearing_down"
+    TORN_DOWN = "torn_down"
+    FAILED = "failed"
+
+
+class ResourceState(enum.StrEnum):
+    PENDING = "pending"  # recorded; the create call may or may not have happened
+    CREATED = "created"
+    DELETING = "deleting"
+    DELETED = "deleted"
+
+
+class Outcome(enum.StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Verdict(enum.StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+    ERROR = "error"
