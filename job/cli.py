@@ -21,7 +21,7 @@ import click
 
 from job.config import Settings
 from job.errors import BadInput, JobError
-from job.ledger.models import RunStatus
+from job.ledger.states import RunStatus
 from job.logs import configure as configure_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -288,6 +288,7 @@ def run_command(ctx: click.Context, keep: bool, junit_xml: str | None) -> None:
             hold=job.ledger.hold,
             keep=keep,
             started=lambda run_id: setattr(concern, "run_id", run_id),
+            concurrency=settings.concurrency,
         )
         if outcome.error is not None:  # returned as an exit code, not raised: reports still say it
             concern.error = outcome.error.message
@@ -323,7 +324,7 @@ def provision_command(ctx: click.Context, run_id: str | None) -> None:
             aws = job.make_aws(job.store.get_run(run_id).region)
         concern.run_id = run_id
         with job.ledger.hold(run_id):
-            run = provision(job.store, aws, run_id=run_id)
+            run = provision(job.store, aws, run_id=run_id, concurrency=settings.concurrency)
         # Text output is the run id alone, so that scripts can say RUN=$(job provision).
         emit(settings, run_dict(run, []), run.id)
 
@@ -347,7 +348,11 @@ def verify_command(ctx: click.Context, run_id: str, junit_xml: str | None) -> No
         concern.run_id = run_id
         with job.ledger.hold(run_id):
             run = verify(
-                job.store, aws, run_id=run_id, propagation_timeout=settings.propagation_timeout
+                job.store,
+                aws,
+                run_id=run_id,
+                propagation_timeout=settings.propagation_timeout,
+                concurrency=settings.concurrency,
             )
         checks = job.store.latest_checks(run)
         emit(settings, run_dict(run, checks), run_text(run, checks, show_resources=False))
@@ -385,7 +390,11 @@ def teardown_command(ctx: click.Context, run_id: str | None, stale: bool, older_
         idle = parse_duration(older_than)
         with runtime(settings) as job:
             outcomes = teardown_stale(
-                job.store, job.make_aws, older_than=idle, hold=job.ledger.hold
+                job.store,
+                job.make_aws,
+                older_than=idle,
+                hold=job.ledger.hold,
+                concurrency=settings.concurrency,
             )
             observed = observation(ctx)
             if observed is not None:
@@ -402,7 +411,7 @@ def teardown_command(ctx: click.Context, run_id: str | None, stale: bool, older_
         aws = job.make_aws(job.store.get_run(run_id).region)
         concern.run_id = run_id
         with job.ledger.hold(run_id):
-            run = teardown(job.store, aws, run_id=run_id)
+            run = teardown(job.store, aws, run_id=run_id, concurrency=settings.concurrency)
         emit(settings, run_dict(run, []), run_text(run, []))
 
 
@@ -432,7 +441,12 @@ def sweep_command(ctx: click.Context, older_than: str, execute: bool) -> None:
     idle = parse_duration(older_than)
     with runtime(settings) as job:
         orphans = sweep(
-            job.store, job.make_aws(None), prefix=settings.prefix, older_than=idle, execute=execute
+            job.store,
+            job.make_aws(None),
+            prefix=settings.prefix,
+            older_than=idle,
+            execute=execute,
+            concurrency=settings.concurrency,
         )
     failed = [orphan for orphan in orphans if orphan.action == "failed"]
     document = {
@@ -498,9 +512,11 @@ def runs_list_command(ctx: click.Context, status: str | None) -> None:
     settings = settings_from(ctx)
     with _ledger_store(settings) as store:
         runs = store.list_runs(RunStatus(status) if status else None)
-        emit(
-            settings, {"status": "ok", "runs": [run_summary(run) for run in runs]}, runs_text(runs)
-        )
+    # One rendering only: a ledger may hold many thousands of runs.
+    if settings.output == "json":
+        click.echo(json.dumps({"status": "ok", "runs": [run_summary(run) for run in runs]}))
+    else:
+        click.echo(runs_text(runs))
 
 
 @runs_group.command("show")

@@ -69,6 +69,8 @@ class _ClearingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def emit(self, record: logging.LogRecord) -> None:
         if self.status is not None:
             self.status.clear()
+        # Whatever stderr is now (an embedding program or a test may have replaced it since).
+        self.stream = sys.stderr
         super().emit(record)
 
 

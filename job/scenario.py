@@ -1,12 +1,14 @@
 """What a run creates, and the permissions it expects each principal to have: the AWS example's
 scenario (a bucket, a writer who may put and get objects, a reader who may only get them).
 
-The scenario is data. Provision creates `resources` in order (each after what it depends on);
-teardown deletes in the reverse order; verify checks `expectations` with each principal's own keys.
+The scenario is data. Provision creates `resources`, each once what it `needs` exists (independent
+ones at once); teardown deletes each once nothing that needs it is left; verify checks
+`expectations` with each principal's own keys.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,8 @@ class ResourceSpec:
     logical_name: str
     name: str
     attributes: dict[str, Any] = field(default_factory=dict)
+    # Logical names of what must exist before this can be created (and must outlive it).
+    needs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ def seed_scenario(prefix: str, target: Target, options: RunOptions | None = None
             "fixture",
             FIXTURE_KEY,
             {"bucket": bucket, "key": FIXTURE_KEY, "body": "read by job verify"},
+            needs=("bucket",),
         ),
     ]
     user_attributes = (
@@ -131,6 +136,7 @@ def seed_scenario(prefix: str, target: Target, options: RunOptions | None = None
                     "user_name": f"{base}-{principal}",
                     "policy_arn": target.iam_arn("policy", f"{base}-{principal}"),
                 },
+                needs=(principal, f"{principal}-policy"),
             )
         )
     expectations: list[Expectation] = []
@@ -153,6 +159,24 @@ def seed_scenario(prefix: str, target: Target, options: RunOptions | None = None
             Expectation(principal, "iam:ListUsers", Verdict.DENY),
         ]
     return Scenario(tuple(resources), tuple(expectations))
+
+
+def teardown_needs(scenario: Scenario, rows: Sequence[Any]) -> dict[str, set[str]]:
+    """For each of a run's ledger rows (by logical name), the rows that must be deleted before it:
+    those that need it. A verify's access key, not in the scenario, needs its user."""
+    present = {row.logical_name for row in rows}
+    users = {row.name: row.logical_name for row in rows if row.kind == "iam_user"}
+    blockers: dict[str, set[str]] = {name: set() for name in present}
+    for row in rows:
+        if row.kind == "iam_access_key":
+            needed: tuple[str, ...] = (users.get(row.attributes.get("user_name", ""), ""),)
+        else:
+            spec = next((s for s in scenario.resources if s.logical_name == row.logical_name), None)
+            needed = spec.needs if spec is not None else ()
+        for need in needed:
+            if need in present:
+                blockers[need].add(row.logical_name)
+    return blockers
 
 
 def _probe_key(principal: str, action: str) -> str:

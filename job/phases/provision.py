@@ -7,13 +7,16 @@ pending by a crash is looked up by its deterministic name and adopted only when 
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from job.aws.handler import AlreadyExists, Presence, Target
 from job.aws.kinds import handler_for
 from job.aws.session import Aws
+from job.config import DEFAULT_CONCURRENCY
 from job.errors import BadInput, NotOurs
 from job.ledger.models import Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
+from job.parallel import run_graph
 from job.phases.common import new_run_id, phase, recording_failure, target_for
 from job.scenario import ResourceSpec, RunOptions, seed_scenario
 
@@ -34,8 +37,11 @@ def start_run(store: Store, aws: Aws, prefix: str, options: RunOptions | None = 
     return run
 
 
-def provision(store: Store, aws: Aws, *, run_id: str) -> Run:
-    """Create what is missing of the run's resources (all of them, for a run just started)."""
+def provision(
+    store: Store, aws: Aws, *, run_id: str, concurrency: int = DEFAULT_CONCURRENCY
+) -> Run:
+    """Create what is missing of the run's resources (all of them, for a run just started), each
+    once what it needs exists, up to `concurrency` at once."""
     run = store.get_run(run_id)
     if any(attempt.phase == "teardown" for attempt in run.attempts):
         raise BadInput(
@@ -44,8 +50,12 @@ def provision(store: Store, aws: Aws, *, run_id: str) -> Run:
         )
     target = target_for(run, aws)
     with phase(store, run, "provision", RunStatus.PROVISIONING):
-        for spec in seed_scenario(run.prefix, target, RunOptions.of(run)).resources:
-            ensure(store, target, run, spec)
+        specs = seed_scenario(run.prefix, target, RunOptions.of(run)).resources
+        run_graph(
+            {spec.logical_name: partial(ensure, store, target, run, spec) for spec in specs},
+            {spec.logical_name: spec.needs for spec in specs},
+            concurrency=concurrency,
+        )
         store.set_status(run, RunStatus.PROVISIONED)
     return run
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from job.aws.session import Aws
+from job.config import DEFAULT_CONCURRENCY
 from job.errors import JobError
 from job.ledger.models import Run
 from job.ledger.store import Store
@@ -37,6 +38,7 @@ def run_all(
     hold: Callable[[str], AbstractContextManager[None]],
     keep: bool = False,
     started: Callable[[str], None] = lambda run_id: None,
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> RunOutcome:
     """Exit code: verify's (0 or 1), or the phase error's; 4 when teardown could not finish.
     Teardown is attempted whatever happened before it, unless `keep`. The run is held throughout.
@@ -44,17 +46,28 @@ def run_all(
     run = start_run(store, aws, prefix, options)
     started(run.id)
     with hold(run.id):
-        return _phases(store, aws, run, propagation_timeout, keep)
+        return _phases(store, aws, run, propagation_timeout, keep, concurrency)
 
 
 def _phases(
-    store: Store, aws: Aws, run: Run, propagation_timeout: timedelta, keep: bool
+    store: Store,
+    aws: Aws,
+    run: Run,
+    propagation_timeout: timedelta,
+    keep: bool,
+    concurrency: int,
 ) -> RunOutcome:
     error: JobError | None = None
     exit_code = 0
     try:
-        provision(store, aws, run_id=run.id)
-        verify(store, aws, run_id=run.id, propagation_timeout=propagation_timeout)
+        provision(store, aws, run_id=run.id, concurrency=concurrency)
+        verify(
+            store,
+            aws,
+            run_id=run.id,
+            propagation_timeout=propagation_timeout,
+            concurrency=concurrency,
+        )
         exit_code = 0 if all(check.passed for check in store.latest_checks(run)) else 1
     except JobError as failure:
         error, exit_code = failure, failure.exit_code
@@ -64,14 +77,14 @@ def _phases(
         if not keep:
             log.warning("stopped; tearing run %s down before exiting", run.id)
             try:
-                teardown(store, aws, run_id=run.id)
+                teardown(store, aws, run_id=run.id, concurrency=concurrency)
             except JobError as failure:
                 log.error("%s", failure.message)
         raise
     if keep:
         return RunOutcome(run, exit_code, error)
     try:
-        teardown(store, aws, run_id=run.id)
+        teardown(store, aws, run_id=run.id, concurrency=concurrency)
     except JobError as failure:
         log.error("%s", failure.message)
         return RunOutcome(run, 4, error or failure)

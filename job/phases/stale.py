@@ -10,15 +10,20 @@ that gets the hold after the run was finished sees that and does nothing.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from job.aws.session import Aws
+from job.config import DEFAULT_CONCURRENCY
 from job.errors import JobError, RunHeld
 from job.ledger.models import RunStatus, utcnow
 from job.ledger.store import Store
+from job.logs import WAITING
+from job.parallel import run_each
 from job.phases.teardown import teardown
 
 log = logging.getLogger(__name__)
@@ -37,24 +42,41 @@ def teardown_stale(
     *,
     older_than: timedelta,
     hold: Callable[[str], AbstractContextManager[None]],
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> list[StaleOutcome]:
+    """Up to `concurrency` runs at once, each torn down one call at a time: the bound is on calls
+    in flight, and across runs there is all the parallelism a janitor needs."""
     idle_since = utcnow() - older_than
-    outcomes: list[StaleOutcome] = []
-    for run_id in [run.id for run in store.stale_runs(idle_since)]:
+    run_ids = [run.id for run in store.stale_runs(idle_since)]
+    outcomes: dict[str, StaleOutcome] = {}
+    principals: dict[str, Aws] = {}  # one per region: clients are costly to make, and shareable
+    guard = threading.Lock()
+
+    def aws_for(region: str) -> Aws:
+        with guard:
+            if region not in principals:
+                principals[region] = make_aws(region)
+            return principals[region]
+
+    def tear_down(run_id: str) -> None:
         try:
             with hold(run_id):
                 # Read again under the hold: another janitor may have finished it meanwhile.
                 run = store.get_run(run_id)
                 if run.status is RunStatus.TORN_DOWN or run.updated_at >= idle_since:
-                    outcomes.append(StaleOutcome(run_id, "skipped"))
-                    continue
+                    outcomes[run_id] = StaleOutcome(run_id, "skipped")
+                    return
                 log.info("tearing down stale run %s (idle since %s)", run_id, run.updated_at)
-                teardown(store, make_aws(run.region), run_id=run_id)
-                outcomes.append(StaleOutcome(run_id, "torn_down"))
+                teardown(store, aws_for(run.region), run_id=run_id, concurrency=1)
+                outcomes[run_id] = StaleOutcome(run_id, "torn_down")
         except RunHeld:
-            outcomes.append(StaleOutcome(run_id, "skipped", "held by another process"))
+            outcomes[run_id] = StaleOutcome(run_id, "skipped", "held by another process")
         except JobError as error:
             # One stuck run must not keep the janitor from the others.
             log.error("%s", error.message)
-            outcomes.append(StaleOutcome(run_id, "failed", error.message))
-    return outcomes
+            outcomes[run_id] = StaleOutcome(run_id, "failed", error.message)
+        with guard:
+            log.info("stale runs: %d of %d done", len(outcomes), len(run_ids), extra=WAITING)
+
+    run_each({run_id: partial(tear_down, run_id) for run_id in run_ids}, concurrency=concurrency)
+    return [outcomes[run_id] for run_id in run_ids]

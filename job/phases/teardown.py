@@ -8,32 +8,46 @@ something that does) is deleted. Anything else under our name is left alone; the
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from job.aws.handler import Presence, Target
 from job.aws.kinds import handler_for
 from job.aws.session import Aws
+from job.config import DEFAULT_CONCURRENCY
 from job.errors import AwsError
 from job.ledger.models import Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
+from job.parallel import run_graph
 from job.phases.common import phase, recording_failure, target_for
+from job.scenario import RunOptions, seed_scenario, teardown_needs
 
 log = logging.getLogger(__name__)
 
 
-def teardown(store: Store, aws: Aws, *, run_id: str) -> Run:
+def teardown(store: Store, aws: Aws, *, run_id: str, concurrency: int = DEFAULT_CONCURRENCY) -> Run:
     run = store.get_run(run_id)
     target = target_for(run, aws)
     with phase(store, run, "teardown", RunStatus.TEARING_DOWN):
         failures: list[str] = []
-        # Creation order is dependency order, so the reverse deletes dependents first.
-        for row in sorted(run.resources, key=lambda resource: resource.id, reverse=True):
+
+        def delete(row: Resource) -> None:
             if row.state is ResourceState.DELETED:
-                continue
+                return
             try:
                 delete_resource(store, target, row)
             except AwsError as error:
                 # Go on with the rest: a stuck policy must not keep the users alive.
                 failures.append(error.message)
+
+        # Newest first: with concurrency 1 that alone deletes dependents first (creation order
+        # is dependency order); with more, each waits for what needs it.
+        rows = sorted(run.resources, key=lambda resource: resource.id, reverse=True)
+        scenario = seed_scenario(run.prefix, target, RunOptions.of(run))
+        run_graph(
+            {row.logical_name: partial(delete, row) for row in rows},
+            teardown_needs(scenario, rows),
+            concurrency=concurrency,
+        )
         if failures:
             more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
             raise AwsError(f"teardown of run {run.id} is incomplete: {failures[0]}{more}")

@@ -10,16 +10,19 @@ end, whatever happened.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from job.aws.handler import Target
 from job.aws.kinds import handler_for
 from job.aws.probes import probe
 from job.aws.retry import until_consistent
-from job.aws.session import Aws, error_code
+from job.aws.session import AWS_ERRORS, Aws, error_code
+from job.config import DEFAULT_CONCURRENCY
 from job.errors import BadInput
 from job.ledger.models import (
     Check,
@@ -32,6 +35,7 @@ from job.ledger.models import (
     Verdict,
 )
 from job.ledger.store import Store
+from job.parallel import run_each, run_graph
 from job.phases.common import phase, recording_failure, target_for
 from job.phases.teardown import delete_resource
 from job.scenario import Expectation, RunOptions, seed_scenario
@@ -51,7 +55,14 @@ class ProbeKey:
     secret_access_key: str = field(repr=False)
 
 
-def verify(store: Store, aws: Aws, *, run_id: str, propagation_timeout: timedelta) -> Run:
+def verify(
+    store: Store,
+    aws: Aws,
+    *,
+    run_id: str,
+    propagation_timeout: timedelta,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> Run:
     run = store.get_run(run_id)
     # By what happened, not by the status: a verify that failed or was killed leaves the run
     # "failed" or "verifying", and verifying it again is exactly what should come next.
@@ -65,75 +76,120 @@ def verify(store: Store, aws: Aws, *, run_id: str, propagation_timeout: timedelt
     target = target_for(run, aws)
     scenario = seed_scenario(run.prefix, target, RunOptions.of(run))
     with phase(store, run, "verify", RunStatus.VERIFYING) as attempt:
-        checks: list[Check] = []
+        session = _Verification(store, target, run, attempt, propagation_timeout)
         for principal in scenario.principals:
-            expectations = [e for e in scenario.expectations if e.principal == principal]
-            checks += _verify_principal(
-                store, target, run, attempt, principal, expectations, propagation_timeout
+            session.user_of(principal)  # every principal must exist before any key is made
+        try:
+            tasks, needs = session.plan(scenario.expectations)
+            run_graph(tasks, needs, concurrency=concurrency)
+        finally:
+            # Whatever happened above, no key may outlive verify.
+            run_each(
+                {
+                    row.logical_name: partial(delete_resource, store, target, row)
+                    for row in session.keys
+                },
+                concurrency=concurrency,
+                keep_going=True,
             )
-        passed = all(check.passed for check in checks)
+        passed = all(check.passed for check in session.checks.values())
         store.set_status(run, RunStatus.VERIFIED if passed else RunStatus.VERIFY_FAILED)
     return run
 
 
-def _verify_principal(
-    store: Store,
-    target: Target,
-    run: Run,
-    attempt: PhaseAttempt,
-    principal: str,
-    expectations: list[Expectation],
-    timeout: timedelta,
-) -> list[Check]:
-    user = store.find_resource(run, principal)
-    if user is None or user.state is not ResourceState.CREATED:
-        raise BadInput(f"run {run.id} has no user {principal!r}; provision it again first")
-    # A verify killed earlier may have left a key (AWS allows two per user): remove it first.
-    leftover_keys = [
-        row
-        for row in run.resources
-        if row.kind == "iam_access_key"
-        and row.state is not ResourceState.DELETED
-        and row.attributes.get("user_name") == user.name
-    ]
-    for row in leftover_keys:
-        delete_resource(store, target, row)
-    key_row = store.record_pending(
-        run,
-        kind="iam_access_key",
-        logical_name=f"{principal}-key-{attempt.id}",
-        name=f"access key of {user.name}",
-        attributes={"user_name": user.name},
-    )
-    try:
-        key = _create_key(store, target, key_row)
-        principal_aws = target.aws.with_keys(key.access_key_id, key.secret_access_key)
-        checks = []
-        allowed = [e for e in expectations if e.expected is Verdict.ALLOW]
-        denied = [e for e in expectations if e.expected is not Verdict.ALLOW]
-        for expectation in allowed:
-            checks.append(_check(store, target, run, attempt, principal_aws, expectation, timeout))
-        proven = all(check.passed for check in checks)
-        for expectation in denied:
-            if proven:
-                checks.append(_check(store, target, run, attempt, principal_aws, expectation, None))
-            else:
-                checks.append(
-                    _record(
-                        store,
-                        target,
-                        run,
-                        attempt,
-                        expectation,
-                        Verdict.ERROR,
-                        "not tried: the principal's allowed calls never succeeded, so a denial "
-                        "would prove nothing",
-                    )
-                )
-        return checks
-    finally:
-        # Whatever happened above, the key must not outlive verify.
-        delete_resource(store, target, key_row)
+class _Verification:
+    """One verify attempt as a graph: each principal's key, then its expected-allowed calls (at
+    once, each retried through propagation), then, once all of those worked, its expected
+    denials. The principals proceed side by side."""
+
+    def __init__(
+        self, store: Store, target: Target, run: Run, attempt: PhaseAttempt, timeout: timedelta
+    ) -> None:
+        self.store, self.target, self.run, self.attempt = store, target, run, attempt
+        self.timeout = timeout
+        self.keys: list[Resource] = []  # recorded ones, for deletion whatever happens
+        self.principal_aws: dict[str, Aws] = {}
+        self.checks: dict[Expectation, Check] = {}
+
+    def user_of(self, principal: str) -> Resource:
+        user = self.store.find_resource(self.run, principal)
+        if user is None or user.state is not ResourceState.CREATED:
+            raise BadInput(f"run {self.run.id} has no user {principal!r}; provision it again first")
+        return user
+
+    def plan(
+        self, expectations: tuple[Expectation, ...]
+    ) -> tuple[dict[str, Callable[[], object]], dict[str, list[str]]]:
+        tasks: dict[str, Callable[[], object]] = {}
+        needs: dict[str, list[str]] = {}
+        for principal in dict.fromkeys(e.principal for e in expectations):
+            key_task = f"key:{principal}"
+            tasks[key_task] = partial(self.make_key, principal)
+            mine = [e for e in expectations if e.principal == principal]
+            allowed = [e for e in mine if e.expected is Verdict.ALLOW]
+            allowed_tasks = [f"check:{principal}:{index}" for index in range(len(allowed))]
+            for name, expectation in zip(allowed_tasks, allowed, strict=True):
+                tasks[name] = partial(self.check, expectation, self.timeout)
+                needs[name] = [key_task]
+            denied = [e for e in mine if e.expected is not Verdict.ALLOW]
+            for index, expectation in enumerate(denied, start=len(allowed)):
+                name = f"check:{principal}:{index}"
+                tasks[name] = partial(self.check_denial, expectation, allowed)
+                needs[name] = [key_task, *allowed_tasks]
+        return tasks, needs
+
+    def make_key(self, principal: str) -> None:
+        user = self.user_of(principal)
+        # A verify killed earlier may have left a key (AWS allows two per user): remove it first.
+        for row in [
+            row
+            for row in self.run.resources
+            if row.kind == "iam_access_key"
+            and row.state is not ResourceState.DELETED
+            and row.attributes.get("user_name") == user.name
+            and row not in self.keys
+        ]:
+            delete_resource(self.store, self.target, row)
+        row = self.store.record_pending(
+            self.run,
+            kind="iam_access_key",
+            logical_name=f"{principal}-key-{self.attempt.id}",
+            name=f"access key of {user.name}",
+            attributes={"user_name": user.name},
+        )
+        self.keys.append(row)
+        key = _create_key(self.store, self.target, row)
+        self.principal_aws[principal] = self.target.aws.with_keys(
+            key.access_key_id, key.secret_access_key
+        )
+
+    def check(self, expectation: Expectation, timeout: timedelta | None) -> None:
+        self.checks[expectation] = _check(
+            self.store,
+            self.target,
+            self.run,
+            self.attempt,
+            self.principal_aws[expectation.principal],
+            expectation,
+            timeout,
+        )
+
+    def check_denial(self, expectation: Expectation, allowed: list[Expectation]) -> None:
+        # A denial proves something only once the principal's allowed calls work: before that,
+        # it could be IAM not having caught up yet.
+        if all(self.checks[e].passed for e in allowed):
+            self.check(expectation, None)
+            return
+        self.checks[expectation] = _record(
+            self.store,
+            self.target,
+            self.run,
+            self.attempt,
+            expectation,
+            Verdict.ERROR,
+            "not tried: the principal's allowed calls never succeeded, so a denial would prove "
+            "nothing",
+        )
 
 
 def _create_key(store: Store, target: Target, row: Resource) -> ProbeKey:
@@ -167,7 +223,7 @@ def _check(
         code = error_code(error)
         actual = Verdict.DENY if code in DENIED else Verdict.ERROR
         return _record(store, target, run, attempt, expectation, actual, code)
-    except BotoCoreError as error:
+    except AWS_ERRORS as error:  # not an answer about permissions: the check could not be made
         return _record(store, target, run, attempt, expectation, Verdict.ERROR, str(error))
     return _record(store, target, run, attempt, expectation, Verdict.ALLOW, None)
 
