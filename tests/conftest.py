@@ -36,6 +36,12 @@ JOB_VARIABLES = (
     "JOB_OUTPUT",
     "JOB_EMULATOR",
     "JOB_LOG_LEVEL",
+    "JOB_LOG_FORMAT",
+    "JOB_METRICS_FILE",
+    "JOB_CONCURRENCY",
+    "JOB_PROPAGATION_TIMEOUT",
+    "JOB_PERMISSIONS_BOUNDARY",
+    "JOB_REQUIRE_TLS",
     "AWS_ENDPOINT_URL",
     # A test that forgets the `aws` fixture must fail for want of credentials, never reach a real
     # account with a developer's.

@@ -72,3 +72,19 @@ def test_require_tls(environ: dict[str, str], expected: bool) -> None:
 def test_bad_require_tls() -> None:
     with pytest.raises(BadInput, match="JOB_REQUIRE_TLS"):
         Settings.load(environ={"JOB_REQUIRE_TLS": "maybe"})
+
+
+@pytest.mark.parametrize("text", ["0", "101", "-1", "ten", "", " 5"])
+def test_bad_concurrency(text: str) -> None:
+    with pytest.raises(BadInput, match="concurrency"):
+        Settings.load(database_url="sqlite://", concurrency=text, environ={})
+
+
+def test_concurrency_from_option_or_environment() -> None:
+    assert Settings.load(database_url="sqlite://", environ={}).concurrency == 10
+    assert (
+        Settings.load(database_url="sqlite://", environ={"JOB_CONCURRENCY": "4"}).concurrency == 4
+    )
+    assert (
+        Settings.load(database_url="sqlite://", concurrency="2", environ={"JOB_CONCURRENCY": "4"})
+    ).concurrency == 2
