@@ -37,8 +37,11 @@ def _leftovers(aws: EmulatorCredentials) -> list[str]:
 def test_kill_at_every_call_of_a_run_then_teardown(aws, database_url, capsys) -> None:
     survivors: list[str] = []
     points = 0
+    # Every call on SQLite; every fourth on PostgreSQL, whose ledger code is the same and whose
+    # own failure modes have tests of their own: the sweep is the suite's longest test.
+    stride = 1 if database_url.startswith("sqlite") else 4
     # Call by call until the run gets through unharmed: then every call has been a crash point.
-    for index in itertools.count(1):
+    for index in itertools.count(1, stride):
         completed = 0
         for event in ("before-call", "after-call"):
             status = cli_in_fork(["run", "--database-url", database_url], [KillAt(event, index)])
@@ -64,7 +67,7 @@ def test_kill_at_every_call_of_a_run_then_teardown(aws, database_url, capsys) ->
                 survivors.append(f"{event} {index}: {left}")
         if completed == 2:
             break
-    assert points > 80, "a full run makes more than 40 AWS calls"
+    assert points > 80 / stride, "a full run makes more than 40 AWS calls"
     assert survivors == []
     # For the record (pytest -s shows it): how many crash points, how many left anything.
     print(
