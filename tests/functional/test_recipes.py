@@ -451,3 +451,19 @@ def test_github_workflow(aws, postgres_url: str, tmp_path: Path) -> None:
     assert_all_torn_down(aws, postgres_url, 2)
     with open_store(postgres_url) as store:
         assert store.get_run(abandoned).status is RunStatus.TORN_DOWN
+
+
+def test_emulator_wrapper_failures_are_one_line(tmp_path: Path) -> None:
+    """What job-emulated's entrypoint says when it cannot start: usage (2), no emulator (4)."""
+    wrapper = [sys.executable, "-m", "job.emulator"]
+    usage = execute([*wrapper], {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, tmp_path)
+    assert (usage.exit_code, usage.stderr.count("\n")) == (2, 1), usage
+    no_endpoint = execute([*wrapper, "job", "run"], {}, tmp_path)
+    assert no_endpoint.exit_code == 2, no_endpoint
+    # Port 9 (discard) has no listener here: the connection is refused at once.
+    unreachable = execute(
+        [*wrapper, "job", "run"], {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, tmp_path
+    )
+    assert unreachable.exit_code == 4, unreachable
+    assert unreachable.stderr.startswith("job.emulator: cannot bootstrap a runner at"), unreachable
+    assert unreachable.stderr.count("\n") == 1, unreachable
