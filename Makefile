@@ -4,7 +4,7 @@ PYTHON ?= python3
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS='-k sqlite -x'`.
 PYTEST_ARGS ?=
 
-.PHONY: install test lint run migration clean
+.PHONY: install test lint lint-recipes run migration clean
 
 install: $(VENV)/.installed
 
@@ -20,10 +20,21 @@ $(VENV)/.installed: pyproject.toml
 test: $(VENV)/.installed
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed lint-recipes
 	$(VENV)/bin/ruff check job tests benchmarks
 	$(VENV)/bin/ruff format --check job tests benchmarks
 	$(VENV)/bin/mypy
+
+# The container and scheduling recipes, offline: hadolint (no rule ignored), then each file
+# against its schema. Kubernetes 1.30 is the oldest version we claim the manifests work on
+# (CronJob's timeZone is GA from 1.27); --strict rejects fields the schema does not know, which a
+# cluster would drop silently. tests/functional/test_recipes.py runs their command lines.
+lint-recipes: $(VENV)/.installed
+	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(VENV)/bin/kubernetes-validate --strict --quiet --kubernetes-version 1.30.0 \
+		deploy/kubernetes/*.yaml deploy/kubernetes/example/*.yaml
 
 # The whole job against the in-process, IAM-enforcing emulator: no AWS account needed.
 run: $(VENV)/.installed

@@ -9,11 +9,16 @@ permission check would prove nothing: the reader's denied put would succeed.
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import sys
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 RUNNER_USER = "job-emulator-runner"
 ADMIN_POLICY: dict[str, Any] = {
@@ -109,3 +114,53 @@ class InProcessEmulator:
 
     def stop(self) -> None:
         self._server.stop()
+
+
+# Variables that would make boto3 sign as someone other than the runner the exec'd command gets.
+_OTHER_IDENTITIES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+USAGE = "usage: python -m job.emulator COMMAND [ARGS...]   (with AWS_ENDPOINT_URL set)"
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """`python -m job.emulator job run`: run a command as a new runner of a moto server.
+
+    For an IAM-enforcing moto server in another process or container (docker compose's `moto`
+    service): each use creates a new administrator user there (under a fresh name: an earlier one
+    may exist, and its secret is gone with the process that made it), then replaces this process
+    with COMMAND, whose environment carries that user's key, AWS_ENDPOINT_URL and the region. The
+    secret lives only in that environment. Exit 2 on usage errors, 4 if the emulator cannot be
+    reached or bootstrapped; otherwise the exit code is COMMAND's.
+
+    Two bootstraps must not overlap each other's three unauthenticated calls (see
+    bootstrap_runner), nor another client's requests made while those three are allowed: run one
+    at a time against a quiet emulator, as a one-off `docker compose run` does.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    endpoint_url = os.environ.get("AWS_ENDPOINT_URL", "")
+    if not args or args[0].startswith("-") or not endpoint_url:
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    environment = {
+        name: value for name, value in os.environ.items() if name not in _OTHER_IDENTITIES
+    }
+    try:
+        credentials = bootstrap_runner(
+            endpoint_url, user_name=f"{RUNNER_USER}-{secrets.token_hex(4)}", region=region
+        )
+    except (OSError, urllib.error.URLError, BotoCoreError, ClientError) as error:
+        message = " ".join(str(error).split())
+        print(
+            f"job.emulator: cannot bootstrap a runner at {endpoint_url}: {message}", file=sys.stderr
+        )
+        sys.exit(4)
+    environment.update(credentials.environment(region))
+    try:
+        os.execvpe(args[0], args, environment)
+    except OSError as error:
+        print(f"job.emulator: cannot run {args[0]!r}: {error.strerror}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

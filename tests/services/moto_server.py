@@ -19,6 +19,15 @@ from pathlib import Path
 from tests.services import free_port, log_tail
 
 START_TIMEOUT = 30.0  # seconds; a cold start imports moto and werkzeug, about 0.5 s here
+# The server's configuration; docker-compose.yml's `moto` service must match it (test_recipes.py).
+SETTINGS = {
+    # AWS's managed policies (ReadOnlyAccess, ...) exist like in a real account. moto loads them
+    # when an account's IAM backend is created, i.e. again after every reset.
+    "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+    # Enforce IAM from the first request; job.emulator.bootstrap_runner re-arms it after the few
+    # unauthenticated calls that create the runner.
+    "INITIAL_NO_AUTH_ACTION_COUNT": "0",
+}
 
 
 def _answers(host: str, port: int) -> bool:
@@ -43,15 +52,7 @@ def _answers(host: str, port: int) -> bool:
 def moto_server(log_path: Path) -> Iterator[str]:
     """Start `python -m moto.server` on a free loopback port and yield its endpoint URL."""
     host, port = "127.0.0.1", free_port()
-    env = {
-        **os.environ,
-        # AWS's managed policies (ReadOnlyAccess, ...) exist like in a real account. moto loads
-        # them when an account's IAM backend is created, i.e. again after every reset.
-        "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
-        # Enforce IAM from the first request; job.emulator.bootstrap_runner re-arms it after the
-        # few unauthenticated calls that create the runner.
-        "INITIAL_NO_AUTH_ACTION_COUNT": "0",
-    }
+    env = {**os.environ, **SETTINGS}
     command = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
     # werkzeug logs every request; a file keeps the terminal readable and survives for post-mortems.
     with log_path.open("wb") as log:

@@ -1,0 +1,469 @@
+"""The deployment recipes run as written, so that they cannot rot.
+
+docker-compose.yml's services, the README's emulator one-liner, the Kubernetes CronJobs, the
+crontab and the GitHub workflow: each command line and its environment are read from the recipe's
+own file and run through the real `job` console script in a subprocess, as the container, cron or
+the runner would, against this session's moto server and a real ledger.
+
+Only what names infrastructure that does not exist here is replaced, each by name and after
+checking it is what we think it is: the ledger URL (compose's `db`, the Kubernetes Secret, the
+workflow's secret, cron's SQLite path), the AWS endpoint (compose's `moto`), the folder `job` is
+installed in, the home folder, and the credentials that the scheduler's machine would hold (your
+shell, an instance role, IRSA, the role the workflow assumes), for which the `aws` fixture's
+runner stands in. Arguments and every other variable are used verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import update
+
+from job.aws.session import make_aws
+from job.config import parse_database_url
+from job.emulator import EmulatorCredentials
+from job.ledger.models import Run, RunStatus, utcnow
+from job.phases.provision import provision, start_run
+from job.runtime import Ledger
+from tests.helpers import EMULATED, leftovers, open_store
+from tests.services.moto_server import SETTINGS as MOTO_SETTINGS
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+# The virtualenv's bin folder: its `job` console script is what the recipes call.
+BIN = Path(sys.executable).parent
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+# The Kubernetes Secret the CronJobs read the ledger URL from (deploy/kubernetes/example/).
+LEDGER_SECRET = ("job-ledger", "database-url")
+
+
+def load(path: str) -> Any:
+    return yaml.safe_load((ROOT / path).read_text())
+
+
+@dataclass(repr=False)
+class Done:
+    command: list[str]
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def __repr__(self) -> str:  # what a failed assertion shows
+        output = f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}"
+        return f"{shlex.join(self.command)} exited {self.exit_code}\n{output}"
+
+
+def execute(command: list[str], environment: dict[str, str], cwd: Path) -> Done:
+    """The command in a new process with exactly this environment (nothing inherited)."""
+    base = {
+        "PATH": f"{BIN}:{SYSTEM_PATH}",
+        "HOME": str(cwd),
+        "LANG": "C.UTF-8",
+        # No instance metadata service here: asking it only costs time-outs.
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    process = subprocess.run(
+        command,
+        env={**base, **environment},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    return Done(command, process.returncode, process.stdout, process.stderr)
+
+
+def ambient_identity(credentials: EmulatorCredentials) -> dict[str, str]:
+    """What a scheduler's machine provides by itself (an instance role, IRSA, the workflow's
+    assumed role, your shell): credentials, and here the emulator's endpoint."""
+    return {
+        "AWS_ACCESS_KEY_ID": credentials.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_access_key,
+        "AWS_ENDPOINT_URL": credentials.endpoint_url,
+    }
+
+
+def abandoned_run(database_url: str) -> str:
+    """A provisioned run whose process died two hours ago: what every janitor must find."""
+    with open_store(database_url) as store:
+        run = start_run(store, make_aws(REGION), "job", EMULATED)
+        provision(store, make_aws(REGION), run_id=run.id)
+    ledger = Ledger(parse_database_url(database_url)).open()
+    try:
+        with ledger.engine.begin() as connection:
+            connection.execute(
+                update(Run).where(Run.id == run.id).values(updated_at=utcnow() - timedelta(hours=2))
+            )
+    finally:
+        ledger.dispose()
+    return run.id
+
+
+def assert_all_torn_down(credentials: EmulatorCredentials, database_url: str, count: int) -> None:
+    with open_store(database_url) as store:
+        runs = store.list_runs()
+        assert [run.status for run in runs] == [RunStatus.TORN_DOWN] * count, [
+            (run.id, run.status) for run in runs
+        ]
+        run_ids = [run.id for run in runs]
+    for run_id in run_ids:
+        assert leftovers(credentials, run_id) == []
+
+
+def assert_json_logs(stderr: str) -> None:
+    """With JOB_LOG_FORMAT=json every log line on stderr is one JSON object."""
+    for line in stderr.splitlines():
+        assert isinstance(json.loads(line), dict), line
+
+
+# --- the Dockerfile, as far as the other recipes rely on it --------------------------------------
+
+
+@dataclass
+class Dockerfile:
+    arguments: dict[str, str]  # the global ARGs (before the first FROM) and their defaults
+    stages: dict[str, dict[str, Any]]  # name -> base, ENTRYPOINT, CMD, USER (inherited)
+
+
+def dockerfile() -> Dockerfile:
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    arguments: dict[str, str] = {}
+    stages: dict[str, dict[str, Any]] = {}
+    current: dict[str, Any] | None = None
+    for line in text.splitlines():
+        words = line.split(maxsplit=1)
+        if not words or words[0].startswith("#"):
+            continue
+        instruction, rest = words[0].upper(), (words[1] if len(words) > 1 else "")
+        if instruction == "FROM":
+            base, _, name = (part.strip() for part in rest.partition(" AS "))
+            current = {**stages.get(base, {}), "from": base}
+            stages[name or f"stage{len(stages)}"] = current
+        elif current is None:
+            assert instruction == "ARG", line
+            name, _, default = rest.partition("=")
+            arguments[name] = default
+        elif instruction in ("ENTRYPOINT", "CMD"):
+            current[instruction] = json.loads(rest)
+        elif instruction == "USER":
+            current[instruction] = rest.strip()
+    return Dockerfile(arguments, stages)
+
+
+def test_the_image_is_what_the_recipes_expect() -> None:
+    image = dockerfile()
+    # Pinned to a release, not a moving tag like python:3 or latest; every stage starts from it
+    # (or from another stage), since the virtualenv is copied between them.
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", image.arguments["PYTHON_IMAGE"])
+    assert all(
+        stage["from"] in ("${PYTHON_IMAGE}", *image.stages) for stage in image.stages.values()
+    )
+    assert list(image.stages)[-1] == "runtime", "the default target must be the job's image"
+    runtime = image.stages["runtime"]
+    assert runtime["ENTRYPOINT"] == ["job"]
+    # The user the Kubernetes CronJobs declare (runAsUser) is the image's own.
+    assert runtime["USER"] == image.stages["emulator"]["USER"] == "10001:10001"
+    for path in ("deploy/kubernetes/cronjob-canary.yaml", "deploy/kubernetes/cronjob-janitor.yaml"):
+        pod = load(path)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        user = pod["securityContext"]
+        assert f"{user['runAsUser']}:{user['runAsGroup']}" == runtime["USER"], path
+
+
+# --- docker-compose.yml ---------------------------------------------------------------------------
+
+
+def compose_service(name: str) -> dict[str, Any]:
+    service: dict[str, Any] = load("docker-compose.yml")["services"][name]
+    return service
+
+
+def compose_command(service: dict[str, Any], args: list[str]) -> list[str]:
+    """What `docker compose run SERVICE ARGS` executes: the service's entrypoint, else the
+    image's; ARGS, else the service's command, else the image's CMD."""
+    image = dockerfile().stages[service["build"]["target"]]
+    entrypoint = service.get("entrypoint", image["ENTRYPOINT"])
+    return [*entrypoint, *(args or service.get("command", image["CMD"]))]
+
+
+def compose_environment(
+    service: dict[str, Any], shell: dict[str, str], replace: dict[str, tuple[str, str]]
+) -> dict[str, str]:
+    """The service's environment: values verbatim, except the named ones, each replaced after
+    checking it is the value we think (`replace`: name -> (value in the file, new value)); names
+    without a value come from the shell, as compose passes them through."""
+    environment = {}
+    for name, value in service["environment"].items():
+        if name in replace:
+            expected, new = replace[name]
+            assert value == expected, (name, value)
+            environment[name] = new
+        elif value is None:
+            if name in shell:
+                environment[name] = shell[name]
+        else:
+            environment[name] = str(value)
+    assert set(replace) <= set(service["environment"]), "a replaced variable is gone"
+    return environment
+
+
+def test_compose_job_service_against_aws(aws, postgres_url: str, tmp_path: Path) -> None:
+    """`docker compose run --rm job provision` (verify, teardown) with your shell's credentials."""
+    service = compose_service("job")
+    assert service["depends_on"]["db"]["condition"] == "service_healthy"
+    # Your shell, as the job service passes it through: keys, region, and (here) the endpoint.
+    shell = {**ambient_identity(aws), "AWS_REGION": REGION}
+    environment = compose_environment(
+        service, shell, {"JOB_DATABASE_URL": ("postgresql://job:job@db:5432/job", postgres_url)}
+    )
+    assert environment["AWS_ACCESS_KEY_ID"] == aws.access_key_id, "credentials pass through"
+
+    provisioned = execute(compose_command(service, ["provision"]), environment, tmp_path)
+    assert provisioned.exit_code == 0, provisioned
+    run_id = provisioned.stdout.strip()
+    for phase in ("verify", "teardown"):
+        done = execute(compose_command(service, [phase, "--run-id", run_id]), environment, tmp_path)
+        assert done.exit_code == 0, done
+    assert_all_torn_down(aws, postgres_url, 1)
+
+
+def readme_command(prefix: str) -> list[str]:
+    """The one README line that starts with `prefix`, as words (its comment dropped)."""
+    lines = [
+        line.strip()
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.strip().startswith(prefix)
+    ]
+    assert len(lines) == 1, f"README.md should show `{prefix} ...` exactly once: {lines}"
+    return shlex.split(lines[0], comments=True)
+
+
+def test_compose_emulator_one_liner(aws, moto_endpoint: str, tmp_path: Path) -> None:
+    """The README's `docker compose --profile emulator run --rm job-emulated run`: no AWS account,
+    no credentials from anywhere; the job-emulated service makes its own runner in the emulator.
+    (The `aws` fixture only resets the emulator and lets this test look at it afterwards.) Its
+    ledger is a SQLite file on a volume of its own, here in the test's folder."""
+    words = readme_command("docker compose --profile emulator run")
+    assert words[:5] == ["docker", "compose", "--profile", "emulator", "run"]
+    options = [word for word in words[5:] if word.startswith("-")]
+    assert options == ["--rm"], f"handle option(s) {options} here"
+    service_name, *args = [word for word in words[5:] if not word.startswith("-")]
+    service = compose_service(service_name)
+    assert "emulator" in service["profiles"]
+    assert service["depends_on"]["moto"]["condition"] == "service_healthy"
+
+    # The emulator this test runs is configured like compose's `moto` service.
+    moto = compose_service("moto")
+    assert "emulator" in moto["profiles"]
+    assert {name: str(value) for name, value in moto["environment"].items()} == MOTO_SETTINGS
+
+    assert "emulator-ledger:/data" in service["volumes"]
+    ledger = f"sqlite:///{tmp_path}/job.db"
+    environment = compose_environment(
+        service,
+        {},
+        {
+            "JOB_DATABASE_URL": ("sqlite:////data/job.db", ledger),
+            "AWS_ENDPOINT_URL": ("http://moto:5000", moto_endpoint),
+        },
+    )
+    done = execute(compose_command(service, args), environment, tmp_path)
+    assert done.exit_code == 0, done
+    assert_all_torn_down(aws, ledger, 1)
+
+
+# --- Kubernetes -----------------------------------------------------------------------------------
+
+
+def cronjob_container(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    cronjob = load(path)
+    assert cronjob["kind"] == "CronJob"
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    [container] = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    return cronjob, container
+
+
+def container_environment(container: dict[str, Any], secrets: dict[tuple[str, str], str]):
+    environment = {}
+    for variable in container["env"]:
+        if "value" in variable:
+            environment[variable["name"]] = variable["value"]
+        else:
+            reference = variable["valueFrom"]["secretKeyRef"]
+            environment[variable["name"]] = secrets[(reference["name"], reference["key"])]
+    return environment
+
+
+def test_kubernetes_cronjobs(aws, postgres_url: str, tmp_path: Path) -> None:
+    """The canary CronJob's container, then the janitor's, with the Secret holding the test's
+    PostgreSQL URL and the `aws` runner in place of the service account's role."""
+    secret = load("deploy/kubernetes/example/secret.yaml")
+    assert (secret["metadata"]["name"], *secret["stringData"]) == LEDGER_SECRET
+    secrets = {LEDGER_SECRET: postgres_url}
+    abandoned = abandoned_run(postgres_url)
+
+    for path in ("deploy/kubernetes/cronjob-canary.yaml", "deploy/kubernetes/cronjob-janitor.yaml"):
+        _, container = cronjob_container(path)
+        environment = {**ambient_identity(aws), **container_environment(container, secrets)}
+        done = execute([*container["command"], *container["args"]], environment, tmp_path)
+        assert done.exit_code == 0, done
+        document = json.loads(done.stdout)  # --output json: one object on stdout
+        if "--stale" in container["args"]:
+            assert [(run["run_id"], run["outcome"]) for run in document["runs"]] == [
+                (abandoned, "torn_down")
+            ]
+        else:
+            assert document["status"] == "torn_down"
+        if container_environment(container, secrets).get("JOB_LOG_FORMAT") == "json":
+            assert_json_logs(done.stderr)
+    assert_all_torn_down(aws, postgres_url, 2)
+
+
+# --- cron -----------------------------------------------------------------------------------------
+
+CRON_FIELD = re.compile(r"(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*")
+CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+
+
+def crontab() -> tuple[dict[str, str], list[str]]:
+    """The crontab's variables and its entries' commands, each entry's schedule checked."""
+    variables, commands = {}, []
+    for line in (ROOT / "deploy/cron/job.crontab").read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if assignment := re.fullmatch(r"([A-Z_][A-Z0-9_]*)=(.*)", line):
+            variables[assignment[1]] = assignment[2]
+            continue
+        *fields, command = line.split(maxsplit=5)
+        for field, (low, high) in zip(fields, CRON_RANGES, strict=True):
+            assert CRON_FIELD.fullmatch(field), line
+            assert all(low <= int(n) <= high for n in re.findall(r"(?<!/)\d+", field)), line
+        # cron turns an unescaped % into a newline: our commands must not contain one.
+        assert "%" not in command, line
+        commands.append(command)
+    return variables, commands
+
+
+# Stands in for syslog's `logger`, which the crontab calls when an entry fails: records the call.
+RECORDING_LOGGER = """#!/bin/sh
+echo "logger $*" >>"$HOME/syslog"
+"""
+
+
+def test_crontab(aws, tmp_path: Path) -> None:
+    """Each crontab entry, as cron runs it: `$SHELL -c COMMAND` in the user's home, with the
+    crontab's variables. The home stands for /var/lib/job; an abandoned run waits there."""
+    variables, commands = crontab()
+    home, tools = tmp_path / "home", tmp_path / "tools"
+    home.mkdir()
+    tools.mkdir()
+    (tools / "logger").write_text(RECORDING_LOGGER)
+    (tools / "logger").chmod(0o755)
+    install_folder, _, rest = variables["PATH"].partition(":")
+    assert install_folder == "/opt/job/bin", variables["PATH"]
+    assert variables["JOB_DATABASE_URL"] == "sqlite:////var/lib/job/job.db"
+    ledger = f"sqlite:///{home}/job.db"
+    environment = {
+        **ambient_identity(aws),
+        **variables,
+        "PATH": f"{BIN}:{tools}:{rest}",
+        "JOB_DATABASE_URL": ledger,
+        "HOME": str(home),
+        "LOGNAME": "job",
+    }
+    abandoned_run(ledger)
+
+    for command in commands:
+        done = execute([variables["SHELL"], "-c", command], environment, home)
+        # The entries end in `|| logger ...`, so their own exit code says little: no logger call
+        # is what says each job command succeeded.
+        log = (home / "job.log").read_text()
+        assert not (home / "syslog").exists(), f"{(home / 'syslog').read_text()}job.log:\n{log}"
+        assert done.exit_code == 0, done
+        words = shlex.split(command)
+        if "--metrics-file" in words:
+            metrics = words[words.index("--metrics-file") + 1].replace("$HOME", str(home))
+            assert Path(metrics).is_file(), metrics
+    assert_all_torn_down(aws, ledger, 2)
+    assert "Traceback" not in (home / "job.log").read_text()
+
+
+# --- GitHub Actions -------------------------------------------------------------------------------
+
+
+def test_github_workflow(aws, postgres_url: str, tmp_path: Path) -> None:
+    """The canary workflow's steps after it assumes the role, each as GitHub runs a `run:` step
+    (bash -eo pipefail) with the job's environment; an abandoned run from an earlier, killed
+    workflow waits in the ledger."""
+    workflow = load(".github/workflows/canary.yml")
+    # PyYAML reads the key `on` as True (YAML 1.1); GitHub reads it as "on".
+    triggers = workflow[True]
+    assert triggers["schedule"] and "workflow_dispatch" in triggers
+    assert workflow["permissions"] == {"id-token": "write", "contents": "read"}
+    [job] = workflow["jobs"].values()
+    expressions = {
+        "${{ secrets.JOB_DATABASE_URL }}": postgres_url,
+        "${{ vars.AWS_REGION }}": REGION,
+    }
+    environment = {name: expressions.get(value, value) for name, value in job["env"].items()}
+    assert not [value for value in environment.values() if "${{" in value], environment
+    steps = job["steps"]
+    [assume] = [
+        index
+        for index, step in enumerate(steps)
+        if step.get("uses", "").startswith("aws-actions/configure-aws-credentials@")
+    ]
+    assert steps[assume]["with"]["role-to-assume"] == "${{ vars.JOB_AWS_ROLE_ARN }}"
+    # configure-aws-credentials exports the role's temporary keys; the runner stands in for them.
+    environment.update(ambient_identity(aws))
+    abandoned = abandoned_run(postgres_url)
+
+    ran = 0
+    for step in steps[assume + 1 :]:
+        if "run" not in step:
+            continue
+        assert "${{" not in step["run"], step
+        script = tmp_path / f"step{ran}.sh"
+        script.write_text(step["run"])
+        done = execute(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], environment, tmp_path
+        )
+        assert done.exit_code == 0, done
+        assert_json_logs(done.stderr)
+        ran += 1
+    assert ran == 2
+    [upload] = [
+        step for step in steps if step.get("uses", "").startswith("actions/upload-artifact@")
+    ]
+    assert upload["if"] == "always()"
+    report = tmp_path / upload["with"]["path"]
+    assert json.loads((report / "run.json").read_text())["status"] == "torn_down"
+    assert (report / "junit.xml").is_file()
+    assert_all_torn_down(aws, postgres_url, 2)
+    with open_store(postgres_url) as store:
+        assert store.get_run(abandoned).status is RunStatus.TORN_DOWN
+
+
+def test_emulator_wrapper_failures_are_one_line(tmp_path: Path) -> None:
+    """What job-emulated's entrypoint says when it cannot start: usage (2), no emulator (4)."""
+    wrapper = [sys.executable, "-m", "job.emulator"]
+    usage = execute([*wrapper], {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, tmp_path)
+    assert (usage.exit_code, usage.stderr.count("\n")) == (2, 1), usage
+    no_endpoint = execute([*wrapper, "job", "run"], {}, tmp_path)
+    assert no_endpoint.exit_code == 2, no_endpoint
+    # Port 9 (discard) has no listener here: the connection is refused at once.
+    unreachable = execute(
+        [*wrapper, "job", "run"], {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, tmp_path
+    )
+    assert unreachable.exit_code == 4, unreachable
+    assert unreachable.stderr.startswith("job.emulator: cannot bootstrap a runner at"), unreachable
+    assert unreachable.stderr.count("\n") == 1, unreachable
