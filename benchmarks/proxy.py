@@ -12,7 +12,10 @@ header (still naming this proxy) included. Only what concerns this hop is not: `
 signs `Expect`).
 
 Each client connection gets its own thread and its own kept-alive connection to the emulator, so
-concurrent requests wait out their latency concurrently, as they would on AWS.
+concurrent requests wait out their latency concurrently, as they would on AWS. With
+`serialize_upstream`, they then reach the emulator one at a time: moto is not thread-safe (5.2's
+AttachUserPolicy iterates the managed policies while a concurrent CreatePolicy adds one, and
+answers an HTML 500), and one moto process runs one request at a time anyway, its GIL held.
 
 Calls are counted by operation ("iam:CreateUser", "s3:PutObject"): from the `Action` parameter
 for the query protocol (IAM, STS), from `X-Amz-Target` for the JSON protocol, and from the
@@ -22,6 +25,7 @@ credential scope.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import re
@@ -29,7 +33,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -51,13 +54,24 @@ class LatencyProxy:
     runs; it applies to requests that arrive afterwards.
     """
 
-    def __init__(self, upstream: str, latency: float, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        upstream: str,
+        latency: float,
+        *,
+        serialize_upstream: bool = False,
+        host: str = "127.0.0.1",
+    ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or parts.hostname is None:
             raise ValueError(f"upstream must be an http:// URL, not {upstream!r}")
         self.upstream = (parts.hostname, parts.port or 80)
         self.latency = latency
         self._lock = threading.Lock()
+        # Held while a request is with the emulator, when it must have one at a time.
+        self.upstream_lock: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if serialize_upstream else contextlib.nullcontext()
+        )
         self._calls: Counter[str] = Counter()
         self._in_flight = 0
         self._peak_in_flight = 0
@@ -113,7 +127,7 @@ class LatencyProxy:
             self._calls.clear()
             self._peak_in_flight = self._in_flight
 
-    @contextmanager
+    @contextlib.contextmanager
     def _tracking(self, operation: str) -> Iterator[None]:
         with self._lock:
             self._calls[operation] += 1
@@ -165,20 +179,24 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         with proxy._tracking(operation):
             time.sleep(proxy.latency)
-            try:
-                response = self._exchange(body)
-            except (OSError, http.client.HTTPException) as error:
-                self.send_error(502, f"upstream failed: {error}")
-                return
-            try:
-                self._relay(response)
-            finally:
-                response.close()
-                if response.will_close and self._upstream is not None:
-                    self._upstream.close()
-                    self._upstream = None
+            with proxy.upstream_lock:
+                self._forward_upstream(body)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _forward
+
+    def _forward_upstream(self, body: bytes) -> None:
+        try:
+            response = self._exchange(body)
+        except (OSError, http.client.HTTPException) as error:
+            self.send_error(502, f"upstream failed: {error}")
+            return
+        try:
+            self._relay(response)
+        finally:
+            response.close()
+            if response.will_close and self._upstream is not None:
+                self._upstream.close()
+                self._upstream = None
 
     def _exchange(self, body: bytes) -> http.client.HTTPResponse:
         """Send the request upstream as it came. A kept-alive connection the emulator has closed

@@ -7,7 +7,7 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,7 +24,11 @@ class Echo(BaseHTTPRequestHandler):
     """Answers with what it received, the body as raw as it came (chunk framing included)."""
 
     protocol_version = "HTTP/1.1"
+    url: str
     connections: set[int]
+    # requests being answered now, and the most at once
+    busy: dict[str, int]
+    busy_lock: threading.Lock
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -39,6 +43,13 @@ class Echo(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         self.connections.add(self.client_address[1])
+        if self.path == "/slow":
+            with self.busy_lock:
+                self.busy["now"] += 1
+                self.busy["peak"] = max(self.busy["peak"], self.busy["now"])
+            time.sleep(0.05)
+            with self.busy_lock:
+                self.busy["now"] -= 1
         seen = {
             "method": self.command,
             "path": self.path,
@@ -65,13 +76,18 @@ class Echo(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def upstream() -> Iterator[tuple[str, set[int]]]:
-    handler = type("EchoHandler", (Echo,), {"connections": set()})
+def echo() -> Iterator[type[Echo]]:
+    handler = type(
+        "EchoHandler",
+        (Echo,),
+        {"connections": set(), "busy": {"now": 0, "peak": 0}, "busy_lock": threading.Lock()},
+    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler.connections
+        yield handler
     finally:
         server.shutdown()
         thread.join()
@@ -79,8 +95,8 @@ def upstream() -> Iterator[tuple[str, set[int]]]:
 
 
 @pytest.fixture
-def proxy(upstream: tuple[str, set[int]]) -> Iterator[LatencyProxy]:
-    with LatencyProxy(upstream[0], LATENCY) as running:
+def proxy(echo: type[Echo]) -> Iterator[LatencyProxy]:
+    with LatencyProxy(echo.url, LATENCY) as running:
         yield running
 
 
@@ -116,16 +132,36 @@ def test_concurrent_requests_wait_concurrently(proxy: LatencyProxy) -> None:
         with closing(_connect(proxy)) as connection:
             answers.append(_exchange(connection, "GET", "/")[0].status)
 
-    threads = [threading.Thread(target=one) for _ in range(5)]
+    elapsed = _at_once(5, one)
+    assert answers == [200] * 5
+    assert proxy.latency <= elapsed < 5 * proxy.latency
+    assert proxy.peak_in_flight > 1
+
+
+def _at_once(count: int, work: Callable[[], None]) -> float:
+    threads = [threading.Thread(target=work) for _ in range(count)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - started
-    assert answers == [200] * 5
-    assert proxy.latency <= elapsed < 5 * proxy.latency
-    assert proxy.peak_in_flight > 1
+    return time.perf_counter() - started
+
+
+def test_a_serialized_upstream_gets_one_request_at_a_time(echo: type[Echo]) -> None:
+    """moto is not thread-safe: latencies are waited at once, the emulator is asked in turn."""
+    answers: list[int] = []
+    with LatencyProxy(echo.url, 0.3, serialize_upstream=True) as proxy:
+
+        def one() -> None:
+            with closing(_connect(proxy)) as connection:
+                answers.append(_exchange(connection, "GET", "/slow")[0].status)
+
+        elapsed = _at_once(4, one)
+        assert proxy.peak_in_flight > 1
+    assert answers == [200] * 4
+    assert echo.busy["peak"] == 1
+    assert elapsed < 4 * 0.3  # the latencies overlapped all the same
 
 
 def test_requests_are_forwarded_byte_for_byte(proxy: LatencyProxy) -> None:
@@ -172,7 +208,7 @@ def test_chunked_bodies_keep_their_framing(proxy: LatencyProxy) -> None:
 
 
 def test_one_upstream_connection_per_kept_alive_client(
-    proxy: LatencyProxy, upstream: tuple[str, set[int]]
+    proxy: LatencyProxy, echo: type[Echo]
 ) -> None:
     with closing(_connect(proxy)) as connection:
         head, body = _exchange(connection, "HEAD", "/bucket")
@@ -181,7 +217,7 @@ def test_one_upstream_connection_per_kept_alive_client(
         assert int(head.getheader("Content-Length") or 0) > 0
         for _ in range(3):
             assert _exchange(connection, "GET", "/bucket/key")[0].status == 200
-    assert len(upstream[1]) == 1
+    assert len(echo.connections) == 1
     assert proxy.calls() == {"s3:HeadBucket": 1, "s3:GetObject": 3}
 
 
