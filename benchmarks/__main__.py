@@ -54,6 +54,8 @@ def run_metrics(results: dict[str, Any], latency: float) -> list[Metric]:
     calls_ratio = _ratio(job["calls"], script["calls"])
     over_bound = _ratio(job["wall_s"], path["bound_s"])
     ms = f"{latency * 1000:g} ms"
+    # The latency-bound part of the wall time, the part concurrency can shrink, in round trips.
+    waited = job["serial_round_trips"]
     return [
         Metric(f"job run wall, {ms}", round(job["wall_s"], 3), " s"),
         Metric(f"sequential script wall, {ms}", round(script["wall_s"], 3), " s"),
@@ -74,6 +76,11 @@ def run_metrics(results: dict[str, Any], latency: float) -> list[Metric]:
         Metric("job run wall at 0 ms (fixed cost)", job["wall_at_zero_latency_s"], " s"),
         Metric("script wall at 0 ms (fixed cost)", script["wall_at_zero_latency_s"], " s"),
         Metric("job run round trips waited ((wall - fixed) / latency)", job["serial_round_trips"]),
+        Metric(
+            "job run round trips waited / critical path",
+            None if waited is None else _ratio(waited, path["depth"]),
+            "x",
+        ),
         Metric("script round trips waited", script["serial_round_trips"]),
         Metric("job run peak concurrent requests", job["peak_in_flight"]),
     ]

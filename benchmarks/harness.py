@@ -91,24 +91,25 @@ def progress(message: str) -> None:
 
 @dataclass
 class Bench:
-    """One moto server (IAM enforced, an admin runner) and the latency proxy in front of it."""
+    """One moto server (IAM enforced, an admin runner) and the latency proxy in front of it; a
+    second proxy, without latency, for setting up what is not measured."""
 
     folder: Path
-    moto_url: str
     proxy: LatencyProxy
+    setup_proxy: LatencyProxy
     runner: EmulatorCredentials
     # JOB_CONCURRENCY for the runs that are not meant to be sequential; None: job's default.
     concurrency: int | None
 
     def env(
-        self, *, database: Path | None = None, direct: bool = False, sequential: bool = False
+        self, *, database: Path | None = None, setup: bool = False, sequential: bool = False
     ) -> dict[str, str]:
-        """The environment of a job (or script) process acting as the runner: through the proxy,
-        or `direct`ly to moto (for setup that is not measured). `sequential`: JOB_CONCURRENCY=1,
-        job's one-call-at-a-time mode (ignored by a job without the option)."""
+        """The environment of a job (or script) process acting as the runner: through the latency
+        proxy, or for `setup` that is not measured through the other. `sequential`:
+        JOB_CONCURRENCY=1, job's one-call-at-a-time mode (ignored by a job without the option)."""
         env = clean_environment()
         env.update(self.runner.environment(REGION))
-        env["AWS_ENDPOINT_URL"] = self.moto_url if direct else self.proxy.url
+        env["AWS_ENDPOINT_URL"] = (self.setup_proxy if setup else self.proxy).url
         # moto speaks plain HTTP: a TLS-only bucket policy would deny every request.
         env["JOB_REQUIRE_TLS"] = "0"
         env["JOB_OUTPUT"] = "json"
@@ -126,5 +127,8 @@ def bench(folder: Path, latency: float, concurrency: int | None) -> Iterator[Ben
     with ExitStack() as stack:
         moto_url = stack.enter_context(moto_server(folder / "moto.log"))
         runner = bootstrap_runner(moto_url, region=REGION)
-        proxy = stack.enter_context(LatencyProxy(moto_url, latency))
-        yield Bench(folder, moto_url, proxy, runner, concurrency)
+        # Requests reach moto one at a time (see benchmarks.proxy): it is not thread-safe.
+        proxy = stack.enter_context(LatencyProxy(moto_url, latency, serialize_upstream=True))
+        setup = stack.enter_context(LatencyProxy(moto_url, 0.0))
+        setup.upstream_lock = proxy.upstream_lock  # one moto: one turn for both
+        yield Bench(folder, proxy, setup, runner, concurrency)

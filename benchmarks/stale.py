@@ -1,9 +1,10 @@
 """`job teardown --stale` over many stale runs, with job's default concurrency and one call at a
 time (JOB_CONCURRENCY=1), on two identical sets of runs, through the latency proxy.
 
-Setting up is not measured and skips the proxy: each set is provisioned with `job provision`
-straight against moto, called in this process (the contract's command line, without a new
-interpreter per run), a few at a time. Every run is then idle for longer than `--older-than 0s`.
+Setting up is not measured and skips the latency: each set is provisioned with `job provision`
+against moto (through the proxy that only keeps moto's requests in turn), called in this process
+(the contract's command line, without a new interpreter per run), a few at a time. Every run is
+then idle for longer than `--older-than 0s`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def provision_runs(bench: Bench, database: Path, count: int) -> None:
     """`count` provisioned runs in the ledger at `database`, their resources in moto."""
     run_timed([*job_command(), "db", "upgrade"], bench.env(database=database), bench.folder)
     with (
-        _environment(bench.env(direct=True)),
+        _environment(bench.env(setup=True)),
         open(os.devnull, "w") as quiet,
         contextlib.redirect_stdout(quiet),  # each provision prints its run, as JSON
         ThreadPoolExecutor(SETUP_WORKERS) as pool,
@@ -60,7 +61,7 @@ def provision_runs(bench: Bench, database: Path, count: int) -> None:
 def measure(bench: Bench, runs: int) -> dict[str, Any]:
     ledgers = {mode: bench.folder / f"stale-{mode}.db" for mode in ("concurrent", "sequential")}
     for mode, database in ledgers.items():
-        progress(f"setting up {runs} stale runs for the {mode} teardown (straight to moto)")
+        progress(f"setting up {runs} stale runs for the {mode} teardown (no latency)")
         provision_runs(bench, database, runs)
     results: dict[str, Any] = {"runs": runs}
     # The concurrent one first: moto then holds more (both sets), if anything slowing it down.
