@@ -3,8 +3,10 @@ VENV ?= .venv
 PYTHON ?= python3
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS='-k sqlite -x'`.
 PYTEST_ARGS ?=
+# Benchmark options, e.g. `make bench BENCH_ARGS='--latency-ms 100 --stale-runs 20'`.
+BENCH_ARGS ?=
 
-.PHONY: install test lint lint-recipes run migration clean
+.PHONY: install test lint lint-recipes run bench migration clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +41,12 @@ lint-recipes: $(VENV)/.installed
 # The whole job against the in-process, IAM-enforcing emulator: no AWS account needed.
 run: $(VENV)/.installed
 	$(VENV)/bin/job run --emulator
+
+# Wall time and AWS calls against moto behind a 50 ms latency proxy: job run versus the example's
+# sequential script and the critical path, teardown --stale, runs list, start-up. Prints a table
+# and writes benchmarks/results/latest.json (--json PATH elsewhere). Reports targets, asserts none.
+bench: $(VENV)/.installed
+	$(VENV)/bin/python -m benchmarks $(BENCH_ARGS)
 
 # A new Alembic revision for what changed in job/ledger/models.py: make migration MESSAGE="why"
 migration: $(VENV)/.installed
