@@ -108,12 +108,12 @@ def upgrade(engine: Engine) -> None:
     Many job processes may start at once against one PostgreSQL ledger: an advisory lock makes one
     of them migrate while the others wait, then find nothing left to do.
     """
-    from alembic import command
-
     try:
         with engine.connect() as connection:
             if not _pending(connection):
                 return
+            from alembic import command  # only now: a current ledger never pays for importing it
+
             connection.rollback()
             postgres = engine.dialect.name == "postgresql"
             if postgres:
