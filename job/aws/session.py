@@ -172,6 +172,7 @@ class Aws:
         )
         self._clients: dict[str, Any] = {}
         self._identity: Identity | None = None
+        self._identity_lock = threading.Lock()
 
     def client(self, service: str) -> Any:
         client = self._clients.get(service)
@@ -226,9 +227,10 @@ class Aws:
     def identity(self) -> Identity:
         """Whose credentials these are. Asked once per Aws: `job run` checks the account before
         each phase with the same credentials, and the account behind them cannot change."""
-        if self._identity is None:
-            self._identity = self._ask_identity()
-        return self._identity
+        with self._identity_lock:  # a janitor's threads share one Aws: one of them asks
+            if self._identity is None:
+                self._identity = self._ask_identity()
+            return self._identity
 
     def _ask_identity(self) -> Identity:
         try:
