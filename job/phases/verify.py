@@ -38,7 +38,7 @@ from job.ledger.store import Store
 from job.parallel import run_each, run_graph
 from job.phases.common import phase, recording_failure, target_for
 from job.phases.teardown import delete_resource
-from job.scenario import Expectation, RunOptions, seed_scenario
+from job.scenario import Expectation, RunOptions, Scenario, seed_scenario
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,8 @@ def verify(
     target = target_for(run, aws)
     scenario = seed_scenario(run.prefix, target, RunOptions.of(run))
     with phase(store, run, "verify", RunStatus.VERIFYING) as attempt:
-        session = _Verification(store, target, run, attempt, propagation_timeout)
-        for principal in scenario.principals:
-            session.user_of(principal)  # every principal must exist before any key is made
+        # Every principal must exist before any key is made.
+        session = _Verification(store, target, run, attempt, propagation_timeout, scenario)
         try:
             tasks, needs = session.plan(scenario.expectations)
             run_graph(tasks, needs, concurrency=concurrency)
@@ -103,15 +102,28 @@ class _Verification:
     denials. The principals proceed side by side."""
 
     def __init__(
-        self, store: Store, target: Target, run: Run, attempt: PhaseAttempt, timeout: timedelta
+        self,
+        store: Store,
+        target: Target,
+        run: Run,
+        attempt: PhaseAttempt,
+        timeout: timedelta,
+        scenario: Scenario,
     ) -> None:
         self.store, self.target, self.run, self.attempt = store, target, run, attempt
         self.timeout = timeout
-        self.keys: list[Resource] = []  # recorded ones, for deletion whatever happens
+        self.users = {principal: self._user(principal) for principal in scenario.principals}
+        # Keys a verify killed earlier may have left (AWS allows two per user), by user name:
+        # read here, before the worker threads start adding this attempt's keys to the run.
+        self.leftover_keys: dict[str, list[Resource]] = {}
+        for row in run.resources:
+            if row.kind == "iam_access_key" and row.state is not ResourceState.DELETED:
+                self.leftover_keys.setdefault(row.attributes.get("user_name", ""), []).append(row)
+        self.keys: list[Resource] = []  # this attempt's, recorded: deleted whatever happens
         self.principal_aws: dict[str, Aws] = {}
         self.checks: dict[Expectation, Check] = {}
 
-    def user_of(self, principal: str) -> Resource:
+    def _user(self, principal: str) -> Resource:
         user = self.store.find_resource(self.run, principal)
         if user is None or user.state is not ResourceState.CREATED:
             raise BadInput(f"run {self.run.id} has no user {principal!r}; provision it again first")
@@ -139,16 +151,8 @@ class _Verification:
         return tasks, needs
 
     def make_key(self, principal: str) -> None:
-        user = self.user_of(principal)
-        # A verify killed earlier may have left a key (AWS allows two per user): remove it first.
-        for row in [
-            row
-            for row in self.run.resources
-            if row.kind == "iam_access_key"
-            and row.state is not ResourceState.DELETED
-            and row.attributes.get("user_name") == user.name
-            and row not in self.keys
-        ]:
+        user = self.users[principal]
+        for row in self.leftover_keys.get(user.name, []):
             delete_resource(self.store, self.target, row)
         row = self.store.record_pending(
             self.run,
