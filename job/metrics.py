@@ -37,9 +37,7 @@ class Observation:
 
     def observe_run(self, run: Run, checks: Sequence[Check]) -> None:
         self.checks = Counter("passed" if check.passed else "failed" for check in checks)
-        self.resources_live = (self.resources_live or 0) + sum(
-            row.state is not ResourceState.DELETED for row in run.resources
-        )
+        self.resources_live = sum(row.state is not ResourceState.DELETED for row in run.resources)
         for attempt in run.attempts:
             # Only this command's own phases; an earlier command's are in its own file.
             if attempt.finished_at is None or attempt.started_at < self.started_at:

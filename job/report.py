@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -82,10 +81,6 @@ def run_dict(run: Run, checks: Sequence[Check]) -> dict[str, Any]:
         "resources": [resource_dict(row) for row in run.resources],
         "checks": [check_dict(check) for check in checks],
     }
-
-
-def to_json(document: dict[str, Any]) -> str:
-    return json.dumps(document, sort_keys=False)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

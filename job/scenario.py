@@ -52,9 +52,6 @@ class Scenario:
     def principals(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(e.principal for e in self.expectations))
 
-    def resource(self, logical_name: str) -> ResourceSpec:
-        return next(spec for spec in self.resources if spec.logical_name == logical_name)
-
 
 def _policy_document(actions: list[str], resource: str) -> dict[str, Any]:
     return {
@@ -166,13 +163,13 @@ def teardown_needs(scenario: Scenario, rows: Sequence[Any]) -> dict[str, set[str
     those that need it. A verify's access key, not in the scenario, needs its user."""
     present = {row.logical_name for row in rows}
     users = {row.name: row.logical_name for row in rows if row.kind == "iam_user"}
+    needs = {spec.logical_name: spec.needs for spec in scenario.resources}
     blockers: dict[str, set[str]] = {name: set() for name in present}
     for row in rows:
         if row.kind == "iam_access_key":
             needed: tuple[str, ...] = (users.get(row.attributes.get("user_name", ""), ""),)
         else:
-            spec = next((s for s in scenario.resources if s.logical_name == row.logical_name), None)
-            needed = spec.needs if spec is not None else ()
+            needed = needs.get(row.logical_name, ())
         for need in needed:
             if need in present:
                 blockers[need].add(row.logical_name)

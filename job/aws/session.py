@@ -176,37 +176,35 @@ class Aws:
 
     def client(self, service: str) -> Any:
         client = self._clients.get(service)
-        if client is not None:
-            return client
-        with self._session_lock:
-            return self._clients.get(service) or self._make_client(service)
+        if client is None:
+            with self._session_lock:  # checked again: another thread may have just made it
+                client = self._clients.get(service) or self._make_client(service)
+        return client
 
     def _make_client(self, service: str) -> Any:
-        clients = self._clients
-        if service not in clients:
-            try:
-                session: Any = self._session  # boto3-stubs wants a literal service name
-                key_id, secret = self._keys or (None, None)
-                client = session.client(
-                    service,
-                    config=self._config,
-                    endpoint_url=self.endpoint_url,
-                    aws_access_key_id=key_id,
-                    aws_secret_access_key=secret,
-                )
-                client.meta.events.register("before-parse.*.*", _html_5xx_is_a_server_error)
-                if self.call_hooks:
-                    # Hooks see the call's own arguments too, not only the serialized request.
-                    client.meta.events.register("before-parameter-build.*.*", _keep_arguments)
-                for hook in self.call_hooks:
-                    event = getattr(hook, "event", "before-call")
-                    client.meta.events.register(f"{event}.*.*", hook)
-                clients[service] = client
-            except NoRegionError:
-                raise BadInput(
-                    "no AWS region: set --region, AWS_REGION or AWS_DEFAULT_REGION"
-                ) from None
-        return clients[service]
+        try:
+            session: Any = self._session  # boto3-stubs wants a literal service name
+            key_id, secret = self._keys or (None, None)
+            client = session.client(
+                service,
+                config=self._config,
+                endpoint_url=self.endpoint_url,
+                aws_access_key_id=key_id,
+                aws_secret_access_key=secret,
+            )
+        except NoRegionError:
+            raise BadInput(
+                "no AWS region: set --region, AWS_REGION or AWS_DEFAULT_REGION"
+            ) from None
+        client.meta.events.register("before-parse.*.*", _html_5xx_is_a_server_error)
+        if self.call_hooks:
+            # Hooks see the call's own arguments too, not only the serialized request.
+            client.meta.events.register("before-parameter-build.*.*", _keep_arguments)
+        for hook in self.call_hooks:
+            event = getattr(hook, "event", "before-call")
+            client.meta.events.register(f"{event}.*.*", hook)
+        self._clients[service] = client
+        return client
 
     def with_keys(self, access_key_id: str, secret_access_key: str) -> Aws:
         """The same region and endpoint, as another principal (a probe user). The session is
