@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import job.aws.session
+import job.metrics
 from tests.faults import FailTimes
 from tests.helpers import invoke, leftovers, open_store
 
@@ -116,6 +117,45 @@ def test_provision_failure_still_reports(aws, sqlite_url, tmp_path, capsys, monk
     assert samples[("job_last_success_timestamp_seconds", base)] == first_success
     assert live > 0 and samples[("job_resources_live", base)] == live
     assert ("job_checks", (*base, ("result", "passed"))) not in samples
+
+    # The same failure under `job run`: teardown cleans up, the exit code is provision's, and
+    # the JUnit report is one errored case saying why, not an empty (green) suite.
+    junit = tmp_path / "report.xml"
+    result = invoke(capsys, "run", "--junit-xml", str(junit), "--database-url", sqlite_url)
+    assert result.exit_code == 4, result.stderr
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("errors") == "1" and suite.get("tests") == "1"
+    error = suite.find("testcase/error")
+    assert error is not None and "AccessDenied" in (error.get("message") or "")
+
+
+def test_a_metrics_file_that_cannot_be_written_at_the_end(
+    sqlite_url, tmp_path, capsys, monkeypatch
+):
+    """Checked writable at the start, the file may still fail at the end (a full disk): exit 4,
+    one line on stderr, and stdout still holds exactly the command's one JSON object."""
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(job.metrics, "write_metrics", full_disk)
+    result = invoke(
+        capsys,
+        "runs",
+        "list",
+        "--output",
+        "json",
+        "--metrics-file",
+        str(tmp_path / "job.prom"),
+        "--database-url",
+        sqlite_url,
+    )
+    assert result.exit_code == 4
+    assert result.json() == {"status": "ok", "runs": []}
+    lines = result.stderr.splitlines()
+    assert lines == [
+        "job: error: cannot write the metrics file: [Errno 28] No space left on device"
+    ]
 
 
 @pytest.mark.parametrize("option", ["--junit-xml", "--metrics-file"])

@@ -88,3 +88,15 @@ def test_concurrency_from_option_or_environment() -> None:
     assert (
         Settings.load(database_url="sqlite://", concurrency="2", environ={"JOB_CONCURRENCY": "4"})
     ).concurrency == 2
+
+
+def test_bad_log_format_and_empty_metrics_file() -> None:
+    with pytest.raises(BadInput, match="log format 'xml'"):
+        Settings.load(database_url="sqlite://", environ={"JOB_LOG_FORMAT": "xml"})
+    with pytest.raises(BadInput, match="empty --metrics-file"):
+        Settings.load(database_url="sqlite://", metrics_file="", environ={})
+    # An empty variable is unset, as everywhere else.
+    assert (
+        Settings.load(database_url="sqlite://", environ={"JOB_METRICS_FILE": ""}).metrics_file
+        is None
+    )

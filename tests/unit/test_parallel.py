@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import threading
 import time
 
@@ -88,3 +89,28 @@ def test_needs_that_cannot_be_met_are_refused() -> None:
         run_graph({"a": lambda: None}, {"a": ("b",)}, concurrency=2)
     with pytest.raises(ValueError, match="cycle"):
         run_graph({"a": lambda: None, "b": lambda: None}, {"a": ("b",), "b": ("a",)}, concurrency=2)
+
+
+def test_an_interrupt_waits_for_the_calls_in_flight_and_starts_nothing_more() -> None:
+    """Ctrl-C or SIGTERM reaches the waiting main thread: the calls in flight still finish (their
+    outcome must reach the ledger), and neither queued nor waiting tasks start."""
+    recorder = Recorder()
+
+    def interrupt() -> None:
+        time.sleep(0.05)  # until every ready task is submitted and the main thread waits
+        _thread.interrupt_main()  # as a signal handler raising in the main thread would
+
+    queued = [f"queued-{i}" for i in range(6)]
+    tasks = {
+        "slow": recorder.task("slow", 0.2),
+        "interrupt": interrupt,
+        **{name: recorder.task(name, 0.05) for name in queued},
+        "after": recorder.task("after"),
+    }
+    with pytest.raises(KeyboardInterrupt):
+        run_graph(tasks, {"after": ("slow",)}, concurrency=2)
+    assert "slow" in recorder.finished
+    # The worker freed by `interrupt` may take one queued task before the interrupt lands; the
+    # rest are cancelled, not run by the pool on its way out.
+    assert len(set(queued) & set(recorder.started)) <= 1
+    assert "after" not in recorder.started
