@@ -63,6 +63,17 @@ def admin_client(credentials: EmulatorCredentials, service: str) -> Any:
     )
 
 
+def grant_inline(iam: Any, user: str, action: str, resource: str, name: str = "extra") -> None:
+    """Give `user` an inline policy behind the job's back, as a person with IAM rights might:
+    an extra right for verify to catch, and something more for teardown to remove."""
+    statement = {"Effect": "Allow", "Action": action, "Resource": resource}
+    iam.put_user_policy(
+        UserName=user,
+        PolicyName=name,
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+    )
+
+
 def leftovers(credentials: EmulatorCredentials, run_id: str) -> list[str]:
     """Everything in the emulator whose name carries the run id: must be empty after teardown."""
     iam = admin_client(credentials, "iam")

@@ -3,12 +3,10 @@ PostgreSQL ledgers."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from job.emulator import EmulatorCredentials
-from tests.helpers import admin_client, invoke, leftovers, open_store
+from tests.helpers import admin_client, grant_inline, invoke, leftovers, open_store
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -100,21 +98,12 @@ def test_reader_with_extra_rights_fails_verify_and_names_the_check(
     run_id = invoke(capsys, "provision", "--database-url", database_url).stdout.strip()
     bucket = f"job-{run_id}-data"
     # Somebody grants the reader more than intended between provision and verify.
-    admin_client(aws, "iam").put_user_policy(
-        UserName=f"job-{run_id}-reader",
-        PolicyName="too-generous",
-        PolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Action": "s3:PutObject",
-                        "Resource": f"arn:aws:s3:::{bucket}/*",
-                    }
-                ],
-            }
-        ),
+    grant_inline(
+        admin_client(aws, "iam"),
+        f"job-{run_id}-reader",
+        "s3:PutObject",
+        f"arn:aws:s3:::{bucket}/*",
+        "too-generous",
     )
 
     verified = invoke(capsys, "verify", "--run-id", run_id, "--database-url", database_url)
@@ -142,16 +131,7 @@ def test_a_reader_with_rights_everywhere_fails_the_negative_checks(
     aws: EmulatorCredentials, sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_id = invoke(capsys, "provision", "--database-url", sqlite_url).stdout.strip()
-    admin_client(aws, "iam").put_user_policy(
-        UserName=f"job-{run_id}-reader",
-        PolicyName="s3-everything",
-        PolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
-            }
-        ),
-    )
+    grant_inline(admin_client(aws, "iam"), f"job-{run_id}-reader", "s3:*", "*", "s3-everything")
     verified = invoke(
         capsys, "verify", "--run-id", run_id, "--database-url", sqlite_url, "--output", "json"
     )

@@ -30,7 +30,7 @@ from job.ledger.models import Run, utcnow
 from job.permissions import required_actions, runner_policy
 from job.runtime import Ledger
 from tests.faults import StrictAws
-from tests.helpers import admin_client, invoke, leftovers
+from tests.helpers import admin_client, grant_inline, invoke, leftovers
 
 pytestmark = pytest.mark.usefixtures("aws")
 JOB_TAGS = [{"Key": "job:managed-by", "Value": "job"}, {"Key": "job:run-id", "Value": "orphan0001"}]
@@ -261,16 +261,7 @@ def situation(action: str, aws: EmulatorCredentials, run_id: str) -> None:
     writer, reader = f"job-{run_id}-writer", f"job-{run_id}-reader"
     policy = f"arn:aws:iam::123456789012:policy/job/job-{run_id}-writer"
     if action == "iam:DeleteUserPolicy":
-        iam.put_user_policy(
-            UserName=reader,
-            PolicyName="extra",
-            PolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}],
-                }
-            ),
-        )
+        grant_inline(iam, reader, "s3:ListBucket", "*")
     elif action == "iam:RemoveUserFromGroup":
         iam.create_group(GroupName=f"g-{run_id}")
         iam.add_user_to_group(GroupName=f"g-{run_id}", UserName=reader)

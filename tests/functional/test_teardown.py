@@ -14,7 +14,7 @@ from job.ledger.models import ResourceState
 from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from tests.faults import CallLog, StrictAws
-from tests.helpers import EMULATED, admin_client, invoke, leftovers, open_store
+from tests.helpers import EMULATED, admin_client, grant_inline, invoke, leftovers, open_store
 
 REGION = "us-east-1"
 SSH_KEY = (
@@ -38,16 +38,7 @@ def test_teardown_removes_everything_that_blocks_a_delete(aws, sqlite_url) -> No
 
     # What a person, or a half-finished earlier verify, may have hung on the run's resources.
     iam.create_access_key(UserName=reader)
-    iam.put_user_policy(
-        UserName=reader,
-        PolicyName="extra",
-        PolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}],
-            }
-        ),
-    )
+    grant_inline(iam, reader, "s3:ListBucket", "*")
     iam.create_group(GroupName=f"group-{run.id}")
     iam.add_user_to_group(GroupName=f"group-{run.id}", UserName=reader)
     iam.create_login_profile(UserName=reader, Password="Correct-Horse-9-Battery")
