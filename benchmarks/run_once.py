@@ -43,11 +43,12 @@ def main(repeats: int) -> None:
                 started = time.perf_counter()
                 outcome = run_all(
                     Store(session),
-                    make_aws("us-east-1", call_hooks=[count]),
+                    make_aws(
+                        "us-east-1", call_hooks=[count], propagation_timeout=timedelta(seconds=60)
+                    ),
                     prefix="job",
                     # moto speaks plain HTTP: no TLS-only bucket policy (see job.config)
                     options=RunOptions(require_tls=False),
-                    propagation_timeout=timedelta(seconds=60),
                     hold=ledger.hold,
                 )
                 wall = time.perf_counter() - started

@@ -178,7 +178,8 @@ def _report_run(
 @dataclass
 class Runtime:
     """What a command works with: the ledger, its store, and a maker of the job's AWS principal
-    for a region (a run's own region when the command concerns an existing run)."""
+    for a region. Given a run's region, that region is used whatever --region or AWS_REGION say
+    (the run's resources live there); given None, the settings' region or boto3's own choice."""
 
     ledger: Any
     store: Any
@@ -196,7 +197,13 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
         stack.callback(ledger.dispose)
         store = Store(stack.enter_context(ledger.session()))
         if not settings.emulator:
-            yield Runtime(ledger, store, lambda region: make_aws(settings.region or region))
+            yield Runtime(
+                ledger,
+                store,
+                lambda region: make_aws(
+                    region or settings.region, propagation_timeout=settings.propagation_timeout
+                ),
+            )
             return
         from job.emulator import InProcessEmulator
 
@@ -208,10 +215,11 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
             ledger,
             store,
             lambda region: make_aws(
-                settings.region or region or "us-east-1",
+                region or settings.region or "us-east-1",
                 credentials.endpoint_url,
                 aws_access_key_id=credentials.access_key_id,
                 aws_secret_access_key=credentials.secret_access_key,
+                propagation_timeout=settings.propagation_timeout,
             ),
         )
 
@@ -284,7 +292,6 @@ def run_command(ctx: click.Context, keep: bool, junit_xml: str | None) -> None:
             job.make_aws(None),
             prefix=settings.prefix,
             options=run_options(settings),
-            propagation_timeout=settings.propagation_timeout,
             hold=job.ledger.hold,
             keep=keep,
             started=lambda run_id: setattr(concern, "run_id", run_id),
@@ -347,13 +354,7 @@ def verify_command(ctx: click.Context, run_id: str, junit_xml: str | None) -> No
         aws = job.make_aws(job.store.get_run(run_id).region)
         concern.run_id = run_id
         with job.ledger.hold(run_id):
-            run = verify(
-                job.store,
-                aws,
-                run_id=run_id,
-                propagation_timeout=settings.propagation_timeout,
-                concurrency=settings.concurrency,
-            )
+            run = verify(job.store, aws, run_id=run_id, concurrency=settings.concurrency)
         checks = job.store.latest_checks(run)
         emit(settings, run_dict(run, checks), run_text(run, checks, show_resources=False))
     ctx.exit(0 if all(check.passed for check in checks) else 1)
@@ -463,15 +464,18 @@ def sweep_command(ctx: click.Context, older_than: str, execute: bool) -> None:
 @cli.command("runner-policy")
 @click.pass_context
 def runner_policy_command(ctx: click.Context) -> None:
-    """Print the least-privilege IAM policy that the job's own credentials need, for --prefix.
+    """Print the least-privilege IAM policy that the job's own credentials need, for --prefix,
+    with ARNs in the partition of --region (aws, aws-cn, aws-us-gov, ...).
 
-    Example: job runner-policy --prefix canary > runner-policy.json
+    Example: job runner-policy --prefix canary --region eu-west-1 > runner-policy.json
     """
+    from job.aws.session import partition_for
     from job.permissions import runner_policy
 
     settings = settings_from(ctx)
     # The policy document itself, in either output mode: it is what an operator pastes.
-    click.echo(json.dumps(runner_policy(settings.prefix), indent=2))
+    policy = runner_policy(settings.prefix, partition_for(settings.region))
+    click.echo(json.dumps(policy, indent=2))
 
 
 @cli.group("runs")

@@ -17,6 +17,9 @@ if TYPE_CHECKING:  # SQLAlchemy is imported only when a URL is parsed: `job --he
 DEFAULT_DATABASE_URL = "sqlite:///job.db"
 # Room for "-<run id>-<role>" within AWS's shortest limit we use (bucket names: 63 characters).
 MAX_PREFIX_LENGTH = 20
+# Starts of bucket names S3 refuses (sthree-configurator is within sthree-).
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _PREFIX = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 _DURATION = re.compile(r"([0-9]+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -29,6 +32,12 @@ LOG_FORMATS = ("text", "json")
 # throttling (its mutating calls are limited to a handful per second per account).
 DEFAULT_CONCURRENCY = 10
 MAX_CONCURRENCY = 100
+# How long AWS may take to make a change visible everywhere: a new user, policy, attachment or key
+# (IAM: "usually seconds", and AWS advises building for longer), a new bucket (S3 answers
+# NoSuchBucket for a while after CreateBucket). Two minutes, as terraform-provider-aws waits for
+# both; JOB_PROPAGATION_TIMEOUT changes it.
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
+DEFAULT_PROPAGATION_TIMEOUT = timedelta(minutes=2)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -81,6 +90,14 @@ def validate_prefix(prefix: str) -> str:
             f"invalid prefix {prefix!r}: use 1 to {MAX_PREFIX_LENGTH} lowercase letters, digits "
             "and '-', starting and ending with a letter or digit"
         )
+    # Bucket names are "<prefix>-<run id>-...", and a run id has no '-': a reserved start that
+    # "<prefix>-" does not already hold cannot be completed by the run id.
+    reserved = next((r for r in RESERVED_BUCKET_PREFIXES if f"{prefix}-".startswith(r)), None)
+    if reserved is not None:
+        raise BadInput(
+            f"invalid prefix {prefix!r}: S3 reserves bucket names starting {reserved!r}, and the "
+            "job's buckets start with the prefix; choose another --prefix"
+        )
     return prefix
 
 
@@ -126,9 +143,7 @@ class Settings:
     output: str = "text"
     emulator: bool = False
     log_level: str = "warning"
-    # How long to wait for IAM's eventual consistency (a new key, a new attachment) before a
-    # check is taken as failed. AWS documents "usually seconds"; a minute covers the tail.
-    propagation_timeout: timedelta = timedelta(seconds=60)
+    propagation_timeout: timedelta = DEFAULT_PROPAGATION_TIMEOUT
     permissions_boundary: str | None = None
     require_tls: bool = True
     log_format: str = "text"
@@ -185,7 +200,7 @@ class Settings:
             require_tls=_require_tls(env, use_emulator),
             log_level=log_level,
             propagation_timeout=(
-                parse_duration(timeout_text) if timeout_text else timedelta(seconds=60)
+                parse_duration(timeout_text) if timeout_text else DEFAULT_PROPAGATION_TIMEOUT
             ),
             log_format=log_format_value,
             metrics_file=metrics_path,

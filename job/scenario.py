@@ -1,5 +1,6 @@
 """What a run creates, and the permissions it expects each principal to have: the AWS example's
-scenario (a bucket, a writer who may put and get objects, a reader who may only get them).
+scenario (a bucket, a writer who may put and get objects, a reader who may only get them), plus a
+decoy bucket that neither may read, so that "nothing beyond its bucket" is a real check.
 
 The scenario is data. Provision creates `resources`, each once what it `needs` exists (independent
 ones at once); teardown deletes each once nothing that needs it is left; verify checks
@@ -17,6 +18,9 @@ from job.aws.s3 import bucket_arn
 from job.ledger.models import Verdict
 
 FIXTURE_KEY = "probe/fixture.txt"
+# What a run names its buckets after the prefix and the run id: <prefix>-<run id>-<suffix>.
+DATA_BUCKET, DECOY_BUCKET = "data", "elsewhere"
+BUCKET_SUFFIXES = (DATA_BUCKET, DECOY_BUCKET)
 
 
 @dataclass(frozen=True)
@@ -90,8 +94,11 @@ class RunOptions:
 def seed_scenario(prefix: str, target: Target, options: RunOptions | None = None) -> Scenario:
     options = options or RunOptions()
     base = f"{prefix}-{target.run_id}"
-    bucket = f"{base}-data"
+    bucket, decoy = f"{base}-{DATA_BUCKET}", f"{base}-{DECOY_BUCKET}"
     objects = bucket_arn(target, bucket, "*")
+    # The decoy is real, locked down like the data bucket and holding an object: a probe of a
+    # bucket that does not exist would hear NoSuchBucket, which S3 answers before it looks at
+    # permissions, and so would prove nothing.
     resources: list[ResourceSpec] = [
         ResourceSpec("s3_bucket", "bucket", bucket, {"require_tls": options.require_tls}),
         ResourceSpec(
@@ -100,6 +107,14 @@ def seed_scenario(prefix: str, target: Target, options: RunOptions | None = None
             FIXTURE_KEY,
             {"bucket": bucket, "key": FIXTURE_KEY, "body": "read by job verify"},
             needs=("bucket",),
+        ),
+        ResourceSpec("s3_bucket", "elsewhere", decoy, {"require_tls": options.require_tls}),
+        ResourceSpec(
+            "s3_object",
+            "elsewhere-fixture",
+            FIXTURE_KEY,
+            {"bucket": decoy, "key": FIXTURE_KEY, "body": "nobody here may read this"},
+            needs=("elsewhere",),
         ),
     ]
     user_attributes = (
@@ -148,11 +163,11 @@ def seed_scenario(prefix: str, target: Target, options: RunOptions | None = None
             )
             for action in PROBED_ACTIONS
         ]
-        # The negative space: nothing beyond the bucket's objects. A bucket of that name never
-        # exists; a principal allowed to ask would hear "no such bucket", which counts as allowed.
+        # The negative space: nothing beyond the bucket's objects, not even another of the run's
+        # own buckets.
         expectations += [
             Expectation(principal, "s3:ListBucket", Verdict.DENY, bucket),
-            Expectation(principal, "s3:GetObject", Verdict.DENY, f"{base}-elsewhere", FIXTURE_KEY),
+            Expectation(principal, "s3:GetObject", Verdict.DENY, decoy, FIXTURE_KEY),
             Expectation(principal, "iam:ListUsers", Verdict.DENY),
         ]
     return Scenario(tuple(resources), tuple(expectations))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, ClassVar, Protocol
 
 from job.aws.session import Aws
@@ -33,6 +34,11 @@ class Target:
     @property
     def region(self) -> str:
         return self.aws.region
+
+    @property
+    def propagation_timeout(self) -> timedelta:
+        """How long to wait for AWS to show a change this run made (see job.config)."""
+        return self.aws.propagation_timeout
 
     def tags(self) -> list[dict[str, str]]:
         return [

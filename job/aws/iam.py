@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
@@ -33,8 +32,6 @@ from job.ledger.models import Resource
 
 log = logging.getLogger(__name__)
 GONE = "NoSuchEntity"
-# A user or policy created a moment ago may not be visible to the next call yet.
-VISIBILITY_TIMEOUT = timedelta(seconds=30)
 
 
 def _pages(client: Any, operation: str, key: str, **params: Any) -> Iterator[Any]:
@@ -246,7 +243,8 @@ class AttachmentHandler:
         until_consistent(
             lambda: iam.attach_user_policy(UserName=user, PolicyArn=policy_arn),
             retry_on={GONE},
-            timeout=VISIBILITY_TIMEOUT,
+            # A user or policy created a moment ago may not be visible to the next call yet.
+            timeout=target.propagation_timeout,
             what=f"user {user} and policy {policy_arn}",
         )
         return Created(f"{user}|{policy_arn}")
@@ -294,7 +292,8 @@ class AccessKeyHandler:
         key = until_consistent(
             lambda: iam.create_access_key(UserName=user)["AccessKey"],
             retry_on={GONE},
-            timeout=VISIBILITY_TIMEOUT,
+            # A user created a moment ago may not be visible to the next call yet.
+            timeout=target.propagation_timeout,
             what=f"user {user}",
         )
         return Created(key["AccessKeyId"], secret=key["SecretAccessKey"])

@@ -1,20 +1,32 @@
-"""The calls verify makes with a principal's own keys: one per action it checks.
+"""The calls verify makes with a principal's own keys: one per action it checks, and what each
+answer says about the principal's permission.
 
-A probe returns when AWS authorised the call and raises ClientError when it refused it. A call
-aimed at something that does not exist is still an answer about permissions: S3 and IAM authorise
-before they look, so "no such bucket" means the principal was allowed to ask.
+A probe returns when AWS allowed the call and raises when it did not. Only an authorization refusal
+is a denial. Anything else is no answer about permissions at all: S3 answers NoSuchBucket (404) for
+a bucket that does not exist to anyone, before it looks at who asks, so a probe aimed at a missing
+bucket proves nothing either way.
+https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from botocore.exceptions import ClientError
 
 from job.aws.session import Aws, error_code
 
-AUTHORISED_BUT_ABSENT = {"NoSuchBucket", "NoSuchKey", "NoSuchEntity"}
+# What AWS answers when the caller is authenticated but not authorised: S3 and IAM's AccessDenied,
+# the JSON services' AccessDeniedException, EC2's UnauthorizedOperation, and a HEAD request's bare
+# 403 (no body to carry a code).
+DENIED = frozenset(
+    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden", "403"}
+)
+
+
+def is_denial(error: BaseException) -> bool:
+    """Whether AWS refused the call as unauthorised (and not for any other reason)."""
+    return isinstance(error, ClientError) and error_code(error) in DENIED
 
 
 def _get_object(aws: Aws, bucket: str | None, key: str | None) -> None:
@@ -26,7 +38,8 @@ def _put_object(aws: Aws, bucket: str | None, key: str | None) -> None:
 
 
 def _delete_object(aws: Aws, bucket: str | None, key: str | None) -> None:
-    # Aimed at a key that does not exist: a wrongly allowed delete destroys nothing.
+    # Aimed at a key that does not exist: a wrongly allowed delete destroys nothing (S3 answers
+    # 204 to an allowed delete of a missing key).
     aws.client("s3").delete_object(Bucket=bucket, Key=key)
 
 
@@ -47,9 +60,5 @@ PROBES: dict[str, Callable[[Aws, str | None, str | None], None]] = {
 }
 
 
-def probe(aws: Aws, action: str, bucket: str | None = None, key: str | None = None) -> Any:
-    try:
-        PROBES[action](aws, bucket, key)
-    except ClientError as error:
-        if error_code(error) not in AUTHORISED_BUT_ABSENT:
-            raise
+def probe(aws: Aws, action: str, bucket: str | None = None, key: str | None = None) -> None:
+    PROBES[action](aws, bucket, key)

@@ -1,15 +1,16 @@
-"""Bounded waiting for IAM's eventual consistency.
+"""Bounded waiting for AWS's eventual consistency.
 
 botocore's retry modes cover throttling and transient faults. They do not cover AWS answering
-"no such user" for a user created a moment ago, or "invalid access key" for a key a few seconds
-old: those are ordinary errors to botocore, and expected ones to us for a bounded while.
+"no such user" for a user created a moment ago, "no such bucket" for a bucket created a moment ago,
+or "invalid access key" for a key a few seconds old: those are ordinary errors to botocore, and
+expected ones to us for a bounded while.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from datetime import timedelta
 from typing import TypeVar
 
@@ -20,6 +21,14 @@ from job.logs import WAITING
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+
+def _delays() -> Iterator[float]:
+    """Back off from 0.5 s to 5 s: quick for the usual few seconds, gentle for the tail."""
+    delay = 0.5
+    while True:
+        yield delay
+        delay = min(delay * 2, 5.0)
 
 
 def until_consistent(
@@ -34,20 +43,38 @@ def until_consistent(
     """Call until it stops failing with one of `retry_on`'s error codes or `timeout` has passed,
     backing off from 0.5 s to 5 s; then the last error is raised as it is."""
     deadline = clock() + timeout.total_seconds()
-    delay = 0.5
-    while True:
+    for delay in _delays():
         try:
             return call()
         except ClientError as error:
             code = error_code(error)
             if code not in retry_on or clock() + delay > deadline:
                 raise
-            log.info(
-                "waiting for AWS to see %s (%s); retrying in %.1fs",
-                what,
-                code,
-                delay,
-                extra=WAITING,
-            )
-            sleep(delay)
-            delay = min(delay * 2, 5.0)
+            _wait(what, code, delay, sleep)
+    raise AssertionError("unreachable: the delays never end")
+
+
+def while_unseen(
+    call: Callable[[], T],
+    unseen: Callable[[T], bool],
+    *,
+    timeout: timedelta,
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Call until `unseen(answer)` is false or `timeout` has passed, backing off as above; then
+    return the last answer. For looking up something that may exist but that AWS may not show
+    yet: an answer of "not there" is final only once the time AWS may take has passed."""
+    deadline = clock() + max(timeout.total_seconds(), 0.0)
+    for delay in _delays():
+        answer = call()
+        if not unseen(answer) or clock() + delay > deadline:
+            return answer
+        _wait(what, "not found yet", delay, sleep)
+    raise AssertionError("unreachable: the delays never end")
+
+
+def _wait(what: str, why: str, delay: float, sleep: Callable[[float], None]) -> None:
+    log.info("waiting for AWS to see %s (%s); retrying in %.1fs", what, why, delay, extra=WAITING)
+    sleep(delay)

@@ -1,9 +1,10 @@
-"""S3 buckets, the objects the job puts in them, and the probes verify makes with a user's keys."""
+"""S3 buckets and the objects the job puts in them."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -17,13 +18,20 @@ from job.aws.handler import (
     judge_tags,
     tag_dict,
 )
+from job.aws.retry import until_consistent
 from job.aws.session import error_code
 from job.errors import NotOurs
 from job.ledger.models import Resource
 
 BUCKET_GONE = {"NoSuchBucket", "404", "NotFound"}
+NEW_BUCKET_NOT_FOUND = {"NoSuchBucket"}
 OBJECT_GONE = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
+T = TypeVar("T")
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
+# ListBuckets pages of the most S3 returns. AWS refuses unpaginated ListBuckets for accounts whose
+# bucket quota was raised above 10,000, so every listing asks for pages.
+# https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListBuckets.html
+LIST_BUCKETS_PAGE = 1000
 
 
 def bucket_arn(target: Target, bucket: str, key: str | None = None) -> str:
@@ -46,12 +54,30 @@ def tls_only_policy(target: Target, bucket: str) -> dict[str, Any]:
     }
 
 
-def _own_buckets(s3: Any) -> set[str]:
-    return {
-        bucket["Name"]
-        for page in s3.get_paginator("list_buckets").paginate()
-        for bucket in page.get("Buckets", [])
-    }
+def list_buckets(s3: Any, prefix: str = "") -> Iterator[dict[str, Any]]:
+    """The account's buckets whose names start with `prefix`, page by page."""
+    params: dict[str, Any] = {"PaginationConfig": {"PageSize": LIST_BUCKETS_PAGE}}
+    if prefix:
+        params["Prefix"] = prefix
+    for page in s3.get_paginator("list_buckets").paginate(**params):
+        yield from page.get("Buckets", [])
+
+
+def _own_buckets(s3: Any, name: str) -> set[str]:
+    return {bucket["Name"] for bucket in list_buckets(s3, prefix=name)}
+
+
+def on_new_bucket(target: Target, bucket: str, call: Callable[..., T], **params: Any) -> T:
+    """`call(Bucket=bucket, **params)` on a bucket this run has just created, waiting out S3's
+    NoSuchBucket: for a while after CreateBucket, S3 may not know the bucket on every endpoint
+    (terraform-provider-aws retries the same for two minutes).
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel"""
+    return until_consistent(
+        lambda: call(Bucket=bucket, **params),
+        retry_on=NEW_BUCKET_NOT_FOUND,
+        timeout=target.propagation_timeout,
+        what=f"bucket {bucket}",
+    )
 
 
 def inspect_bucket(target: Target, bucket: str) -> Found:
@@ -65,7 +91,7 @@ def inspect_bucket(target: Target, bucket: str) -> Found:
         # A 403 means another account holds the name (names are global), or that we may not
         # look at our own bucket. Only the first is a stranger; taking the second for one would
         # mark a live bucket deleted and leave it behind.
-        if code in ("403", "AccessDenied") and bucket not in _own_buckets(s3):
+        if code in ("403", "AccessDenied") and bucket not in _own_buckets(s3, bucket):
             return Found(
                 Presence.FOREIGN, None, f"bucket {bucket} is another account's; left alone"
             )
@@ -149,7 +175,7 @@ class BucketHandler:
                 ) from None
             raise
         # A crash here leaves the bucket untagged: the write-ahead row is then the proof it is ours.
-        s3.put_bucket_tagging(Bucket=row.name, Tagging={"TagSet": target.tags()})
+        on_new_bucket(target, row.name, s3.put_bucket_tagging, Tagging={"TagSet": target.tags()})
         self.configure(target, row)
         return Created(bucket_arn(target, row.name))
 
@@ -157,8 +183,10 @@ class BucketHandler:
         """Lock the bucket down. Idempotent: a resumed provision that adopts a bucket an earlier
         attempt created (perhaps killed half way through this) runs it again."""
         s3, bucket = target.aws.client("s3"), row.name
-        s3.put_public_access_block(
-            Bucket=bucket,
+        on_new_bucket(
+            target,
+            bucket,
+            s3.put_public_access_block,
             PublicAccessBlockConfiguration={
                 "BlockPublicAcls": True,
                 "IgnorePublicAcls": True,
@@ -166,17 +194,23 @@ class BucketHandler:
                 "RestrictPublicBuckets": True,
             },
         )
-        s3.put_bucket_ownership_controls(
-            Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+        on_new_bucket(
+            target,
+            bucket,
+            s3.put_bucket_ownership_controls,
+            OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
         )
-        s3.put_bucket_encryption(
-            Bucket=bucket,
+        on_new_bucket(
+            target,
+            bucket,
+            s3.put_bucket_encryption,
             ServerSideEncryptionConfiguration={
                 "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
             },
         )
         if row.attributes.get("require_tls", True):
-            s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(target, bucket)))
+            policy = json.dumps(tls_only_policy(target, bucket))
+            on_new_bucket(target, bucket, s3.put_bucket_policy, Policy=policy)
 
     def inspect(self, target: Target, row: Resource) -> Found:
         return inspect_bucket(target, row.name)
@@ -210,8 +244,10 @@ class ObjectHandler:
 
     def create(self, target: Target, row: Resource) -> Created:
         bucket, key = row.attributes["bucket"], row.attributes["key"]
-        target.aws.client("s3").put_object(
-            Bucket=bucket,
+        on_new_bucket(
+            target,
+            bucket,
+            target.aws.client("s3").put_object,
             Key=key,
             Body=str(row.attributes.get("body", "")).encode(),
             ExpectedBucketOwner=target.account_id,

@@ -11,16 +11,23 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import boto3
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    UnknownRegionError,
+)
 from botocore.parsers import ResponseParserError
 
-from job.config import MAX_CONCURRENCY
+from job.config import DEFAULT_PROPAGATION_TIMEOUT, MAX_CONCURRENCY
 from job.errors import AwsError, BadInput
 
 USER_AGENT = "job/0.1"
@@ -142,8 +149,11 @@ class Aws:
         call_hooks: Sequence[Callable[..., Any]] = (),
         keys: tuple[str, str] | None = None,
         session_lock: threading.Lock | None = None,
+        propagation_timeout: timedelta = DEFAULT_PROPAGATION_TIMEOUT,
     ) -> None:
         self._session = session
+        # The longest the job waits for a change it made to be visible (see the constant).
+        self.propagation_timeout = propagation_timeout
         # Guards the session, which with_keys shares: made clients are safe, making them is not.
         self._session_lock = session_lock or threading.Lock()
         # Another principal's access key id and secret, for its clients (see with_keys).
@@ -216,11 +226,12 @@ class Aws:
             call_hooks=self.call_hooks,
             keys=(access_key_id, secret_access_key),
             session_lock=self._session_lock,
+            propagation_timeout=self.propagation_timeout,
         )
 
     @property
     def partition(self) -> str:
-        return self._session.get_partition_for_region(self.region)
+        return partition_for(self.region)
 
     def identity(self) -> Identity:
         """Whose credentials these are. Asked once per Aws: `job run` checks the account before
@@ -240,6 +251,23 @@ class Aws:
         return Identity(answer["Account"], answer["Arn"], self.partition)
 
 
+def partition_for(region: str | None) -> str:
+    """The partition whose ARNs name a region's resources: `aws`, `aws-cn` (China), `aws-us-gov`
+    (GovCloud)... An ARN in the wrong partition matches nothing, so a policy would grant nothing.
+    With no region given, boto3's own choice (the profile's), else the commercial partition."""
+    session = botocore.session.Session()
+    session.register_component("data_loader", _shared_loader())
+    region = region or session.get_config_variable("region")
+    if not region:
+        return "aws"
+    try:
+        return str(session.get_partition_for_region(region))
+    except UnknownRegionError:
+        raise BadInput(
+            f"unknown AWS region {region!r}: give a region such as us-east-1 or eu-west-1"
+        ) from None
+
+
 @functools.cache
 def _shared_loader() -> botocore.loaders.Loader:
     return botocore.loaders.create_loader()
@@ -252,6 +280,7 @@ def make_aws(
     aws_access_key_id: str | None = None,
     aws_secret_access_key: str | None = None,
     max_attempts: int = 8,
+    propagation_timeout: timedelta = DEFAULT_PROPAGATION_TIMEOUT,
 ) -> Aws:
     """The job's own principal, from boto3's standard chain unless credentials are given."""
     core = botocore.session.Session()
@@ -273,4 +302,5 @@ def make_aws(
         endpoint_url=endpoint_url,
         call_hooks=call_hooks,
         max_attempts=max_attempts,
+        propagation_timeout=propagation_timeout,
     )

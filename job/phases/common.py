@@ -7,11 +7,22 @@ import secrets
 import string
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
-from job.aws.handler import Target
+from job.aws.handler import Found, Presence, Target
+from job.aws.kinds import handler_for
+from job.aws.retry import while_unseen
 from job.aws.session import AWS_ERRORS, Aws, describe_aws_error
 from job.errors import AwsError, JobError, LedgerError
-from job.ledger.models import Outcome, PhaseAttempt, Resource, Run, RunStatus
+from job.ledger.models import (
+    Outcome,
+    PhaseAttempt,
+    Resource,
+    ResourceState,
+    Run,
+    RunStatus,
+    utcnow,
+)
 from job.ledger.store import Store
 
 log = logging.getLogger(__name__)
@@ -40,6 +51,30 @@ def target_for(run: Run, aws: Aws) -> Target:
             f"set --region {run.region}"
         )
     return Target(aws=aws, run_id=run.id, account_id=run.account_id, partition=run.partition)
+
+
+def look_up(target: Target, row: Resource, *, known_to_exist: bool = False) -> Found:
+    """Whether the row's resource is there, and whose. AWS may not show a resource for a while
+    after creating it (IAM answers NoSuchEntity, S3 NoSuchBucket), so "absent" is taken as final
+    only once that while has passed: since the row was recorded, for a resource whose create may
+    have happened (pending) or did (created), or from now when a create has just said the name is
+    taken. A resource being deleted was seen before its delete began: absent is then final.
+    Taking an unseen bucket for gone would mark it deleted and leave it in the account.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
+    """
+    handler = handler_for(row.kind)
+    if known_to_exist:
+        window = target.propagation_timeout
+    elif row.state in (ResourceState.PENDING, ResourceState.CREATED):
+        window = row.created_at + target.propagation_timeout - utcnow()
+    else:
+        window = timedelta(0)
+    return while_unseen(
+        lambda: handler.inspect(target, row),
+        lambda found: found.presence is Presence.ABSENT,
+        timeout=window,
+        what=f"{row.kind} {row.name}",
+    )
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from job.errors import BadInput, NotOurs
 from job.ledger.models import Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.parallel import run_graph
-from job.phases.common import new_run_id, phase, recording_failure, target_for
+from job.phases.common import look_up, new_run_id, phase, recording_failure, target_for
 from job.scenario import ResourceSpec, RunOptions, seed_scenario
 
 log = logging.getLogger(__name__)
@@ -77,12 +77,12 @@ def ensure(store: Store, target: Target, run: Run, spec: ResourceSpec) -> Resour
         )
     with recording_failure(store, row, f"creating {spec.kind} {spec.name}"):
         # Pending from an earlier attempt: the create may have happened. Look before creating.
-        if pending_before and _adopt(store, target, row):
+        if pending_before and _adopt(store, target, row, known_to_exist=False):
             return row
         try:
             created = handler.create(target, row)
         except AlreadyExists:
-            if _adopt(store, target, row):
+            if _adopt(store, target, row, known_to_exist=True):
                 return row
             raise NotOurs(
                 f"{spec.kind} {spec.name} exists but vanished while being adopted"
@@ -92,10 +92,16 @@ def ensure(store: Store, target: Target, run: Run, spec: ResourceSpec) -> Resour
     return row
 
 
-def _adopt(store: Store, target: Target, row: Resource) -> bool:
+def _adopt(store: Store, target: Target, row: Resource, *, known_to_exist: bool) -> bool:
     """True when the resource exists and is this run's (then it is marked created); False when it
-    does not exist; NotOurs when somebody else's stands under the name."""
-    found = handler_for(row.kind).inspect(target, row)
+    does not exist; NotOurs when somebody else's stands under the name. Unless `known_to_exist`
+    (a create has just said the name is taken), "not there" is taken at once: the create that
+    follows settles it."""
+    found = (
+        look_up(target, row, known_to_exist=True)
+        if known_to_exist
+        else handler_for(row.kind).inspect(target, row)
+    )
     if found.presence is Presence.ABSENT:
         return False
     if found.presence is Presence.FOREIGN:

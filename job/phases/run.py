@@ -6,7 +6,6 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import timedelta
 
 from job.aws.session import Aws
 from job.config import DEFAULT_CONCURRENCY
@@ -33,7 +32,6 @@ def run_all(
     aws: Aws,
     *,
     prefix: str,
-    propagation_timeout: timedelta,
     options: RunOptions | None = None,
     hold: Callable[[str], AbstractContextManager[None]],
     keep: bool = False,
@@ -46,14 +44,13 @@ def run_all(
     run = start_run(store, aws, prefix, options)
     started(run.id)
     with hold(run.id):
-        return _phases(store, aws, run, propagation_timeout, keep, concurrency)
+        return _phases(store, aws, run, keep, concurrency)
 
 
 def _phases(
     store: Store,
     aws: Aws,
     run: Run,
-    propagation_timeout: timedelta,
     keep: bool,
     concurrency: int,
 ) -> RunOutcome:
@@ -61,13 +58,7 @@ def _phases(
     exit_code = 0
     try:
         provision(store, aws, run_id=run.id, concurrency=concurrency)
-        verify(
-            store,
-            aws,
-            run_id=run.id,
-            propagation_timeout=propagation_timeout,
-            concurrency=concurrency,
-        )
+        verify(store, aws, run_id=run.id, concurrency=concurrency)
         exit_code = 0 if all(check.passed for check in store.latest_checks(run)) else 1
     except JobError as failure:
         error, exit_code = failure, failure.exit_code

@@ -20,11 +20,13 @@ from sqlalchemy import select
 
 from job.aws.handler import IAM_PATH, MANAGED_BY_KEY, MANAGED_BY_VALUE, RUN_ID_KEY, Target, tag_dict
 from job.aws.kinds import handler_for
+from job.aws.s3 import list_buckets
 from job.aws.session import AWS_ERRORS, Aws, describe_aws_error, error_code
 from job.config import DEFAULT_CONCURRENCY
 from job.ledger.models import Resource, ResourceState, Run, utcnow
 from job.ledger.store import Store
 from job.parallel import run_each
+from job.scenario import BUCKET_SUFFIXES
 
 log = logging.getLogger(__name__)
 # What the listings below need beyond the resource kinds' own inspect and delete.
@@ -36,8 +38,9 @@ PERMISSIONS = (
     "s3:ListAllMyBuckets",
     "s3:GetBucketTagging",
 )
-# <prefix>-<run id>-data, as job.scenario names buckets.
-JOB_BUCKET = re.compile(r"[a-z0-9-]{1,20}-[a-z][a-z0-9]{9}-data")
+# <prefix>-<run id>-<suffix>, as job.scenario names buckets.
+_SUFFIXES = "|".join(BUCKET_SUFFIXES)
+JOB_BUCKET = re.compile(rf"[a-z0-9-]{{1,20}}-[a-z][a-z0-9]{{9}}-({_SUFFIXES})")
 
 
 @dataclass
@@ -93,29 +96,24 @@ def _tagged_buckets(
     aws: Aws, prefix: str, accounted: set[tuple[str, str]], partition: str
 ) -> Iterator[Orphan]:
     s3 = aws.client("s3")
-    for page in s3.get_paginator("list_buckets").paginate():
-        for bucket in page.get("Buckets", []):
-            name = bucket["Name"]
-            if (
-                not name.startswith(f"{prefix}-")
-                or not JOB_BUCKET.fullmatch(name)
-                or ("s3_bucket", name) in accounted
-            ):
-                continue
-            try:
-                tags = tag_dict(s3.get_bucket_tagging(Bucket=name)["TagSet"])
-            except ClientError as error:
-                # Untagged, gone, or in another region (answered by a redirect): not ours to judge.
-                log.info("not judging bucket %s: %s", name, error_code(error))
-                continue
-            if tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
-                yield Orphan(
-                    "s3_bucket",
-                    name,
-                    f"arn:{partition}:s3:::{name}",
-                    tags.get(RUN_ID_KEY),
-                    bucket["CreationDate"],
-                )
+    for bucket in list_buckets(s3, prefix=f"{prefix}-"):
+        name = bucket["Name"]
+        if not JOB_BUCKET.fullmatch(name) or ("s3_bucket", name) in accounted:
+            continue
+        try:
+            tags = tag_dict(s3.get_bucket_tagging(Bucket=name)["TagSet"])
+        except ClientError as error:
+            # Untagged, gone, or in another region (answered by a redirect): not ours to judge.
+            log.info("not judging bucket %s: %s", name, error_code(error))
+            continue
+        if tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
+            yield Orphan(
+                "s3_bucket",
+                name,
+                f"arn:{partition}:s3:::{name}",
+                tags.get(RUN_ID_KEY),
+                bucket["CreationDate"],
+            )
 
 
 def sweep(

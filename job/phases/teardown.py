@@ -18,7 +18,7 @@ from job.errors import AwsError
 from job.ledger.models import Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.parallel import run_graph
-from job.phases.common import phase, recording_failure, target_for
+from job.phases.common import look_up, phase, recording_failure, target_for
 from job.scenario import RunOptions, seed_scenario, teardown_needs
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def delete_resource(store: Store, target: Target, row: Resource) -> None:
     """Delete one recorded resource if it is there and it is this run's; record the outcome."""
     handler = handler_for(row.kind)
     with recording_failure(store, row, f"deleting {row.kind} {row.name}"):
-        found = handler.inspect(target, row)
+        found = look_up(target, row)
         if found.presence is Presence.OURS:
             store.set_state(row, ResourceState.DELETING)
             handler.delete(target, row)

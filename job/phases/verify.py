@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from functools import partial
 
 from botocore.exceptions import ClientError
 
 from job.aws.handler import Target
 from job.aws.kinds import handler_for
-from job.aws.probes import probe
+from job.aws.probes import DENIED, is_denial, probe
 from job.aws.retry import until_consistent
 from job.aws.session import AWS_ERRORS, Aws, error_code
 from job.config import DEFAULT_CONCURRENCY
@@ -42,9 +41,22 @@ from job.scenario import Expectation, RunOptions, Scenario, seed_scenario
 
 log = logging.getLogger(__name__)
 
-# What AWS answers while a new key or a new attachment has not reached every endpoint yet.
-KEY_NOT_YET_VALID = {"InvalidAccessKeyId", "InvalidClientTokenId", "AuthFailure"}
-DENIED = {"AccessDenied", "AccessDeniedException", "Forbidden", "403"}
+# What AWS answers while a new key has not reached every endpoint yet.
+KEY_NOT_YET_VALID = frozenset({"InvalidAccessKeyId", "InvalidClientTokenId", "AuthFailure"})
+# The run's own buckets exist (provision saw to it), but S3 may still answer NoSuchBucket for a
+# while after CreateBucket: worth waiting out, for an expected denial too.
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel
+BUCKET_NOT_YET_VISIBLE = frozenset({"NoSuchBucket"})
+
+
+def verdict_of(error: BaseException | None) -> Verdict:
+    """What a probe's outcome says: `allow` when the call succeeded (no error), `deny` for an
+    authorization refusal, `error` for every other answer (a missing bucket or key, a key AWS does
+    not know, a 5xx, throttling past retries, a code we do not know, no answer at all): it is no
+    answer about the permission, and never passes a check."""
+    if error is None:
+        return Verdict.ALLOW
+    return Verdict.DENY if is_denial(error) else Verdict.ERROR
 
 
 @dataclass
@@ -60,9 +72,9 @@ def verify(
     aws: Aws,
     *,
     run_id: str,
-    propagation_timeout: timedelta,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> Run:
+    """Waits up to the AWS principal's propagation timeout for each principal's access to work."""
     run = store.get_run(run_id)
     # By what happened, not by the status: a verify that failed or was killed leaves the run
     # "failed" or "verifying", and verifying it again is exactly what should come next.
@@ -77,7 +89,7 @@ def verify(
     scenario = seed_scenario(run.prefix, target, RunOptions.of(run))
     with phase(store, run, "verify", RunStatus.VERIFYING) as attempt:
         # Every principal must exist before any key is made.
-        session = _Verification(store, target, run, attempt, propagation_timeout, scenario)
+        session = _Verification(store, target, run, attempt, scenario)
         try:
             tasks, needs = session.plan(scenario.expectations)
             run_graph(tasks, needs, concurrency=concurrency)
@@ -107,11 +119,9 @@ class _Verification:
         target: Target,
         run: Run,
         attempt: PhaseAttempt,
-        timeout: timedelta,
         scenario: Scenario,
     ) -> None:
         self.store, self.target, self.run, self.attempt = store, target, run, attempt
-        self.timeout = timeout
         self.users = {principal: self._user(principal) for principal in scenario.principals}
         # Keys a verify killed earlier may have left (AWS allows two per user), by user name:
         # read here, before the worker threads start adding this attempt's keys to the run.
@@ -141,7 +151,7 @@ class _Verification:
             allowed = [e for e in mine if e.expected is Verdict.ALLOW]
             allowed_tasks = [f"check:{principal}:{index}" for index in range(len(allowed))]
             for name, expectation in zip(allowed_tasks, allowed, strict=True):
-                tasks[name] = partial(self.check, expectation, self.timeout)
+                tasks[name] = partial(self.check, expectation, wait_for_access=True)
                 needs[name] = [key_task]
             denied = [e for e in mine if e.expected is not Verdict.ALLOW]
             for index, expectation in enumerate(denied, start=len(allowed)):
@@ -167,7 +177,7 @@ class _Verification:
             key.access_key_id, key.secret_access_key
         )
 
-    def check(self, expectation: Expectation, timeout: timedelta | None) -> None:
+    def check(self, expectation: Expectation, *, wait_for_access: bool) -> None:
         self.checks[expectation] = _check(
             self.store,
             self.target,
@@ -175,14 +185,14 @@ class _Verification:
             self.attempt,
             self.principal_aws[expectation.principal],
             expectation,
-            timeout,
+            wait_for_access,
         )
 
     def check_denial(self, expectation: Expectation, allowed: list[Expectation]) -> None:
         # A denial proves something only once the principal's allowed calls work: before that,
         # it could be IAM not having caught up yet.
         if all(self.checks[e].passed for e in allowed):
-            self.check(expectation, None)
+            self.check(expectation, wait_for_access=False)
             return
         self.checks[expectation] = _record(
             self.store,
@@ -211,25 +221,24 @@ def _check(
     attempt: PhaseAttempt,
     principal_aws: Aws,
     expectation: Expectation,
-    timeout: timedelta | None,
+    wait_for_access: bool,
 ) -> Check:
-    """Try the call once (for a denial) or until it is allowed or `timeout` passes (for an allow:
-    a new key and a new attachment take a while to work everywhere)."""
-    retry_on = KEY_NOT_YET_VALID | (DENIED if timeout is not None else set())
+    """Make the call until AWS has caught up or the propagation timeout passes: while the key is
+    new, while the bucket is new, and, when `wait_for_access` (an expected allow: a new
+    attachment takes a while to work everywhere), while AWS still refuses it."""
+    retry_on = KEY_NOT_YET_VALID | BUCKET_NOT_YET_VISIBLE | (DENIED if wait_for_access else set())
     try:
         until_consistent(
             lambda: probe(principal_aws, expectation.action, expectation.bucket, expectation.key),
             retry_on=retry_on,
-            timeout=timeout or timedelta(seconds=30),
+            timeout=target.propagation_timeout,
             what=f"{expectation.principal}'s access",
         )
-    except ClientError as error:
-        code = error_code(error)
-        actual = Verdict.DENY if code in DENIED else Verdict.ERROR
-        return _record(store, target, run, attempt, expectation, actual, code)
-    except AWS_ERRORS as error:  # not an answer about permissions: the check could not be made
-        return _record(store, target, run, attempt, expectation, Verdict.ERROR, str(error))
-    return _record(store, target, run, attempt, expectation, Verdict.ALLOW, None)
+    except AWS_ERRORS as error:
+        # The code is kept: "error" alone would not say whether the bucket or the key was missing.
+        detail = error_code(error) if isinstance(error, ClientError) else str(error)
+        return _record(store, target, run, attempt, expectation, verdict_of(error), detail)
+    return _record(store, target, run, attempt, expectation, verdict_of(None), None)
 
 
 def _record(

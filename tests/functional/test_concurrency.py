@@ -143,7 +143,7 @@ def test_janitors_share_stale_runs_each_torn_down_once(aws, postgres_url: str) -
             assert [a.phase for a in run.attempts].count("teardown") == 1, run_id
             assert leftovers(aws, run_id) == []
         assert store.get_run(fresh).status is RunStatus.PROVISIONED
-    assert len(leftovers(aws, fresh)) == 5
+    assert len(leftovers(aws, fresh)) == 6
 
 
 def test_an_unreachable_ledger_is_a_ledger_error_not_a_traceback() -> None:

@@ -55,7 +55,7 @@ def test_phases_one_by_one_with_text_output(
     provisioned = invoke(capsys, "provision", "--database-url", database_url)
     assert provisioned.exit_code == 0, provisioned.stderr
     run_id = provisioned.stdout.strip()  # text output is the run id alone, for scripts
-    assert len(leftovers(aws, run_id)) == 5  # the bucket, two users, two policies
+    assert len(leftovers(aws, run_id)) == 6  # two buckets, two users, two policies
 
     verified = invoke(capsys, "verify", "--run-id", run_id, "--database-url", database_url)
     assert verified.exit_code == 0, verified.stderr
@@ -145,7 +145,7 @@ def test_a_reader_with_rights_everywhere_fails_the_negative_checks(
         ("s3:PutObject", "data/probe/reader-putobject.txt"),
         ("s3:DeleteObject", "data/probe/reader-deleteobject.txt"),
         ("s3:ListBucket", "data"),
-        # No such bucket, but the reader was allowed to ask: that is the finding.
+        # The decoy bucket's object, which nobody may read.
         ("s3:GetObject", "elsewhere/probe/fixture.txt"),
     }
     assert (

@@ -36,21 +36,22 @@ def test_bucket_and_users_are_locked_down(aws: EmulatorCredentials, capsys, monk
     )
     run_id = invoke(capsys, "provision", "--permissions-boundary", BOUNDARY).stdout.strip()
     s3, iam = admin_client(aws, "s3"), admin_client(aws, "iam")
-    bucket = f"job-{run_id}-data"
-    assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True,
-        "IgnorePublicAcls": True,
-        "BlockPublicPolicy": True,
-        "RestrictPublicBuckets": True,
-    }
-    ownership = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]
-    assert ownership["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
-    [rule] = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
-    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
-    # The emulator speaks plain HTTP: a TLS-only policy would refuse every request, so by default
-    # against such an endpoint there is none.
-    with pytest.raises(ClientError, match="NoSuchBucketPolicy"):
-        s3.get_bucket_policy(Bucket=bucket)
+    for bucket in (f"job-{run_id}-data", f"job-{run_id}-elsewhere"):  # the decoy is no weaker
+        assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        }
+        ownership = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]
+        assert ownership["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+        encryption = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
+        [rule] = encryption["Rules"]
+        assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        # The emulator speaks plain HTTP: a TLS-only policy would refuse every request, so by
+        # default against such an endpoint there is none.
+        with pytest.raises(ClientError, match="NoSuchBucketPolicy"):
+            s3.get_bucket_policy(Bucket=bucket)
     for role in ("writer", "reader"):
         assert iam.get_user(UserName=f"job-{run_id}-{role}")["User"]["Path"] == "/job/"
     # moto keeps no permissions boundary on users (roles only), so the request is what is checked.
@@ -86,13 +87,15 @@ def test_tls_only_policy_when_required(aws, capsys, monkeypatch) -> None:
     )
     monkeypatch.setenv("JOB_REQUIRE_TLS", "1")
     run_id = invoke(capsys, "provision").stdout.strip()
-    [policy] = catcher.policies
-    [statement] = policy["Statement"]
-    bucket = f"arn:aws:s3:::job-{run_id}-data"
-    assert statement["Effect"] == "Deny" and statement["Principal"] == "*"
-    assert statement["Action"] == "s3:*"
-    assert sorted(statement["Resource"]) == [bucket, f"{bucket}/*"]
-    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    by_bucket = {p["Statement"][0]["Resource"][0]: p for p in catcher.policies}
+    assert len(catcher.policies) == 2
+    for name in ("data", "elsewhere"):
+        bucket = f"arn:aws:s3:::job-{run_id}-{name}"
+        [statement] = by_bucket[bucket]["Statement"]
+        assert statement["Effect"] == "Deny" and statement["Principal"] == "*"
+        assert statement["Action"] == "s3:*"
+        assert sorted(statement["Resource"]) == [bucket, f"{bucket}/*"]
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert invoke(capsys, "teardown", "--run-id", run_id).exit_code == 0
 
 

@@ -7,7 +7,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -54,7 +53,6 @@ def test_calls_overlap_up_to_the_bound(aws, sqlite_url, concurrency: int) -> Non
             store,
             phase_aws,
             run_id=run_id,
-            propagation_timeout=timedelta(seconds=30),
             concurrency=concurrency,
         )
         run = teardown(store, phase_aws, run_id=run_id, concurrency=concurrency)

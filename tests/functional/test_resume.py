@@ -3,8 +3,6 @@ teardown leaves the account empty of it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from job.aws.session import make_aws
@@ -71,7 +69,6 @@ def test_crash_right_after_any_create_is_adopted_or_torn_down(aws, sqlite_url) -
                         store,
                         make_aws(REGION),
                         run_id=run.id,
-                        propagation_timeout=timedelta(seconds=5),
                     )
                     assert verified.status is RunStatus.VERIFIED, f"crash after call {index}"
                 teardown(store, make_aws(REGION), run_id=run.id)

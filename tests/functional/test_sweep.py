@@ -35,8 +35,9 @@ def _populate(aws: EmulatorCredentials) -> None:
         Tags=JOB_TAGS,
     )
     s3 = admin_client(aws, "s3")
-    s3.create_bucket(Bucket="job-lostrun001-data")
-    s3.put_bucket_tagging(Bucket="job-lostrun001-data", Tagging={"TagSet": JOB_TAGS})
+    for bucket in ("job-lostrun001-data", "job-lostrun001-elsewhere"):  # a run's two buckets
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": JOB_TAGS})
     s3.create_bucket(Bucket="job-lostrun002-data")  # untagged: not ours to judge
 
 
@@ -58,6 +59,7 @@ def test_sweep_lists_then_deletes_only_tagged_orphans(aws, capsys) -> None:
         *{("iam_user", f"job-lostrun001-u{i}") for i in range(ORPHANS)},
         ("iam_policy", "job-lostrun001-writer"),
         ("s3_bucket", "job-lostrun001-data"),
+        ("s3_bucket", "job-lostrun001-elsewhere"),
     }
     assert {r["action"] for r in listed.json()["resources"]} == {"listed"}
     assert _user_count(aws) == users_before, "a dry run changes nothing"
@@ -69,7 +71,7 @@ def test_sweep_lists_then_deletes_only_tagged_orphans(aws, capsys) -> None:
     swept = invoke(capsys, "sweep", "--execute", "--older-than", "0s")
     assert swept.exit_code == 0, swept.stderr
     assert (
-        sum(line.rstrip().endswith(" deleted") for line in swept.stdout.splitlines()) == ORPHANS + 2
+        sum(line.rstrip().endswith(" deleted") for line in swept.stdout.splitlines()) == ORPHANS + 3
     )
     assert _user_count(aws) == users_before - ORPHANS
     iam, s3 = admin_client(aws, "iam"), admin_client(aws, "s3")
@@ -78,7 +80,7 @@ def test_sweep_lists_then_deletes_only_tagged_orphans(aws, capsys) -> None:
     assert [b["Name"] for b in s3.list_buckets()["Buckets"] if "lostrun" in b["Name"]] == [
         "job-lostrun002-data"
     ]
-    assert len(leftovers(aws, run_id)) == 5, "the ledger's run is untouched"
+    assert len(leftovers(aws, run_id)) == 6, "the ledger's run is untouched"
 
     again = invoke(capsys, "sweep")
     assert "nothing of the job's is outside the ledger" in again.stdout

@@ -49,7 +49,6 @@ def test_verify_waits_for_iam_to_catch_up(aws, sqlite_url, fault) -> None:
             store,
             make_aws(REGION, call_hooks=[fault]),
             run_id=run_id,
-            propagation_timeout=timedelta(seconds=30),
         )
         assert fault.seen == 2
         assert run.status is RunStatus.VERIFIED
@@ -77,9 +76,8 @@ def test_a_denial_before_the_allowed_calls_work_proves_nothing(aws, sqlite_url) 
         run_id = _provisioned(store)
         run = verify(
             store,
-            make_aws(REGION, call_hooks=[hook]),
+            make_aws(REGION, call_hooks=[hook], propagation_timeout=timedelta(seconds=1)),
             run_id=run_id,
-            propagation_timeout=timedelta(seconds=1),
             concurrency=1,
         )
 
@@ -118,7 +116,6 @@ def test_keys_are_deleted_when_verify_fails_half_way(aws, sqlite_url) -> None:
                 store,
                 make_aws(REGION, call_hooks=[Explode()]),
                 run_id=run_id,
-                propagation_timeout=timedelta(seconds=5),
             )
         run = store.get_run(run_id)
         assert run.status is RunStatus.FAILED
@@ -148,9 +145,7 @@ def test_keys_left_by_a_killed_verify_are_removed_before_the_next(aws, sqlite_ur
     assert len(iam.list_access_keys(UserName=f"job-{run_id}-writer")["AccessKeyMetadata"]) == 2
 
     with open_store(sqlite_url) as store:
-        run = verify(
-            store, make_aws(REGION), run_id=run_id, propagation_timeout=timedelta(seconds=5)
-        )
+        run = verify(store, make_aws(REGION), run_id=run_id)
         assert run.status is RunStatus.VERIFIED
         keys = [row for row in run.resources if row.kind == "iam_access_key"]
         assert len(keys) == 3 and {row.state for row in keys} == {ResourceState.DELETED}

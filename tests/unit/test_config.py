@@ -22,7 +22,9 @@ def test_bad_durations(text: str) -> None:
         parse_duration(text)
 
 
-@pytest.mark.parametrize("prefix", ["job", "a", "canary-1", "a" * 20, "0x"])
+@pytest.mark.parametrize(
+    "prefix", ["job", "a", "canary-1", "a" * 20, "0x", "xn", "amzn-s3", "sthre"]
+)
 def test_good_prefixes(prefix: str) -> None:
     assert validate_prefix(prefix) == prefix
 
@@ -31,6 +33,18 @@ def test_good_prefixes(prefix: str) -> None:
 def test_bad_prefixes(prefix: str) -> None:
     with pytest.raises(BadInput, match="invalid prefix"):
         validate_prefix(prefix)
+
+
+@pytest.mark.parametrize("prefix", ["xn--a", "sthree", "sthree-configurator", "amzn-s3-demo"])
+def test_prefixes_that_make_reserved_bucket_names(prefix: str) -> None:
+    with pytest.raises(BadInput, match="S3 reserves bucket names starting"):
+        validate_prefix(prefix)
+
+
+def test_the_propagation_window_is_two_minutes_unless_set() -> None:
+    assert Settings.load(environ={}).propagation_timeout == timedelta(minutes=2)
+    chosen = Settings.load(environ={"JOB_PROPAGATION_TIMEOUT": "5m"})
+    assert chosen.propagation_timeout == timedelta(minutes=5)
 
 
 def test_postgresql_urls_use_psycopg() -> None:
