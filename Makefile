@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # Benchmark options, e.g. `make bench BENCH_ARGS='--latency-ms 100 --stale-runs 20'`.
 BENCH_ARGS ?=
 
-.PHONY: install test lint lint-recipes run bench migration clean
+.PHONY: install test lint lint-recipes run smoke-aws bench migration clean
 
 install: $(VENV)/.installed
 
@@ -22,10 +22,12 @@ $(VENV)/.installed: pyproject.toml
 test: $(VENV)/.installed
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+# scripts/ is not a package, so not among pyproject's mypy `packages`: mypy checks it as files.
 lint: $(VENV)/.installed lint-recipes
-	$(VENV)/bin/ruff check job tests benchmarks
-	$(VENV)/bin/ruff format --check job tests benchmarks
+	$(VENV)/bin/ruff check job tests benchmarks scripts
+	$(VENV)/bin/ruff format --check job tests benchmarks scripts
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy scripts
 
 # The container and scheduling recipes, offline: hadolint (no rule ignored), then each file
 # against its schema. Kubernetes 1.30 is the oldest version we claim the manifests work on
@@ -41,6 +43,12 @@ lint-recipes: $(VENV)/.installed
 # The whole job against the in-process, IAM-enforcing emulator: no AWS account needed.
 run: $(VENV)/.installed
 	$(VENV)/bin/job run --emulator
+
+# The whole job once against a real AWS account, then `job sweep` to prove nothing is left: for an
+# operator with a sandbox account's credentials and AWS_REGION in the environment (README, "Trying
+# it on a real account"). A random prefix and a fresh ledger each time; refuses the emulator.
+smoke-aws: $(VENV)/.installed
+	$(VENV)/bin/python scripts/smoke_aws.py
 
 # Wall time and AWS calls against moto behind a 50 ms latency proxy: job run versus the example's
 # sequential script and the critical path, teardown --stale, runs list, start-up. Prints a table
