@@ -8,11 +8,15 @@ Each handler declares the IAM actions its verbs need, beside the code that calls
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar, Protocol
 
-from job.aws.session import Aws
+from botocore.exceptions import ClientError
+
+from job.aws.session import Aws, is_denial
 from job.ledger.models import Resource
 
 MANAGED_BY_KEY = "job:managed-by"
@@ -89,6 +93,27 @@ def judge_tags(
 
 class AlreadyExists(Exception):
     """The create call found the name taken; the caller inspects it to adopt it or refuse."""
+
+
+class NotCreated(Exception):
+    """AWS refused the create call itself as unauthorised: nothing was made, so there is nothing
+    to wait for or look up later. (A refusal of a call after the create, such as tagging a new
+    bucket, is not this: the resource exists.)"""
+
+    def __init__(self, error: ClientError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@contextmanager
+def refused_means_not_created() -> Iterator[None]:
+    """Around a kind's one create call: an authorization refusal becomes NotCreated."""
+    try:
+        yield
+    except ClientError as error:
+        if is_denial(error):
+            raise NotCreated(error) from None
+        raise
 
 
 @dataclass

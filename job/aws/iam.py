@@ -24,6 +24,7 @@ from job.aws.handler import (
     Presence,
     Target,
     judge_tags,
+    refused_means_not_created,
     tag_dict,
 )
 from job.aws.retry import until_consistent
@@ -81,7 +82,8 @@ class UserHandler:
         if row.attributes.get("permissions_boundary"):
             params["PermissionsBoundary"] = row.attributes["permissions_boundary"]
         try:
-            user = iam.create_user(**params)["User"]
+            with refused_means_not_created():
+                user = iam.create_user(**params)["User"]
         except ClientError as error:
             if error_code(error) == "EntityAlreadyExists":
                 raise AlreadyExists(row.name) from None
@@ -177,13 +179,14 @@ class PolicyHandler:
     def create(self, target: Target, row: Resource) -> Created:
         iam = target.aws.client("iam")
         try:
-            policy = iam.create_policy(
-                PolicyName=row.name,
-                Path=IAM_PATH,
-                PolicyDocument=json.dumps(row.attributes["document"]),
-                Description=str(row.attributes.get("description", "")),
-                Tags=target.tags(),
-            )["Policy"]
+            with refused_means_not_created():
+                policy = iam.create_policy(
+                    PolicyName=row.name,
+                    Path=IAM_PATH,
+                    PolicyDocument=json.dumps(row.attributes["document"]),
+                    Description=str(row.attributes.get("description", "")),
+                    Tags=target.tags(),
+                )["Policy"]
         except ClientError as error:
             if error_code(error) == "EntityAlreadyExists":
                 raise AlreadyExists(row.name) from None
@@ -240,13 +243,14 @@ class AttachmentHandler:
         iam = target.aws.client("iam")
         user, policy_arn = row.attributes["user_name"], row.attributes["policy_arn"]
         # Attaching twice is not an error in IAM, so a retried create is harmless.
-        until_consistent(
-            lambda: iam.attach_user_policy(UserName=user, PolicyArn=policy_arn),
-            retry_on={GONE},
-            # A user or policy created a moment ago may not be visible to the next call yet.
-            timeout=target.propagation_timeout,
-            what=f"user {user} and policy {policy_arn}",
-        )
+        with refused_means_not_created():
+            until_consistent(
+                lambda: iam.attach_user_policy(UserName=user, PolicyArn=policy_arn),
+                retry_on={GONE},
+                # A user or policy created a moment ago may not be visible to the next call yet.
+                timeout=target.propagation_timeout,
+                what=f"user {user} and policy {policy_arn}",
+            )
         return Created(f"{user}|{policy_arn}")
 
     def inspect(self, target: Target, row: Resource) -> Found:
@@ -289,13 +293,14 @@ class AccessKeyHandler:
     def create(self, target: Target, row: Resource) -> Created:
         iam = target.aws.client("iam")
         user = row.attributes["user_name"]
-        key = until_consistent(
-            lambda: iam.create_access_key(UserName=user)["AccessKey"],
-            retry_on={GONE},
-            # A user created a moment ago may not be visible to the next call yet.
-            timeout=target.propagation_timeout,
-            what=f"user {user}",
-        )
+        with refused_means_not_created():
+            key = until_consistent(
+                lambda: iam.create_access_key(UserName=user)["AccessKey"],
+                retry_on={GONE},
+                # A user created a moment ago may not be visible to the next call yet.
+                timeout=target.propagation_timeout,
+                what=f"user {user}",
+            )
         return Created(key["AccessKeyId"], secret=key["SecretAccessKey"])
 
     def _key_ids(self, target: Target, row: Resource) -> list[str]:

@@ -12,21 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from botocore.exceptions import ClientError
-
-from job.aws.session import Aws, error_code
-
-# What AWS answers when the caller is authenticated but not authorised: S3 and IAM's AccessDenied,
-# the JSON services' AccessDeniedException, EC2's UnauthorizedOperation, and a HEAD request's bare
-# 403 (no body to carry a code).
-DENIED = frozenset(
-    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden", "403"}
-)
-
-
-def is_denial(error: BaseException) -> bool:
-    """Whether AWS refused the call as unauthorised (and not for any other reason)."""
-    return isinstance(error, ClientError) and error_code(error) in DENIED
+from job.aws.session import Aws
 
 
 def _get_object(aws: Aws, bucket: str | None, key: str | None) -> None:

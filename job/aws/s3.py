@@ -16,6 +16,7 @@ from job.aws.handler import (
     Presence,
     Target,
     judge_tags,
+    refused_means_not_created,
     tag_dict,
 )
 from job.aws.retry import until_consistent
@@ -163,7 +164,8 @@ class BucketHandler:
         if target.region != "us-east-1":
             params["CreateBucketConfiguration"] = {"LocationConstraint": target.region}
         try:
-            s3.create_bucket(**params)
+            with refused_means_not_created():
+                s3.create_bucket(**params)
         except ClientError as error:
             code = error_code(error)
             if code == "BucketAlreadyOwnedByYou":
@@ -244,14 +246,15 @@ class ObjectHandler:
 
     def create(self, target: Target, row: Resource) -> Created:
         bucket, key = row.attributes["bucket"], row.attributes["key"]
-        on_new_bucket(
-            target,
-            bucket,
-            target.aws.client("s3").put_object,
-            Key=key,
-            Body=str(row.attributes.get("body", "")).encode(),
-            ExpectedBucketOwner=target.account_id,
-        )
+        with refused_means_not_created():
+            on_new_bucket(
+                target,
+                bucket,
+                target.aws.client("s3").put_object,
+                Key=key,
+                Body=str(row.attributes.get("body", "")).encode(),
+                ExpectedBucketOwner=target.account_id,
+            )
         return Created(bucket_arn(target, bucket, key))
 
     def inspect(self, target: Target, row: Resource) -> Found:

@@ -39,6 +39,19 @@ def error_code(error: BaseException) -> str:
     return ""
 
 
+# What AWS answers when the caller is authenticated but not authorised: S3 and IAM's AccessDenied,
+# the JSON services' AccessDeniedException, EC2's UnauthorizedOperation, and a HEAD request's bare
+# 403 (no body to carry a code).
+DENIED = frozenset(
+    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden", "403"}
+)
+
+
+def is_denial(error: BaseException) -> bool:
+    """Whether AWS refused the call as unauthorised (and not for any other reason)."""
+    return isinstance(error, ClientError) and error_code(error) in DENIED
+
+
 # S3 operations whose IAM action is not "s3:" + the operation's name.
 _S3_ACTIONS = {
     "HeadBucket": "s3:ListBucket",
@@ -81,7 +94,7 @@ def describe_aws_error(error: BaseException, doing: str) -> AwsError:
         code = error_code(error)
         message = error.response.get("Error", {}).get("Message", "") or code
         hint = "run the same command again"
-        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "403"):
+        if code in DENIED:
             # S3 does not say which action it refused; name it, so the fix is obvious.
             action = iam_action(error.operation_name)
             hint = f"the job's credentials lack {action}: grant what `job runner-policy` prints"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from job.aws.handler import Found, Presence, Target
+from job.aws.handler import Found, NotCreated, Presence, Target
 from job.aws.kinds import handler_for
 from job.aws.retry import while_unseen
 from job.aws.session import AWS_ERRORS, Aws, describe_aws_error
@@ -79,9 +79,15 @@ def look_up(target: Target, row: Resource, *, known_to_exist: bool = False) -> F
 
 @contextmanager
 def recording_failure(store: Store, row: Resource, doing: str) -> Iterator[None]:
-    """Turn an AWS failure inside into one line (exit 4), also kept on the row for `runs show`."""
+    """Turn an AWS failure inside into one line (exit 4), also kept on the row for `runs show`.
+    When AWS refused the create itself, the row is marked deleted at once (with the refusal):
+    nothing was made, and teardown has nothing to look for."""
     try:
         yield
+    except NotCreated as refused:
+        failure = describe_aws_error(refused.error, doing)
+        store.set_state(row, ResourceState.DELETED, error=failure.message)
+        raise failure from None
     except AWS_ERRORS as error:
         failure = describe_aws_error(error, doing)
         store.set_error(row, failure.message)

@@ -18,9 +18,9 @@ from botocore.exceptions import ClientError
 
 from job.aws.handler import Target
 from job.aws.kinds import handler_for
-from job.aws.probes import DENIED, is_denial, probe
+from job.aws.probes import probe
 from job.aws.retry import until_consistent
-from job.aws.session import AWS_ERRORS, Aws, error_code
+from job.aws.session import AWS_ERRORS, DENIED, Aws, error_code, is_denial
 from job.config import DEFAULT_CONCURRENCY
 from job.errors import BadInput
 from job.ledger.models import (
