@@ -152,7 +152,6 @@ class AwsLike:
     def before(self, request: Request) -> Answer | None:
         if request.operation == "moto-api":
             return None
-        service = _service(request)
         now = time.monotonic()
         key = request.access_key_id
         with self._lock:
@@ -174,24 +173,6 @@ class AwsLike:
                     f"bucket creation lag: {request.operation} {bucket}",
                     _no_such_bucket(request, bucket),
                 )
-            if (
-                service == "s3"
-                and request.operation == "s3:ListBuckets"
-                and "max-buckets" not in request.query
-                and self.paged_list_buckets_only
-            ):
-                # AWS does not document the code of this refusal: InvalidRequest (400) is ours,
-                # S3's code for a request it will not serve as made. No caller should rely on it.
-                return self._refuse(
-                    f"unpaged ListBuckets: {request.operation}",
-                    _error(
-                        request,
-                        400,
-                        "InvalidRequest",
-                        "Unpaginated ListBuckets requests are not supported for this account:"
-                        " send max-buckets and follow the continuation token.",
-                    ),
-                )
         return None
 
     def after(self, request: Request, answer: Answer) -> Answer | None:
@@ -204,6 +185,27 @@ class AwsLike:
                 return None
             if request.bucket is not None:
                 return self._after_s3(request, request.bucket, answer, now)
+            if (
+                request.operation == "s3:ListBuckets"
+                and ok
+                and "max-buckets" not in request.query
+                and self.paged_list_buckets_only
+            ):
+                # Only what moto would serve: which accounts are refused depends on their bucket
+                # quota, so S3 must know the account, i.e. have authenticated the key, first; a
+                # principal without s3:ListAllMyBuckets keeps its AccessDenied. The code is ours:
+                # AWS does not document it. InvalidRequest is S3's for a request it will not
+                # serve as made; no caller should rely on it.
+                return self._refuse(
+                    f"unpaged ListBuckets: {request.operation}",
+                    _error(
+                        request,
+                        400,
+                        "InvalidRequest",
+                        "Unpaginated ListBuckets requests are not supported for this account:"
+                        " send max-buckets and follow the continuation token.",
+                    ),
+                )
             if request.operation == "iam:CreateAccessKey" and ok:
                 key = _xml_text(answer.body, "AccessKeyId")
                 user = _xml_text(answer.body, "UserName")

@@ -192,6 +192,13 @@ def test_list_buckets_must_be_paged(aws: EmulatorCredentials, aws_like: AwsLike)
     assert [b["Name"] for page in pages for b in page["Buckets"]] == ["job-t-data"]
     assert aws_like.refusals == ["unpaged ListBuckets: s3:ListBuckets"] * 2
 
+    # Authentication and authorization come first: the refusal depends on the account.
+    stranger = {"AccessKeyId": "AKIAUNKNOWNUNKNOWN00", "SecretAccessKey": "not-a-known-secret"}
+    assert code(refused(client(aws, "s3", stranger).list_buckets)) == "InvalidAccessKeyId"
+    nobody = client(aws, "s3", new_user(admin_client(aws, "iam"), "job-t-nobody"))
+    assert code(refused(nobody.list_buckets)) == "AccessDenied"
+    assert len(aws_like.refusals) == 2
+
     aws_like.paged_list_buckets_only = False
     assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["job-t-data"]
 
