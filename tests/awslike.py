@@ -102,14 +102,6 @@ class AwsLike:
     # https://docs.aws.amazon.com/AmazonS3/latest/userguide/BucketRestrictions.html
     paged_list_buckets_only = _Knob(True)
 
-    _KNOBS = (
-        "no_such_bucket_first",
-        "bucket_creation_lag",
-        "new_key_lag",
-        "new_policy_lag",
-        "paged_list_buckets_only",
-    )
-
     def __init__(self, **knobs: float | bool) -> None:
         # Re-entrant: a request is judged holding the lock, and reads the knobs through it.
         self._lock = threading.RLock()
@@ -121,7 +113,7 @@ class AwsLike:
         self._key_user: dict[str, str] = {}  # access key id -> user name
         self._refusals: list[str] = []
         for name, value in knobs.items():
-            if name not in self._KNOBS:
+            if name not in _knobs():
                 raise TypeError(f"AwsLike has no knob {name!r}")
             setattr(self, name, value)
 
@@ -134,8 +126,7 @@ class AwsLike:
     def reset(self) -> None:
         """The default knobs, nothing tracked, no refusals: as new."""
         with self._lock:
-            for name in self._KNOBS:
-                knob: _Knob[Any] = getattr(type(self), name)
+            for name, knob in _knobs().items():
                 setattr(self, name, knob.default)
             self._forget()
             self._refusals.clear()
@@ -235,9 +226,13 @@ class AwsLike:
             self._buckets.discard(bucket)
             self._bucket_visible.pop(bucket, None)
             return None
-        # A HEAD's refusal has no body to name its code; anything else but AccessDenied (a key S3
-        # does not know, a bad signature) is refused before S3 looks for the bucket, as moto does.
-        denied = answer.status == 403 and code in (None, "AccessDenied")
+        # Only an authorization refusal: a key S3 does not know or a bad signature is refused
+        # before S3 looks for the bucket, as moto does. A HEAD's refusal has no body to name its
+        # code; then a key the layer saw created stands for one that authenticated.
+        if code is None and request.method == "HEAD":
+            denied = answer.status == 403 and request.access_key_id in self._key_user
+        else:
+            denied = answer.status == 403 and code == "AccessDenied"
         if denied and bucket not in self._buckets and self.no_such_bucket_first:
             return self._refuse(
                 f"NoSuchBucket first: {request.operation} {bucket}",
@@ -248,6 +243,10 @@ class AwsLike:
     def _refuse(self, why: str, answer: Answer) -> Answer:
         self._refusals.append(why)
         return answer
+
+
+def _knobs() -> dict[str, _Knob[Any]]:
+    return {name: value for name, value in vars(AwsLike).items() if isinstance(value, _Knob)}
 
 
 def layer(upstream: str, aws_like: AwsLike) -> LatencyProxy:

@@ -77,6 +77,9 @@ def test_a_missing_bucket_is_not_found_before_authorization(
     # HEAD: S3 sends the status alone; botocore names the code after it.
     assert code(refused(nobody.head_bucket, Bucket="job-t-elsewhere")) == "404"
     assert code(refused(nobody.head_bucket, Bucket="job-t-data")) == "403"
+    # A key S3 does not know is refused before it looks for the bucket.
+    stranger = {"AccessKeyId": "AKIAUNKNOWNUNKNOWN00", "SecretAccessKey": "not-a-known-secret"}
+    assert code(refused(client(aws, "s3", stranger).head_bucket, Bucket="job-t-elsewhere")) == "403"
     assert aws_like.refusals == [
         "NoSuchBucket first: s3:GetObject job-t-elsewhere",
         "NoSuchBucket first: s3:HeadBucket job-t-elsewhere",
