@@ -21,6 +21,11 @@ Calls are counted by operation ("iam:CreateUser", "s3:PutObject"): from the `Act
 for the query protocol (IAM, STS), from `X-Amz-Target` for the JSON protocol, and from the
 method, path and query for S3's REST protocol; the service is the one named in the signature's
 credential scope.
+
+A `behaviour` makes the proxy more than a delay: it sees every request (a `Request`) and may answer
+it itself (`before`) or replace the emulator's answer (`after`), which is how the tests make moto
+behave more like AWS (tests/awslike.py). With a behaviour, the emulator's answers are read whole
+before they are relayed; without one, they are streamed as they come.
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 # Headers about this hop only, never forwarded. Transfer-Encoding is forwarded (with the body's
@@ -45,6 +52,43 @@ _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "expect"}
 _RESPONSE_OWN = {"connection", "keep-alive", "transfer-encoding"}
 _MAX_LINE = 65536
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/[0-9]{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
+_ACCESS_KEY_ID = re.compile(r"Credential=([^/,\s]+)/")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a behaviour sees of a request. `query` is the URL's, parsed; `headers` are keyed in
+    lower case; `body` is as it came (chunk framing included, if it came chunked)."""
+
+    method: str
+    path: str
+    query: Mapping[str, list[str]]
+    headers: Mapping[str, str]
+    body: bytes
+    operation: str  # "s3:GetObject", "iam:CreateAccessKey", "moto-api"
+    service: str  # from the signature's credential scope; "unsigned" without one
+    access_key_id: str | None  # whose key signed it
+    bucket: str | None  # S3 only, from the path-style path /bucket/key
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A whole HTTP response. A Content-Length among `headers` is only kept for HEAD (where it
+    describes the body a GET would have); otherwise the proxy sets it from `body`."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+class Behaviour(Protocol):
+    """Called from the proxy's threads, several at once: must be thread-safe."""
+
+    def before(self, request: Request) -> Answer | None:
+        """An answer to send instead of asking the emulator, or None to forward the request."""
+
+    def after(self, request: Request, answer: Answer) -> Answer | None:
+        """An answer to send instead of the emulator's `answer`, or None to send it as it is."""
 
 
 class LatencyProxy:
@@ -61,12 +105,14 @@ class LatencyProxy:
         *,
         serialize_upstream: bool = False,
         host: str = "127.0.0.1",
+        behaviour: Behaviour | None = None,
     ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or parts.hostname is None:
             raise ValueError(f"upstream must be an http:// URL, not {upstream!r}")
         self.upstream = (parts.hostname, parts.port or 80)
         self.latency = latency
+        self.behaviour = behaviour
         self._lock = threading.Lock()
         # Held while a request is with the emulator, when it must have one at a time.
         self.upstream_lock: contextlib.AbstractContextManager[object] = (
@@ -112,7 +158,8 @@ class LatencyProxy:
     # Counting
 
     def calls(self) -> Counter[str]:
-        """Requests forwarded since the last reset, by operation."""
+        """Requests answered since the last reset, by operation (those a behaviour answered
+        itself included: on AWS, a refusal is a call too)."""
         with self._lock:
             return Counter(self._calls)
 
@@ -179,10 +226,67 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         with proxy._tracking(operation):
             time.sleep(proxy.latency)
-            with proxy.upstream_lock:
-                self._forward_upstream(body)
+            if proxy.behaviour is None:
+                with proxy.upstream_lock:
+                    self._forward_upstream(body)
+            else:
+                request = _request(self.command, self.path, headers, body, operation)
+                self._behave(proxy.behaviour, request)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _forward
+
+    def _behave(self, behaviour: Behaviour, request: Request) -> None:
+        try:
+            answer = behaviour.before(request)
+            if answer is None:
+                with self.server.proxy.upstream_lock:
+                    answer = self._ask_upstream(request.body)
+                if answer is None:
+                    return  # the upstream failed; the client has its 502
+                answer = behaviour.after(request, answer) or answer
+        except Exception as error:
+            # A bug in a behaviour must surface as such, not as a dropped connection that the
+            # client would retry and then report as a network fault.
+            self.send_error(500, f"proxy behaviour failed: {error!r}")
+            raise
+        self._send(answer)
+
+    def _ask_upstream(self, body: bytes) -> Answer | None:
+        """The emulator's whole answer (small, here), or None once the client has a 502."""
+        try:
+            response = self._exchange(body)
+            content = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            # Half a response may still be in flight on this connection: never reuse it.
+            self._drop_upstream()
+            self.send_error(502, f"upstream failed: {error}")
+            return None
+        if response.will_close:
+            self._drop_upstream()
+        return Answer(response.status, response.getheaders(), content)
+
+    def _drop_upstream(self) -> None:
+        if self._upstream is not None:
+            self._upstream.close()
+            self._upstream = None
+
+    def _send(self, answer: Answer) -> None:
+        no_body = self.command == "HEAD" or answer.status in (204, 304) or answer.status < 200
+        self.send_response_only(answer.status)
+        length: str | None = None
+        for name, value in answer.headers:
+            lowered = name.lower()
+            if lowered == "content-length":
+                length = value
+            elif lowered not in _RESPONSE_OWN:
+                self.send_header(name, value)
+        if self.command == "HEAD":
+            self.send_header("Content-Length", length or "0")
+        elif not no_body:
+            self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        if not no_body:
+            self.wfile.write(answer.body)
 
     def _forward_upstream(self, body: bytes) -> None:
         try:
@@ -284,6 +388,30 @@ def _read_exactly(stream: io.BufferedIOBase, size: int) -> bytes:
     if len(data) != size:
         raise ConnectionError(f"client sent {len(data)} of {size} body bytes")
     return data
+
+
+def _request(
+    method: str, target: str, headers: Mapping[str, str], body: bytes, operation: str
+) -> Request:
+    parts = urlsplit(target)
+    authorization = headers.get("authorization", "")
+    scope = _CREDENTIAL_SCOPE.search(authorization)
+    key = _ACCESS_KEY_ID.search(authorization)
+    service = scope.group(1) if scope else "unsigned"
+    bucket = None
+    if operation.startswith("s3:"):
+        bucket = parts.path.lstrip("/").partition("/")[0] or None
+    return Request(
+        method=method,
+        path=parts.path,
+        query=parse_qs(parts.query, keep_blank_values=True),
+        headers=headers,
+        body=body,
+        operation=operation,
+        service=service,
+        access_key_id=key.group(1) if key else None,
+        bucket=bucket,
+    )
 
 
 # Operation names

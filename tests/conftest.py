@@ -2,9 +2,16 @@
 
 Fixture names are a contract for every test module:
 
-- ``moto_endpoint`` (session): URL of the one moto server of this session.
-- ``aws``: the emulator reset and a fresh admin runner whose keys boto3's default chain now uses;
-  returns its ``EmulatorCredentials``.
+- ``moto_endpoint`` (session): URL of the emulator every test talks to: the one moto server of
+  this session behind the AWS-like layer (tests/awslike.py), which adds what AWS does and moto
+  does not (NoSuchBucket before authorization, paged ListBuckets only, propagation windows).
+- ``moto_upstream`` (session): URL of the moto server itself, without the layer.
+- ``aws_like`` (session): the layer's ``AwsLike``, whose knobs a test may turn.
+- ``aws``: the emulator and the layer reset (the layer's knobs to their defaults) and a fresh
+  admin runner whose keys boto3's default chain now uses; returns its ``EmulatorCredentials``.
+- ``aws_lag``: ``aws``, then AWS's propagation delays in small: a new bucket is not found for
+  1 s, a new key is unknown for 1 s, a new policy is not effective for 2 s; returns the
+  ``AwsLike``.
 - ``postgres_server`` (session): admin SQLAlchemy URL of the one PostgreSQL server.
 - ``postgres_url``: URL of a new empty database, dropped after the test.
 - ``sqlite_url``: URL of a SQLite file in the test's tmp_path.
@@ -22,6 +29,7 @@ import boto3
 import pytest
 
 from job.emulator import EmulatorCredentials, bootstrap_runner, reset
+from tests.awslike import AwsLike, layer
 from tests.services.moto_server import moto_server
 from tests.services.postgres import postgres_server as start_postgres_server
 from tests.services.postgres import temporary_database
@@ -81,14 +89,29 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def moto_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # The log stays in pytest's basetemp (the last 3 runs are kept) for post-mortems.
     with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
         yield url
 
 
+@pytest.fixture(scope="session")
+def aws_like() -> AwsLike:
+    return AwsLike()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(moto_upstream: str, aws_like: AwsLike) -> Iterator[str]:
+    # Every test talks to moto through the layer: the layer learns which buckets and keys exist
+    # from that traffic, and the job is held to what AWS does rather than to what moto lets by.
+    with layer(moto_upstream, aws_like) as proxy:
+        yield proxy.url
+
+
 @pytest.fixture
-def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> EmulatorCredentials:
+def aws(
+    moto_endpoint: str, aws_like: AwsLike, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> EmulatorCredentials:
     # Scrub first: bootstrap_runner builds a boto3 client itself, and a stale AWS_PROFILE would
     # break even a client given explicit keys (ProfileNotFound).
     for name in AWS_IDENTITY_VARIABLES:
@@ -96,11 +119,26 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     # Nonexistent files: no profile, region or credential_process from ~/.aws can apply.
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    # Before bootstrapping: a lag an earlier test set would otherwise hold up the runner's key.
+    aws_like.reset()
     reset(moto_endpoint)
     credentials = bootstrap_runner(moto_endpoint)
     for name, value in credentials.environment(REGION).items():
         monkeypatch.setenv(name, value)
     return credentials
+
+
+@pytest.fixture
+def aws_lag(aws: EmulatorCredentials, aws_like: AwsLike) -> Iterator[AwsLike]:
+    # Set after `aws` has bootstrapped: the runner's key and policy predate the windows, and
+    # are usable at once, like an operator's long-standing credentials.
+    aws_like.bucket_creation_lag = 1.0
+    aws_like.new_key_lag = 1.0
+    aws_like.new_policy_lag = 2.0
+    yield aws_like
+    # Not for the next test (whose `aws` resets them anyway) nor for one that uses the emulator
+    # without `aws`: only the lags go, the layer's view of what exists stays true.
+    aws_like.bucket_creation_lag = aws_like.new_key_lag = aws_like.new_policy_lag = 0.0
 
 
 @pytest.fixture(scope="session")

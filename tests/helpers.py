@@ -95,9 +95,11 @@ def leftovers(credentials: EmulatorCredentials, run_id: str) -> list[str]:
         for policy in page["Policies"]
         if run_id in policy["PolicyName"]
     ]
+    # Paged, as AWS requires of some accounts (the emulator's layer enforces it); one page holds
+    # every bucket a test makes.
     found += [
         f"bucket {bucket['Name']}"
-        for bucket in s3.list_buckets().get("Buckets", [])
+        for bucket in s3.list_buckets(MaxBuckets=1000).get("Buckets", [])
         if run_id in bucket["Name"]
     ]
     return found

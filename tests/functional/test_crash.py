@@ -30,7 +30,9 @@ def _leftovers(aws: EmulatorCredentials) -> list[str]:
         u["UserName"] for u in iam.list_users()["Users"] if u["UserName"] != "job-emulator-runner"
     ]
     policies = [p["PolicyName"] for p in iam.list_policies(Scope="Local")["Policies"]]
-    buckets = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
+    # Paged, as AWS requires of some accounts (the emulator's layer enforces it); one page holds
+    # every bucket a test makes.
+    buckets = [b["Name"] for b in s3.list_buckets(MaxBuckets=1000).get("Buckets", [])]
     return users + policies + buckets
 
 

@@ -1,5 +1,6 @@
 """The benchmark's latency proxy: it adds its latency to every request, overlaps concurrent ones,
-forwards requests byte for byte (they are SigV4-signed) and names the operations it forwards."""
+forwards requests byte for byte (they are SigV4-signed) and names the operations it forwards; a
+behaviour may answer in the emulator's place or replace its answers."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.proxy import LatencyProxy, operation_of, s3_operation
+from benchmarks.proxy import Answer, LatencyProxy, Request, operation_of, s3_operation
 
 LATENCY = 0.1
 BODY = bytes(range(256)) * 40  # every byte value, over several TCP segments
@@ -265,3 +266,110 @@ def test_s3_operations_are_named_from_the_request(method: str, target: str, oper
         (name, [value]) for name, _, value in (part.partition("=") for part in query.split("&"))
     )
     assert s3_operation(method, path, parsed if query else {}, {}) == operation
+
+
+class Recorder:
+    """A behaviour that keeps what it saw, answers paths under /refuse itself and turns the
+    emulator's answers for /replace into a 418."""
+
+    def __init__(self) -> None:
+        self.seen: list[Request] = []
+        self.answers: list[Answer] = []
+
+    def before(self, request: Request) -> Answer | None:
+        self.seen.append(request)
+        if request.path.startswith("/refuse"):
+            return Answer(403, [("Content-Type", "text/plain")], b"refused here")
+        return None
+
+    def after(self, request: Request, answer: Answer) -> Answer | None:
+        self.answers.append(answer)
+        if request.path.startswith("/replace"):
+            return Answer(418, [], b"short and stout")
+        return None
+
+
+S3_SIGNED = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20240101/us-east-1/s3/aws4_request, "
+    "SignedHeaders=host, Signature=abc",
+    "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD",
+}
+
+
+@pytest.fixture
+def behaving(echo: type[Echo]) -> Iterator[tuple[LatencyProxy, Recorder]]:
+    recorder = Recorder()
+    with LatencyProxy(echo.url, 0, behaviour=recorder) as running:
+        yield running, recorder
+
+
+def test_a_behaviour_sees_each_request_parsed(behaving: tuple[LatencyProxy, Recorder]) -> None:
+    proxy, recorder = behaving
+    with closing(_connect(proxy)) as connection:
+        response, body = _exchange(
+            connection, "PUT", "/bucket/a/key?tagging&x=1", body=b"<Tagging/>", headers=S3_SIGNED
+        )
+    assert response.status == 200
+    assert json.loads(body)["body"] == b"<Tagging/>".hex()  # forwarded, answered whole
+    [request] = recorder.seen
+    assert (request.method, request.path, request.body) == ("PUT", "/bucket/a/key", b"<Tagging/>")
+    assert request.query == {"tagging": [""], "x": ["1"]}
+    assert request.headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+    assert request.operation == "s3:PutObjectTagging"
+    assert (request.service, request.access_key_id, request.bucket) == (
+        "s3",
+        "AKIAEXAMPLE",
+        "bucket",
+    )
+    [answer] = recorder.answers
+    assert answer.status == 200
+    assert json.loads(answer.body)["path"] == "/bucket/a/key?tagging&x=1"
+
+
+def test_a_behaviour_answers_without_the_emulator(
+    behaving: tuple[LatencyProxy, Recorder], echo: type[Echo]
+) -> None:
+    proxy, recorder = behaving
+    with closing(_connect(proxy)) as connection:
+        response, body = _exchange(connection, "GET", "/refuse", headers=S3_SIGNED)
+        assert (response.status, body) == (403, b"refused here")
+        # The connection stays usable: the made-up answer carried its length.
+        head, nothing = _exchange(connection, "HEAD", "/refuse/it", headers=S3_SIGNED)
+        assert (head.status, nothing, head.getheader("Content-Length")) == (403, b"", "0")
+    assert echo.connections == set()
+    assert recorder.answers == []
+    assert proxy.calls() == {"s3:ListObjects": 1, "s3:HeadObject": 1}
+
+
+def test_a_behaviour_replaces_the_emulators_answer(
+    behaving: tuple[LatencyProxy, Recorder],
+) -> None:
+    proxy, recorder = behaving
+    with closing(_connect(proxy)) as connection:
+        response, body = _exchange(connection, "GET", "/replace", headers=S3_SIGNED)
+        assert (response.status, body) == (418, b"short and stout")
+        # HEAD keeps the emulator's Content-Length (that of the body a GET would get), and no
+        # body is sent: the next answer on this connection is read correctly.
+        head, nothing = _exchange(connection, "HEAD", "/bucket", headers=S3_SIGNED)
+        assert (head.status, nothing) == (200, b"")
+        assert int(head.getheader("Content-Length") or 0) > 0
+        chunked, whole = _exchange(connection, "GET", "/chunked", headers=S3_SIGNED)
+    assert chunked.status == 200
+    assert chunked.getheader("Transfer-Encoding") is None  # re-sent whole, with a length
+    assert json.loads(whole)["path"] == "/chunked"
+    assert [answer.status for answer in recorder.answers] == [200, 200, 200]
+
+
+def test_unsigned_requests_name_no_key_and_no_service(
+    behaving: tuple[LatencyProxy, Recorder],
+) -> None:
+    proxy, recorder = behaving
+    with closing(_connect(proxy)) as connection:
+        _exchange(connection, "POST", "/moto-api/reset")
+    [request] = recorder.seen
+    assert (request.operation, request.service, request.access_key_id, request.bucket) == (
+        "moto-api",
+        "unsigned",
+        None,
+        None,
+    )

@@ -1,0 +1,347 @@
+"""An HTTP layer in front of the moto server that adds what AWS documents and moto lacks.
+
+moto is laxer than AWS in ways that hide real bugs: it authorizes before it looks for a bucket, so
+a probe on a bucket that does not exist is denied rather than told "no such bucket"; a new bucket,
+key or policy works the moment its call returns, where AWS takes a while to propagate it; and it
+serves unpaginated ListBuckets, which AWS refuses to some accounts. `AwsLike` is a behaviour for
+benchmarks.proxy.LatencyProxy that puts those back: `layer(moto_url, AwsLike())` is the endpoint
+the tests talk to (tests/conftest.py's `moto_endpoint`).
+
+Everything it knows, it learns from the traffic going through it: which buckets exist (a
+CreateBucket or DeleteBucket answered 2xx, moto's reset), which key belongs to which user (the
+CreateAccessKey answers), when a policy changed. All test traffic goes through the layer, so that
+is complete; asking moto instead would need credentials the layer does not have.
+
+The knobs are public attributes a test may change at any time, from any thread. A window
+(`bucket_creation_lag`, `new_key_lag`, `new_policy_lag`) is fixed when its event happens: setting a
+lag affects what is created afterwards, not what already exists (the runner the `aws` fixture
+made, say). Every answer the layer makes up is logged in `refusals`, so that a test can check a
+knob really fired.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar, overload
+from urllib.parse import parse_qs
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+from benchmarks.proxy import Answer, LatencyProxy, Request
+
+T = TypeVar("T")
+
+# The query protocol's error documents carry the service's API namespace.
+_QUERY_NAMESPACES = {
+    "iam": "https://iam.amazonaws.com/doc/2010-05-08/",
+    "sts": "https://sts.amazonaws.com/doc/2011-06-15/",
+}
+# What S3 answers to CreateBucket for a name that is taken: the bucket exists all the same.
+_BUCKET_TAKEN = {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}
+
+
+class _Knob(Generic[T]):
+    """A setting read and written under its AwsLike's lock: a request is judged under that same
+    lock, so it sees one consistent set of knobs even while a test changes them."""
+
+    def __init__(self, default: T) -> None:
+        self.default = default
+        self.slot = ""
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.slot = f"_{name}"
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> _Knob[T]: ...
+    @overload
+    def __get__(self, instance: AwsLike, owner: type[Any]) -> T: ...
+    def __get__(self, instance: AwsLike | None, owner: type[Any]) -> _Knob[T] | T:
+        if instance is None:
+            return self
+        with instance._lock:
+            value: T = getattr(instance, self.slot, self.default)
+            return value
+
+    def __set__(self, instance: AwsLike, value: T) -> None:
+        with instance._lock:
+            setattr(instance, self.slot, value)
+
+
+class AwsLike:
+    """The behaviour: see the module's docstring. Thread-safe; every method may be called from
+    any thread while the proxy runs."""
+
+    # S3 answers NoSuchBucket (404) for a bucket that does not exist, to anyone: it looks for the
+    # bucket before it authorizes the request. moto authorizes first and answers AccessDenied.
+    # https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html (NoSuchBucket, 404)
+    no_such_bucket_first = _Knob(True)
+    # Seconds after a CreateBucket during which the new bucket is not found by the calls that
+    # follow (tagging, public access block, objects, HEAD, delete). "Bucket configurations have an
+    # eventual consistency model":
+    # https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel
+    bucket_creation_lag = _Knob(0.0)
+    # Seconds after a CreateAccessKey during which the new key is unknown to IAM, STS and S3.
+    # IAM "uses a distributed computing model called eventual consistency": a change, a new
+    # credential included, takes time to reach every endpoint.
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
+    new_key_lag = _Knob(0.0)
+    # Seconds after an AttachUserPolicy or PutUserPolicy for a user during which that user's keys
+    # are denied everything: the new policy has not reached the endpoints yet (same page as
+    # above). Coarser than AWS, where only what the new policy adds is missing; denying all is the
+    # harder case for a caller, and what a brand-new user with its first policy sees.
+    new_policy_lag = _Knob(0.0)
+    # Unpaginated ListBuckets (no max-buckets) refused with a 400. "All unpaginated ListBuckets
+    # requests will be rejected for AWS accounts with a general purpose bucket quota greater than
+    # 10,000", and a job must work in such an account.
+    # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListBuckets.html
+    # https://docs.aws.amazon.com/AmazonS3/latest/userguide/BucketRestrictions.html
+    paged_list_buckets_only = _Knob(True)
+
+    def __init__(self, **knobs: float | bool) -> None:
+        # Re-entrant: a request is judged holding the lock, and reads the knobs through it.
+        self._lock = threading.RLock()
+        self._buckets: set[str] = set()  # those that exist, as the traffic told
+        # Monotonic times until which a bucket, a key or a user's policies are not visible yet.
+        self._bucket_visible: dict[str, float] = {}
+        self._key_valid: dict[str, float] = {}
+        self._policy_effective: dict[str, float] = {}
+        self._key_user: dict[str, str] = {}  # access key id -> user name
+        self._refusals: list[str] = []
+        for name, value in knobs.items():
+            if name not in _knobs():
+                raise TypeError(f"AwsLike has no knob {name!r}")
+            setattr(self, name, value)
+
+    @property
+    def refusals(self) -> list[str]:
+        """A line for each answer the layer made up, oldest first (a copy)."""
+        with self._lock:
+            return list(self._refusals)
+
+    def reset(self) -> None:
+        """The default knobs, nothing tracked, no refusals: as new."""
+        with self._lock:
+            for name, knob in _knobs().items():
+                setattr(self, name, knob.default)
+            self._forget()
+            self._refusals.clear()
+
+    def _forget(self) -> None:
+        self._buckets.clear()
+        self._bucket_visible.clear()
+        self._key_valid.clear()
+        self._policy_effective.clear()
+        self._key_user.clear()
+
+    # The behaviour
+
+    def before(self, request: Request) -> Answer | None:
+        if request.operation == "moto-api":
+            return None
+        now = time.monotonic()
+        key = request.access_key_id
+        with self._lock:
+            if key is not None and now < self._key_valid.get(key, 0.0):
+                return self._refuse(f"new key lag: {request.operation} {key}", _bad_key(request))
+            user = self._key_user.get(key or "")
+            if user is not None and now < self._policy_effective.get(user, 0.0):
+                return self._refuse(
+                    f"new policy lag: {request.operation} {user} ({key})",
+                    _error(request, 403, "AccessDenied", _denial(request, user)),
+                )
+            bucket = request.bucket
+            if (
+                bucket is not None
+                and request.operation != "s3:CreateBucket"
+                and now < self._bucket_visible.get(bucket, 0.0)
+            ):
+                return self._refuse(
+                    f"bucket creation lag: {request.operation} {bucket}",
+                    _no_such_bucket(request, bucket),
+                )
+        return None
+
+    def after(self, request: Request, answer: Answer) -> Answer | None:
+        ok = 200 <= answer.status < 300
+        now = time.monotonic()
+        with self._lock:
+            if request.operation == "moto-api":
+                if request.method == "POST" and request.path == "/moto-api/reset" and ok:
+                    self._forget()  # moto forgot everything: so do we (the knobs stay)
+                return None
+            if request.bucket is not None:
+                return self._after_s3(request, request.bucket, answer, now)
+            if (
+                request.operation == "s3:ListBuckets"
+                and ok
+                and "max-buckets" not in request.query
+                and self.paged_list_buckets_only
+            ):
+                # Only what moto would serve: which accounts are refused depends on their bucket
+                # quota, so S3 must know the account, i.e. have authenticated the key, first; a
+                # principal without s3:ListAllMyBuckets keeps its AccessDenied. The code is ours:
+                # AWS does not document it. InvalidRequest is S3's for a request it will not
+                # serve as made; no caller should rely on it.
+                return self._refuse(
+                    f"unpaged ListBuckets: {request.operation}",
+                    _error(
+                        request,
+                        400,
+                        "InvalidRequest",
+                        "Unpaginated ListBuckets requests are not supported for this account:"
+                        " send max-buckets and follow the continuation token.",
+                    ),
+                )
+            if request.operation == "iam:CreateAccessKey" and ok:
+                key = _xml_text(answer.body, "AccessKeyId")
+                user = _xml_text(answer.body, "UserName")
+                if key is not None and user is not None:
+                    self._key_user[key] = user
+                    self._key_valid[key] = now + self.new_key_lag
+            elif request.operation in ("iam:AttachUserPolicy", "iam:PutUserPolicy") and ok:
+                user = _form(request).get("UserName")
+                if user is not None:
+                    # A later change may not shorten the wait an earlier one is still in.
+                    effective = now + self.new_policy_lag
+                    earlier = self._policy_effective.get(user, 0.0)
+                    self._policy_effective[user] = max(earlier, effective)
+        return None
+
+    def _after_s3(self, request: Request, bucket: str, answer: Answer, now: float) -> Answer | None:
+        ok = 200 <= answer.status < 300
+        code = _xml_text(answer.body, "Code")
+        if request.operation == "s3:CreateBucket":
+            if ok and bucket not in self._buckets:
+                # Only a bucket that is new: us-east-1 answers 200 to its owner creating it again.
+                self._bucket_visible[bucket] = now + self.bucket_creation_lag
+            if ok or code in _BUCKET_TAKEN:
+                self._buckets.add(bucket)
+            return None
+        if request.operation == "s3:DeleteBucket" and ok:
+            self._buckets.discard(bucket)
+            self._bucket_visible.pop(bucket, None)
+            return None
+        # Only an authorization refusal: a key S3 does not know or a bad signature is refused
+        # before S3 looks for the bucket, as moto does. A HEAD's refusal has no body to name its
+        # code; then a key the layer saw created stands for one that authenticated.
+        if code is None and request.method == "HEAD":
+            denied = answer.status == 403 and request.access_key_id in self._key_user
+        else:
+            denied = answer.status == 403 and code == "AccessDenied"
+        if denied and bucket not in self._buckets and self.no_such_bucket_first:
+            return self._refuse(
+                f"NoSuchBucket first: {request.operation} {bucket}",
+                _no_such_bucket(request, bucket),
+            )
+        return None
+
+    def _refuse(self, why: str, answer: Answer) -> Answer:
+        self._refusals.append(why)
+        return answer
+
+
+def _knobs() -> dict[str, _Knob[Any]]:
+    return {name: value for name, value in vars(AwsLike).items() if isinstance(value, _Knob)}
+
+
+def layer(upstream: str, aws_like: AwsLike) -> LatencyProxy:
+    """The AWS-like layer in front of the moto server at `upstream`, not started yet: use it as a
+    context manager; its `url` is the endpoint to give clients. No added latency."""
+    return LatencyProxy(upstream, 0, behaviour=aws_like)
+
+
+# Answers, in each service's error format, with a request id as AWS gives every answer.
+
+
+def _service(request: Request) -> str:
+    """The protocol that answers: "s3", "iam", "sts" (from the operation, which names S3 even
+    for an unsigned request)."""
+    return request.operation.partition(":")[0]
+
+
+def _error(request: Request, status: int, code: str, message: str, **extra: str) -> Answer:
+    if _service(request) == "s3":
+        return _s3_error(request, status, code, message, extra)
+    return _query_error(request, status, code, message)
+
+
+def _s3_error(
+    request: Request, status: int, code: str, message: str, extra: Mapping[str, str]
+) -> Answer:
+    # https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html: <Error> with Code,
+    # Message, RequestId and HostId, which also travel as x-amz-request-id and x-amz-id-2.
+    request_id = secrets.token_hex(8).upper()
+    host_id = base64.b64encode(secrets.token_bytes(48)).decode()
+    headers = [("x-amz-request-id", request_id), ("x-amz-id-2", host_id)]
+    if request.method == "HEAD":  # S3 answers a HEAD with the status alone, never a body
+        return Answer(status, headers)
+    fields = {"Code": code, "Message": message, **extra, "RequestId": request_id, "HostId": host_id}
+    document = "".join(f"<{name}>{escape(value)}</{name}>" for name, value in fields.items())
+    body = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error>{document}</Error>'.encode()
+    return Answer(status, [("Content-Type", "application/xml"), *headers], body)
+
+
+def _query_error(request: Request, status: int, code: str, message: str) -> Answer:
+    # The query protocol's (IAM's, STS's) error document, with its request id.
+    # https://docs.aws.amazon.com/IAM/latest/APIReference/CommonErrors.html
+    request_id = str(uuid.uuid4())
+    namespace = _QUERY_NAMESPACES.get(_service(request), _QUERY_NAMESPACES["iam"])
+    body = (
+        f'<ErrorResponse xmlns="{namespace}"><Error><Type>Sender</Type><Code>{code}</Code>'
+        f"<Message>{escape(message)}</Message></Error><RequestId>{request_id}</RequestId>"
+        "</ErrorResponse>"
+    ).encode()
+    return Answer(status, [("x-amzn-RequestId", request_id), ("Content-Type", "text/xml")], body)
+
+
+def _no_such_bucket(request: Request, bucket: str) -> Answer:
+    return _s3_error(
+        request, 404, "NoSuchBucket", "The specified bucket does not exist", {"BucketName": bucket}
+    )
+
+
+def _bad_key(request: Request) -> Answer:
+    """What IAM and STS (InvalidClientTokenId), or S3 (InvalidAccessKeyId), answer to a key they
+    do not know (yet)."""
+    key = request.access_key_id or ""
+    if _service(request) == "s3":
+        message = "The AWS Access Key Id you provided does not exist in our records."
+        return _s3_error(request, 403, "InvalidAccessKeyId", message, {"AWSAccessKeyId": key})
+    message = "The security token included in the request is invalid."
+    return _query_error(request, 403, "InvalidClientTokenId", message)
+
+
+def _denial(request: Request, user: str) -> str:
+    if _service(request) == "s3":
+        return "Access Denied"
+    return f"User: {user} is not authorized to perform: {request.operation}"
+
+
+# Reading requests and answers
+
+
+def _xml_text(body: bytes, name: str) -> str | None:
+    """The text of the first element called `name` in an XML document, whatever its namespace;
+    None if there is none or the body is not XML (a HEAD's empty one)."""
+    if not body.strip():
+        return None
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        return None
+    for element in root.iter():
+        if element.tag == name or element.tag.endswith("}" + name):
+            return element.text
+    return None
+
+
+def _form(request: Request) -> dict[str, str]:
+    """A query-protocol request's parameters: the form body's, else the URL's."""
+    form = parse_qs(request.body.decode("utf-8", "replace"))
+    merged = {**request.query, **form}
+    return {name: values[0] for name, values in merged.items() if values}

@@ -1,0 +1,260 @@
+"""The AWS-like layer in front of moto: each knob, with real boto3 clients through the session's
+layer, shows AWS's behaviour, and that it is gone once its window has passed or it is turned off.
+The error codes asserted are what botocore parsed from the layer's documents."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from job.emulator import EmulatorCredentials, bootstrap_runner, reset
+from tests.awslike import AwsLike
+from tests.helpers import admin_client
+
+# Long enough for a first call to land inside it, short enough not to slow the suite.
+LAG = 0.8
+READ_ONLY_S3 = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
+
+
+def client(credentials: EmulatorCredentials, service: str, key: dict[str, str]) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=credentials.endpoint_url,
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+        region_name="us-east-1",
+    )
+
+
+def new_user(iam: Any, name: str) -> dict[str, str]:
+    """A user with no policy at all, and its access key."""
+    iam.create_user(UserName=name)
+    key: dict[str, str] = iam.create_access_key(UserName=name)["AccessKey"]
+    return key
+
+
+def refused(call: Any, **params: Any) -> ClientError:
+    with pytest.raises(ClientError) as raised:
+        call(**params)
+    return raised.value
+
+
+def code(error: ClientError) -> str:
+    return str(error.response["Error"]["Code"])
+
+
+def status(error: ClientError) -> int:
+    return int(error.response["ResponseMetadata"]["HTTPStatusCode"])
+
+
+def wait_out(lag: float) -> None:
+    # The window starts when the layer sees the answer, before the client does.
+    time.sleep(lag + 0.1)
+
+
+def test_a_missing_bucket_is_not_found_before_authorization(
+    aws: EmulatorCredentials, aws_like: AwsLike
+) -> None:
+    """S3 answers NoSuchBucket for a bucket that does not exist even to someone with no rights;
+    moto answers AccessDenied. An existing bucket still answers AccessDenied."""
+    iam, s3 = admin_client(aws, "iam"), admin_client(aws, "s3")
+    s3.create_bucket(Bucket="job-t-data")
+    nobody = client(aws, "s3", new_user(iam, "job-t-nobody"))
+
+    missing = refused(nobody.get_object, Bucket="job-t-elsewhere", Key="probe/fixture.txt")
+    assert (code(missing), status(missing)) == ("NoSuchBucket", 404)
+    assert missing.response["Error"]["BucketName"] == "job-t-elsewhere"
+    # Like every AWS answer, the made-up one has a request id (x-amz-request-id) and a host id.
+    assert missing.response["ResponseMetadata"]["RequestId"]
+    assert missing.response["ResponseMetadata"]["HostId"]
+    existing = refused(nobody.get_object, Bucket="job-t-data", Key="probe/fixture.txt")
+    assert code(existing) == "AccessDenied"
+    # HEAD: S3 sends the status alone; botocore names the code after it.
+    assert code(refused(nobody.head_bucket, Bucket="job-t-elsewhere")) == "404"
+    assert code(refused(nobody.head_bucket, Bucket="job-t-data")) == "403"
+    # A key S3 does not know is refused before it looks for the bucket.
+    stranger = {"AccessKeyId": "AKIAUNKNOWNUNKNOWN00", "SecretAccessKey": "not-a-known-secret"}
+    assert code(refused(client(aws, "s3", stranger).head_bucket, Bucket="job-t-elsewhere")) == "403"
+    assert aws_like.refusals == [
+        "NoSuchBucket first: s3:GetObject job-t-elsewhere",
+        "NoSuchBucket first: s3:HeadBucket job-t-elsewhere",
+    ]
+
+    # A deleted bucket does not exist any more either.
+    s3.delete_bucket(Bucket="job-t-data")
+    assert code(refused(nobody.list_objects_v2, Bucket="job-t-data")) == "NoSuchBucket"
+
+    aws_like.no_such_bucket_first = False  # moto's own answer again
+    assert code(refused(nobody.get_object, Bucket="job-t-elsewhere", Key="k")) == "AccessDenied"
+    assert len(aws_like.refusals) == 3
+
+
+def test_a_new_bucket_is_not_found_for_a_while(aws: EmulatorCredentials, aws_like: AwsLike) -> None:
+    aws_like.bucket_creation_lag = LAG
+    s3 = admin_client(aws, "s3")
+    s3.list_buckets(MaxBuckets=10)  # the client's first call pays its set-up outside the window
+
+    s3.create_bucket(Bucket="job-t-new")  # answered by moto: the bucket exists
+    tagging = {"TagSet": [{"Key": "job:run", "Value": "t"}]}
+    early = refused(s3.put_bucket_tagging, Bucket="job-t-new", Tagging=tagging)
+    assert (code(early), status(early)) == ("NoSuchBucket", 404)
+    assert code(refused(s3.head_bucket, Bucket="job-t-new")) == "404"
+    assert code(refused(s3.put_object, Bucket="job-t-new", Key="k", Body=b"x")) == "NoSuchBucket"
+    assert [b["Name"] for b in s3.list_buckets(MaxBuckets=10)["Buckets"]] == ["job-t-new"]
+
+    wait_out(LAG)
+    s3.put_bucket_tagging(Bucket="job-t-new", Tagging=tagging)
+    s3.head_bucket(Bucket="job-t-new")
+    assert aws_like.refusals == [
+        "bucket creation lag: s3:PutBucketTagging job-t-new",
+        "bucket creation lag: s3:HeadBucket job-t-new",
+        "bucket creation lag: s3:PutObject job-t-new",
+    ]
+
+
+def test_a_new_key_is_unknown_for_a_while(aws: EmulatorCredentials, aws_like: AwsLike) -> None:
+    iam = admin_client(aws, "iam")
+    iam.create_user(UserName="job-t-reader")
+    iam.attach_user_policy(UserName="job-t-reader", PolicyArn=READ_ONLY_S3)
+    aws_like.new_key_lag = LAG
+    key = iam.create_access_key(UserName="job-t-reader")["AccessKey"]
+    sts, s3 = client(aws, "sts", key), client(aws, "s3", key)
+    reader_iam = client(aws, "iam", key)
+
+    by_sts = refused(sts.get_caller_identity)
+    assert (code(by_sts), status(by_sts)) == ("InvalidClientTokenId", 403)
+    assert by_sts.response["ResponseMetadata"]["RequestId"]  # from the document's <RequestId>
+    assert code(refused(reader_iam.list_users)) == "InvalidClientTokenId"
+    by_s3 = refused(s3.list_buckets, MaxBuckets=10)
+    assert (code(by_s3), status(by_s3)) == ("InvalidAccessKeyId", 403)
+    assert by_s3.response["Error"]["AWSAccessKeyId"] == key["AccessKeyId"]
+
+    wait_out(LAG)
+    assert sts.get_caller_identity()["Arn"].endswith(":user/job-t-reader")
+    assert s3.list_buckets(MaxBuckets=10)["Buckets"] == []
+    # Known now, and moto's answer again: the policy does not allow iam:ListUsers.
+    assert code(refused(reader_iam.list_users)) == "AccessDenied"
+    key_id = key["AccessKeyId"]
+    assert aws_like.refusals == [
+        f"new key lag: sts:GetCallerIdentity {key_id}",
+        f"new key lag: iam:ListUsers {key_id}",
+        f"new key lag: s3:ListBuckets {key_id}",
+    ]
+
+
+def test_a_new_policy_is_not_effective_for_a_while(
+    aws: EmulatorCredentials, aws_like: AwsLike
+) -> None:
+    iam, s3 = admin_client(aws, "iam"), admin_client(aws, "s3")
+    s3.create_bucket(Bucket="job-t-data")
+    key = new_user(iam, "job-t-reader")
+    reader_s3, reader_iam = client(aws, "s3", key), client(aws, "iam", key)
+    assert code(refused(reader_s3.list_objects_v2, Bucket="job-t-data")) == "AccessDenied"  # moto
+    aws_like.new_policy_lag = LAG
+
+    iam.attach_user_policy(UserName="job-t-reader", PolicyArn=READ_ONLY_S3)
+    early = refused(reader_s3.list_objects_v2, Bucket="job-t-data")
+    assert (code(early), status(early)) == ("AccessDenied", 403)
+    wait_out(LAG)
+    assert reader_s3.list_objects_v2(Bucket="job-t-data")["KeyCount"] == 0
+
+    # An inline policy too, and in IAM's error format for IAM's calls.
+    statement = {"Effect": "Allow", "Action": "iam:ListUsers", "Resource": "*"}
+    iam.put_user_policy(
+        UserName="job-t-reader",
+        PolicyName="list",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+    )
+    by_iam = refused(reader_iam.list_users)
+    assert (code(by_iam), status(by_iam)) == ("AccessDenied", 403)
+    assert "job-t-reader" in by_iam.response["Error"]["Message"]
+    wait_out(LAG)
+    assert reader_iam.list_users()["Users"]
+    key_id = key["AccessKeyId"]
+    assert aws_like.refusals == [
+        f"new policy lag: s3:ListObjectsV2 job-t-reader ({key_id})",
+        f"new policy lag: iam:ListUsers job-t-reader ({key_id})",
+    ]
+
+
+def test_list_buckets_must_be_paged(aws: EmulatorCredentials, aws_like: AwsLike) -> None:
+    s3 = admin_client(aws, "s3")
+    s3.create_bucket(Bucket="job-t-data")
+    unpaged = refused(s3.list_buckets)
+    assert (code(unpaged), status(unpaged)) == ("InvalidRequest", 400)
+    # A paginator pages only when given a page size.
+    with pytest.raises(ClientError):
+        list(s3.get_paginator("list_buckets").paginate())
+    assert [b["Name"] for b in s3.list_buckets(MaxBuckets=1000)["Buckets"]] == ["job-t-data"]
+    pages = s3.get_paginator("list_buckets").paginate(PaginationConfig={"PageSize": 1000})
+    assert [b["Name"] for page in pages for b in page["Buckets"]] == ["job-t-data"]
+    assert aws_like.refusals == ["unpaged ListBuckets: s3:ListBuckets"] * 2
+
+    # Authentication and authorization come first: the refusal depends on the account.
+    stranger = {"AccessKeyId": "AKIAUNKNOWNUNKNOWN00", "SecretAccessKey": "not-a-known-secret"}
+    assert code(refused(client(aws, "s3", stranger).list_buckets)) == "InvalidAccessKeyId"
+    nobody = client(aws, "s3", new_user(admin_client(aws, "iam"), "job-t-nobody"))
+    assert code(refused(nobody.list_buckets)) == "AccessDenied"
+    assert len(aws_like.refusals) == 2
+
+    aws_like.paged_list_buckets_only = False
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["job-t-data"]
+
+
+def test_moto_reset_clears_what_the_layer_knows_but_not_its_knobs(
+    aws: EmulatorCredentials, aws_like: AwsLike
+) -> None:
+    s3 = admin_client(aws, "s3")
+    s3.create_bucket(Bucket="job-t-data")
+    aws_like.new_key_lag = 0.25
+
+    reset(aws.endpoint_url)
+    aws_like.new_key_lag = 0.0  # the runner's key below must work at once
+    runner = bootstrap_runner(aws.endpoint_url)
+    iam = admin_client(runner, "iam")
+    nobody = client(aws, "s3", new_user(iam, "job-t-nobody"))
+    # moto forgot the bucket; had the layer not, moto's AccessDenied would pass unchanged.
+    assert code(refused(nobody.head_bucket, Bucket="job-t-data")) == "404"
+    assert aws_like.refusals == ["NoSuchBucket first: s3:HeadBucket job-t-data"]
+
+    aws_like.bucket_creation_lag = 5.0
+    aws_like.paged_list_buckets_only = False
+    reset(aws.endpoint_url)
+    assert (aws_like.bucket_creation_lag, aws_like.paged_list_buckets_only) == (5.0, False)
+    aws_like.reset()
+    assert (aws_like.bucket_creation_lag, aws_like.paged_list_buckets_only) == (0.0, True)
+    assert (aws_like.no_such_bucket_first, aws_like.new_key_lag, aws_like.new_policy_lag) == (
+        True,
+        0.0,
+        0.0,
+    )
+    assert aws_like.refusals == []
+
+
+def test_the_lag_fixture_spares_the_runner(aws_lag: AwsLike, aws: EmulatorCredentials) -> None:
+    """The runner made before the windows were set works at once; what it creates lags."""
+    assert (aws_lag.bucket_creation_lag, aws_lag.new_key_lag, aws_lag.new_policy_lag) == (
+        1.0,
+        1.0,
+        2.0,
+    )
+    s3, iam = admin_client(aws, "s3"), admin_client(aws, "iam")
+    s3.create_bucket(Bucket="job-t-data")
+    assert code(refused(s3.head_bucket, Bucket="job-t-data")) == "404"
+    key = new_user(iam, "job-t-nobody")
+    assert code(refused(client(aws, "sts", key).get_caller_identity)) == "InvalidClientTokenId"
+    assert [line.split(":")[0] for line in aws_lag.refusals] == [
+        "bucket creation lag",
+        "new key lag",
+    ]
+
+
+def test_knobs_are_checked() -> None:
+    with pytest.raises(TypeError, match="no knob 'new_user_lag'"):
+        AwsLike(new_user_lag=1.0)
+    assert AwsLike(new_key_lag=0.5, no_such_bucket_first=False).new_key_lag == 0.5
