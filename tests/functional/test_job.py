@@ -6,14 +6,20 @@ from __future__ import annotations
 import pytest
 
 from job.emulator import EmulatorCredentials
+from tests.awslike import AwsLike
 from tests.helpers import admin_client, grant_inline, invoke, leftovers, open_store
 
 pytestmark = pytest.mark.usefixtures("aws")
 
 
 def test_run_passes_every_check_and_leaves_nothing(
-    aws: EmulatorCredentials, database_url: str, capsys: pytest.CaptureFixture[str]
+    aws: EmulatorCredentials,
+    aws_lag: AwsLike,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Through the AWS-like layer with every knob on: NoSuchBucket before authorization, paged
+    bucket listings only, and a new bucket, key and attachment each unseen for a while."""
     result = invoke(capsys, "--database-url", database_url, "run", "--output", "json")
 
     assert result.exit_code == 0, result.stderr
@@ -47,6 +53,9 @@ def test_run_passes_every_check_and_leaves_nothing(
     assert all(c["passed"] and c["actual"] == c["expected"] for c in checks)
     assert {r["state"] for r in document["resources"]} == {"deleted"}
     assert leftovers(aws, document["run_id"]) == []
+    # The lags were there to wait out, and were waited out.
+    waited = " ".join(aws_lag.refusals)
+    assert "bucket creation lag" in waited and "new key lag" in waited, aws_lag.refusals
 
 
 def test_phases_one_by_one_with_text_output(

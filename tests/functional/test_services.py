@@ -27,7 +27,9 @@ def test_runner_is_the_default_identity(aws: EmulatorCredentials) -> None:
     assert identity["Arn"].endswith(f":user/{RUNNER_USER}")
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="job-test-runner-bucket")
-    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["job-test-runner-bucket"]
+    assert [b["Name"] for b in s3.list_buckets(MaxBuckets=1000)["Buckets"]] == [
+        "job-test-runner-bucket"
+    ]
 
 
 def test_unknown_keys_are_rejected(aws: EmulatorCredentials) -> None:
@@ -39,7 +41,7 @@ def test_unknown_keys_are_rejected(aws: EmulatorCredentials) -> None:
     assert error_code(error) == "InvalidClientTokenId"
     s3 = boto3.client("s3", aws_access_key_id=key_id, aws_secret_access_key=secret)
     with pytest.raises(ClientError) as error:
-        s3.list_buckets()
+        s3.list_buckets(MaxBuckets=1000)
     assert error_code(error) == "InvalidAccessKeyId"
 
 
@@ -71,7 +73,7 @@ def test_bootstrap_with_a_narrow_policy_is_enforced(aws: EmulatorCredentials) ->
         aws_access_key_id=reader.access_key_id,
         aws_secret_access_key=reader.secret_access_key,
     )
-    assert s3.list_buckets()["Buckets"] == []
+    assert s3.list_buckets(MaxBuckets=1000)["Buckets"] == []
     with pytest.raises(ClientError) as error:
         s3.create_bucket(Bucket="job-test-forbidden")
     assert error_code(error) == "AccessDenied"
@@ -82,7 +84,7 @@ def test_state_does_not_leak_between_tests(aws: EmulatorCredentials, attempt: in
     # Whichever attempt runs second would see the first one's bucket (and bootstrap would have
     # failed on the existing runner user) if the fixture did not reset the emulator.
     s3 = boto3.client("s3")
-    assert s3.list_buckets()["Buckets"] == []
+    assert s3.list_buckets(MaxBuckets=1000)["Buckets"] == []
     s3.create_bucket(Bucket=LEAK_BUCKET)
 
 
@@ -93,12 +95,12 @@ def test_reset_forgets_resources_and_keys(aws: EmulatorCredentials) -> None:
     fresh = bootstrap_runner(aws.endpoint_url)
     assert fresh.access_key_id != aws.access_key_id
     with pytest.raises(ClientError) as error:
-        s3.list_buckets()  # still signed with the runner key from before the reset
+        s3.list_buckets(MaxBuckets=1000)  # still signed with the runner key from before the reset
     assert error_code(error) == "InvalidAccessKeyId"
     s3 = boto3.client(
         "s3", aws_access_key_id=fresh.access_key_id, aws_secret_access_key=fresh.secret_access_key
     )
-    assert s3.list_buckets()["Buckets"] == []
+    assert s3.list_buckets(MaxBuckets=1000)["Buckets"] == []
 
 
 def test_environment_is_isolated(tmp_path: Path) -> None:

@@ -77,9 +77,9 @@ def test_sweep_lists_then_deletes_only_tagged_orphans(aws, capsys) -> None:
     iam, s3 = admin_client(aws, "iam"), admin_client(aws, "s3")
     assert iam.get_user(UserName="elsewhere")
     assert iam.get_user(UserName="person-500")
-    assert [b["Name"] for b in s3.list_buckets()["Buckets"] if "lostrun" in b["Name"]] == [
-        "job-lostrun002-data"
-    ]
+    assert [
+        b["Name"] for b in s3.list_buckets(MaxBuckets=1000)["Buckets"] if "lostrun" in b["Name"]
+    ] == ["job-lostrun002-data"]
     assert len(leftovers(aws, run_id)) == 6, "the ledger's run is untouched"
 
     again = invoke(capsys, "sweep")

@@ -73,8 +73,9 @@ def test_teardown_removes_everything_that_blocks_a_delete(aws, sqlite_url) -> No
     assert iam.get_group(GroupName=f"group-{run.id}")["Group"], "the group is not the run's"
 
 
-@pytest.mark.usefixtures("aws")
+@pytest.mark.usefixtures("aws", "aws_lag")
 def test_a_plain_run_tears_down_under_strict_rules(aws, sqlite_url, capsys) -> None:
+    """Under AWS's deletion rules and through its lags, torn down as soon as provisioned."""
     strict = _strict(aws)
     with open_store(sqlite_url) as store:
         run = start_run(store, make_aws(REGION), "job", EMULATED)
