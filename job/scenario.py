@@ -99,24 +99,21 @@ def seed_scenario(prefix: str, target: Target, options: RunOptions | None = None
     # The decoy is real, locked down like the data bucket and holding an object: a probe of a
     # bucket that does not exist would hear NoSuchBucket, which S3 answers before it looks at
     # permissions, and so would prove nothing.
-    resources: list[ResourceSpec] = [
-        ResourceSpec("s3_bucket", "bucket", bucket, {"require_tls": options.require_tls}),
-        ResourceSpec(
-            "s3_object",
-            "fixture",
-            FIXTURE_KEY,
-            {"bucket": bucket, "key": FIXTURE_KEY, "body": "read by job verify"},
-            needs=("bucket",),
-        ),
-        ResourceSpec("s3_bucket", "elsewhere", decoy, {"require_tls": options.require_tls}),
-        ResourceSpec(
-            "s3_object",
-            "elsewhere-fixture",
-            FIXTURE_KEY,
-            {"bucket": decoy, "key": FIXTURE_KEY, "body": "nobody here may read this"},
-            needs=("elsewhere",),
-        ),
-    ]
+    resources: list[ResourceSpec] = []
+    for bucket_role, object_role, name, body in (
+        ("bucket", "fixture", bucket, "read by job verify"),
+        ("elsewhere", "elsewhere-fixture", decoy, "nobody here may read this"),
+    ):
+        resources += [
+            ResourceSpec("s3_bucket", bucket_role, name, {"require_tls": options.require_tls}),
+            ResourceSpec(
+                "s3_object",
+                object_role,
+                FIXTURE_KEY,
+                {"bucket": name, "key": FIXTURE_KEY, "body": body},
+                needs=(bucket_role,),
+            ),
+        ]
     user_attributes = (
         {"permissions_boundary": options.permissions_boundary}
         if options.permissions_boundary

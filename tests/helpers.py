@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import shlex
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -74,35 +75,54 @@ def grant_inline(iam: Any, user: str, action: str, resource: str, name: str = "e
     )
 
 
-def leftovers(credentials: EmulatorCredentials, run_id: str) -> list[str]:
-    """Everything in the emulator whose name carries the run id: must be empty after teardown."""
+def named(credentials: EmulatorCredentials, matches: Callable[[str], bool]) -> list[str]:
+    """Every user (with its access keys), customer-managed policy and bucket in the emulator
+    whose name `matches`."""
     iam = admin_client(credentials, "iam")
     s3 = admin_client(credentials, "s3")
-    found = [
-        f"user {user['UserName']}"
+    users = [
+        user["UserName"]
         for page in iam.get_paginator("list_users").paginate()
         for user in page["Users"]
-        if run_id in user["UserName"]
+        if matches(user["UserName"])
     ]
-    for page in iam.get_paginator("list_users").paginate():
-        for user in page["Users"]:
-            if run_id in user["UserName"]:
-                keys = iam.list_access_keys(UserName=user["UserName"])["AccessKeyMetadata"]
-                found += [f"access key {key['AccessKeyId']}" for key in keys]
+    found = [f"user {user}" for user in users]
+    for user in users:
+        keys = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+        found += [f"access key {key['AccessKeyId']}" for key in keys]
     found += [
         f"policy {policy['PolicyName']}"
         for page in iam.get_paginator("list_policies").paginate(Scope="Local")
         for policy in page["Policies"]
-        if run_id in policy["PolicyName"]
+        if matches(policy["PolicyName"])
     ]
-    # Paged, as AWS requires of some accounts (the emulator's layer enforces it); one page holds
+    # Paged, as AWS requires of some accounts (the AWS-like layer enforces it); one page holds
     # every bucket a test makes.
     found += [
         f"bucket {bucket['Name']}"
         for bucket in s3.list_buckets(MaxBuckets=1000).get("Buckets", [])
-        if run_id in bucket["Name"]
+        if matches(bucket["Name"])
     ]
     return found
+
+
+def leftovers(credentials: EmulatorCredentials, run_id: str) -> list[str]:
+    """Everything in the emulator whose name carries the run id: must be empty after teardown."""
+    return named(credentials, lambda name: run_id in name)
+
+
+@dataclass(repr=False)
+class Done:
+    """A finished subprocess, shown whole when an assertion about it fails."""
+
+    command: list[str]
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def __repr__(self) -> str:  # what a failed assertion shows
+        output = f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}"
+        return f"{shlex.join(self.command)} exited {self.exit_code}\n{output}"
 
 
 def cli_in_fork(args: list[str], hooks: list[Any]) -> int:

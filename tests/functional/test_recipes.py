@@ -34,7 +34,7 @@ from job.emulator import EmulatorCredentials
 from job.ledger.models import Run, RunStatus, utcnow
 from job.phases.provision import provision, start_run
 from job.runtime import Ledger
-from tests.helpers import EMULATED, leftovers, open_store
+from tests.helpers import EMULATED, Done, leftovers, open_store
 from tests.services.moto_server import SETTINGS as MOTO_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,18 +48,6 @@ LEDGER_SECRET = ("job-ledger", "database-url")
 
 def load(path: str) -> Any:
     return yaml.safe_load((ROOT / path).read_text())
-
-
-@dataclass(repr=False)
-class Done:
-    command: list[str]
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    def __repr__(self) -> str:  # what a failed assertion shows
-        output = f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}"
-        return f"{shlex.join(self.command)} exited {self.exit_code}\n{output}"
 
 
 def execute(command: list[str], environment: dict[str, str], cwd: Path) -> Done:

@@ -13,15 +13,17 @@ import re
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from job.emulator import ADMIN_POLICY, EmulatorCredentials, bootstrap_runner
-from tests.helpers import admin_client
+from tests.helpers import Done, admin_client, named
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
 REGION = "us-east-1"
 # The virtualenv running these tests: the target runs its python, and that python's `job`.
 VENV = Path(sys.executable).parent.parent
@@ -31,21 +33,14 @@ SMOKE_PREFIX = re.compile(r"named (smoke-[a-z0-9]{6})-<run id>-\*")
 SUCCESS = re.compile(r"smoke-aws: ok: run ([a-z0-9]+) torn down, (\d+) of \2 checks passed, .*\n")
 
 
-@dataclass(repr=False)
-class Done:
-    command: list[str]
-    exit_code: int
-    stdout: str
-    stderr: str
+def starting(prefix: str) -> Callable[[str], bool]:
+    return lambda name: name.startswith(prefix)
 
-    def __repr__(self) -> str:  # what a failed assertion shows
-        output = f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}"
-        return f"{shlex.join(self.command)} exited {self.exit_code}\n{output}"
 
-    def prefix(self) -> str:
-        match = SMOKE_PREFIX.search(self.stderr)
-        assert match, self
-        return match[1]
+def smoke_prefix(done: Done) -> str:
+    match = SMOKE_PREFIX.search(done.stderr)
+    assert match, done
+    return match[1]
 
 
 def smoke_command() -> list[str]:
@@ -101,31 +96,6 @@ def run_smoke(
     return Done(command, process.returncode, process.stdout, process.stderr)
 
 
-def named(credentials: EmulatorCredentials, prefix: str) -> list[str]:
-    """Every user, customer-managed policy and bucket in the emulator whose name starts with
-    `prefix` (access keys and attachments go with their users)."""
-    iam = admin_client(credentials, "iam")
-    s3 = admin_client(credentials, "s3")
-    found = [
-        f"user {user['UserName']}"
-        for page in iam.get_paginator("list_users").paginate()
-        for user in page["Users"]
-        if user["UserName"].startswith(prefix)
-    ]
-    found += [
-        f"policy {policy['PolicyName']}"
-        for page in iam.get_paginator("list_policies").paginate(Scope="Local")
-        for policy in page["Policies"]
-        if policy["PolicyName"].startswith(prefix)
-    ]
-    found += [
-        f"bucket {bucket['Name']}"
-        for bucket in s3.list_buckets(MaxBuckets=1000).get("Buckets", [])
-        if bucket["Name"].startswith(prefix)
-    ]
-    return found
-
-
 def ledger_folders(tmp_path: Path) -> list[Path]:
     return sorted(tmp_path.glob("smoke-aws-*"))
 
@@ -139,9 +109,9 @@ def test_a_clean_run_passes_and_leaves_nothing(aws: EmulatorCredentials, tmp_pat
     # Before starting it said where and as whom: the runner's account and ARN, the region.
     caller = admin_client(aws, "sts").get_caller_identity()
     assert f"account {caller['Account']} ({caller['Arn']}), region {REGION}" in done.stderr, done
-    prefix = done.prefix()
-    assert named(aws, f"{prefix}-") == []
-    assert named(aws, "smoke-") == [], "something of another prefix?"
+    prefix = smoke_prefix(done)
+    assert named(aws, starting(f"{prefix}-")) == []
+    assert named(aws, starting("smoke-")) == [], "something of another prefix?"
     assert ledger_folders(tmp_path) == [], "a passing smoke keeps no ledger"
 
 
@@ -158,7 +128,9 @@ def test_the_emulator_is_refused(
     assert done.exit_code == 2, done
     assert done.stderr.count("\n") == 1 and "real AWS account" in done.stderr, done
     assert done.stdout == "", done
-    assert ledger_folders(tmp_path) == [] and named(aws, "smoke-") == [], "it started anyway"
+    assert ledger_folders(tmp_path) == [] and named(aws, starting("smoke-")) == [], (
+        "it started anyway"
+    )
 
 
 # A runner like the operator's, except that S3 refuses it DeleteBucket: the run's teardown (and
@@ -180,12 +152,12 @@ def test_a_bucket_left_behind_is_reported_with_the_commands_that_clean_it_up(
     done = run_smoke(runner, tmp_path)
 
     assert done.exit_code == 4, done
-    prefix = done.prefix()
+    prefix = smoke_prefix(done)
     header = re.search(rf"smoke-aws: FAILED: prefix {prefix}, run ([a-z0-9]+), ", done.stderr)
     assert header, done
     run_id = header[1]
     # Only DeleteBucket was refused: the buckets are left, and the report names each of them.
-    remaining = named(aws, f"{prefix}-")
+    remaining = named(aws, starting(f"{prefix}-"))
     assert f"bucket {prefix}-{run_id}-data" in remaining
     assert all(name.startswith("bucket ") for name in remaining), remaining
     account = admin_client(aws, "sts").get_caller_identity()["Account"]
@@ -217,4 +189,4 @@ def test_a_bucket_left_behind_is_reported_with_the_commands_that_clean_it_up(
             check=False,
         )
         assert cleanup.returncode == 0, (command, cleanup.stdout, cleanup.stderr)
-    assert named(aws, "smoke-") == []
+    assert named(aws, starting("smoke-")) == []
