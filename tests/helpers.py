@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -123,6 +125,20 @@ class Done:
     def __repr__(self) -> str:  # what a failed assertion shows
         output = f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}"
         return f"{shlex.join(self.command)} exited {self.exit_code}\n{output}"
+
+
+def run_captured(command: list[str], environment: dict[str, str], cwd: Path) -> Done:
+    """`command` as a separate process with exactly `environment`, its output kept."""
+    process = subprocess.run(
+        command,
+        env=environment,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    return Done(command, process.returncode, process.stdout, process.stderr)
 
 
 def cli_in_fork(args: list[str], hooks: list[Any]) -> int:

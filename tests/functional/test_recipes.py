@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,7 +33,7 @@ from job.emulator import EmulatorCredentials
 from job.ledger.models import Run, RunStatus, utcnow
 from job.phases.provision import provision, start_run
 from job.runtime import Ledger
-from tests.helpers import EMULATED, Done, leftovers, open_store
+from tests.helpers import EMULATED, Done, leftovers, open_store, run_captured
 from tests.services.moto_server import SETTINGS as MOTO_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,16 +58,7 @@ def execute(command: list[str], environment: dict[str, str], cwd: Path) -> Done:
         # No instance metadata service here: asking it only costs time-outs.
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-    process = subprocess.run(
-        command,
-        env={**base, **environment},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    return Done(command, process.returncode, process.stdout, process.stderr)
+    return run_captured(command, {**base, **environment}, cwd)
 
 
 def ambient_identity(credentials: EmulatorCredentials) -> dict[str, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from job.emulator import ADMIN_POLICY, EmulatorCredentials, bootstrap_runner
-from tests.helpers import Done, admin_client, named
+from tests.helpers import Done, admin_client, named, run_captured
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,17 +83,7 @@ def run_smoke(
         **credentials.environment(REGION),
         **variables,
     }
-    command = [*smoke_command(), *args]
-    process = subprocess.run(
-        command,
-        env=environment,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    return Done(command, process.returncode, process.stdout, process.stderr)
+    return run_captured([*smoke_command(), *args], environment, ROOT)
 
 
 def ledger_folders(tmp_path: Path) -> list[Path]:
