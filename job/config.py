@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -23,6 +23,13 @@ RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _PREFIX = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 _DURATION = re.compile(r"([0-9]+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+# Longer than any run should sit idle, far short of what a datetime can hold (a billion days
+# would overflow when subtracted from now).
+MAX_DURATION = timedelta(days=3650)
+# What every AWS region name looks like (us-east-1, us-gov-west-1, cn-north-1, eusc-de-east-1):
+# checked before any call, so that a typo is bad input and not a connection error from an endpoint
+# built out of it. A new region of this shape needs no change here.
+_REGION = re.compile(r"[a-z]{2,}(?:-[a-z0-9]+)*-[0-9]+")
 _BOUNDARY = re.compile(r"arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/[A-Za-z0-9+=,.@_/-]+")
 _YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 LOG_LEVELS = ("debug", "info", "warning")
@@ -47,20 +54,41 @@ def parse_duration(text: str) -> timedelta:
         raise BadInput(
             f"invalid duration {text!r}: use a whole number and a unit (s, m, h, d), e.g. 30m"
         )
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    number, unit = int(match.group(1)), _UNITS[match.group(2)]
+    if number > MAX_DURATION.total_seconds() or timedelta(**{unit: number}) > MAX_DURATION:
+        raise BadInput(f"duration {text!r} is out of range: give at most {MAX_DURATION.days}d")
+    return timedelta(**{unit: number})
+
+
+def validate_region(region: str) -> str:
+    if not _REGION.fullmatch(region):
+        raise BadInput(
+            f"invalid AWS region {region!r}: give a region such as us-east-1 or eu-west-1"
+        )
+    return region
 
 
 def parse_database_url(text: str) -> URL:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    # The URL is not repeated in these messages: it may hold a password.
     try:
         url = make_url(text)
     except ArgumentError:
         raise BadInput(
-            f"invalid database URL {text!r}: use sqlite:///PATH or "
+            "invalid database URL: use sqlite:///PATH or "
             "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
         ) from None
+    except ValueError:  # SQLAlchemy reads the port as a number while parsing
+        raise BadInput(
+            "invalid port in the database URL: give a number from 1 to 65535, e.g. "
+            "postgresql://USER:PASSWORD@HOST:5432/DATABASE"
+        ) from None
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise BadInput(
+            f"invalid port {url.port} in the database URL: give a number from 1 to 65535"
+        )
     if url.drivername == "postgres":  # Heroku's and libpq's spelling
         url = url.set(drivername="postgresql")
     backend = url.get_backend_name()
@@ -131,6 +159,10 @@ def _require_tls(env: Mapping[str, str], emulator: bool) -> bool:
     return not (emulator or endpoint.startswith("http://"))
 
 
+def _optional(validate: Callable[[str], str], value: str | None) -> str | None:
+    return None if value is None else validate(value)
+
+
 def _or_default(value: str | None, default: str) -> str:
     return default if value is None else value
 
@@ -193,10 +225,13 @@ class Settings:
                 _or_default(_first(database_url, env.get("JOB_DATABASE_URL")), DEFAULT_DATABASE_URL)
             ),
             prefix=validate_prefix(_or_default(_first(prefix, env.get("JOB_PREFIX")), "job")),
-            region=_first(region, env.get("AWS_REGION"), env.get("AWS_DEFAULT_REGION")),
+            region=_optional(
+                validate_region,
+                _first(region, env.get("AWS_REGION"), env.get("AWS_DEFAULT_REGION")),
+            ),
             output=output_value,
             emulator=use_emulator,
-            permissions_boundary=validate_boundary(boundary) if boundary is not None else None,
+            permissions_boundary=_optional(validate_boundary, boundary),
             require_tls=_require_tls(env, use_emulator),
             log_level=log_level,
             propagation_timeout=(

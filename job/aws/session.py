@@ -27,7 +27,7 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
-from job.config import DEFAULT_PROPAGATION_TIMEOUT, MAX_CONCURRENCY
+from job.config import DEFAULT_PROPAGATION_TIMEOUT, MAX_CONCURRENCY, validate_region
 from job.errors import AwsError, BadInput
 
 USER_AGENT = "job/0.1"
@@ -178,7 +178,8 @@ class Aws:
         region = region or session.region_name
         if not region:
             raise BadInput("no AWS region: set --region, AWS_REGION or AWS_DEFAULT_REGION")
-        self.region: str = region
+        # Checked here too: a profile's region reaches no other check before the first call.
+        self.region: str = validate_region(region)
         self.endpoint_url = endpoint_url
         self._config = Config(
             region_name=region,

@@ -6,14 +6,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from job.config import Settings, parse_database_url, parse_duration, validate_prefix
+from job.config import (
+    MAX_DURATION,
+    Settings,
+    parse_database_url,
+    parse_duration,
+    validate_prefix,
+)
 from job.errors import BadInput
 
 
-@given(st.integers(min_value=0, max_value=10**6), st.sampled_from("smhd"))
+@given(st.integers(min_value=0, max_value=10**12), st.sampled_from("smhd"))
 def test_duration_round_trip(amount: int, unit: str) -> None:
+    """Every duration up to ten years reads as itself; any longer one (a billion days would
+    overflow when subtracted from now) is bad input, not a crash."""
     seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
-    assert parse_duration(f"{amount}{unit}") == timedelta(seconds=amount * seconds)
+    if amount * seconds <= MAX_DURATION.total_seconds():
+        assert parse_duration(f"{amount}{unit}") == timedelta(seconds=amount * seconds)
+    else:
+        with pytest.raises(BadInput, match="out of range"):
+            parse_duration(f"{amount}{unit}")
 
 
 @pytest.mark.parametrize("text", ["", "5", "5m\n", "-5m", "1.5h", "5 m", "5w", "m", "1h30m", "٣m"])
@@ -114,3 +126,23 @@ def test_bad_log_format_and_empty_metrics_file() -> None:
         Settings.load(database_url="sqlite://", environ={"JOB_METRICS_FILE": ""}).metrics_file
         is None
     )
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1", "us-gov-west-1", "cn-north-1"])
+def test_region_names(region: str) -> None:
+    assert Settings.load(database_url="sqlite://", region=region, environ={}).region == region
+
+
+@pytest.mark.parametrize("region", ["eu west 1!", "EU-WEST-1", "us-east", "", "us-east-1\n"])
+def test_regions_that_cannot_be(region: str) -> None:
+    # "" from the environment means unset; given as an option it is meant, and wrong.
+    with pytest.raises(BadInput, match="invalid AWS region"):
+        Settings.load(database_url="sqlite://", region=region, environ={})
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u@h:notaport/db", "postgresql://u@h:0/db", "postgresql://u@h:65536/db"]
+)
+def test_database_url_ports(url: str) -> None:
+    with pytest.raises(BadInput, match="port"):
+        parse_database_url(url)
