@@ -59,7 +59,7 @@ bench: $(VENV)/.installed
 # A new Alembic revision for what changed in job/ledger/models.py: make migration MESSAGE="why"
 migration: $(VENV)/.installed
 	@test -n "$(MESSAGE)" || (echo 'usage: make migration MESSAGE="what changes"' >&2; exit 2)
-	$(VENV)/bin/python -c 'import sys, pathlib, job.runtime as r; r.autogenerate_revision(sys.argv[1], pathlib.Path(".migration-scratch.db"))' "$(MESSAGE)"
+	$(VENV)/bin/python -c 'import sys, pathlib, job.ledger.engine as r; r.autogenerate_revision(sys.argv[1], pathlib.Path(".migration-scratch.db"))' "$(MESSAGE)"
 
 # Removes the virtualenv too: the next target reinstalls from scratch.
 clean:

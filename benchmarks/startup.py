@@ -20,7 +20,7 @@ from sqlalchemy import insert
 from benchmarks.harness import clean_environment, job_command, median, progress, run_timed
 from job.config import parse_database_url
 from job.ledger.models import Base, Check, PhaseAttempt, Resource, Run
-from job.runtime import Ledger
+from job.ledger.engine import Ledger
 
 BATCH = 2000  # runs per INSERT batch
 ACCOUNT = "123456789012"

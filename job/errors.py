@@ -18,6 +18,13 @@ class JobError(Exception):
         return str(self)
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of what a library says about a failure (the database driver's message,
+    when SQLAlchemy wraps one), or the error's type when it says nothing."""
+    original = getattr(error, "orig", None) or error
+    return (str(original).strip().splitlines() or [type(original).__name__])[0]
+
+
 class BadInput(JobError):
     """Usage error, unknown run id, invalid option value or configuration (exit 2)."""
 

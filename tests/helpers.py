@@ -6,7 +6,7 @@ import json
 import os
 import shlex
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +18,8 @@ import pytest
 from job.cli import main
 from job.config import parse_database_url
 from job.emulator import EmulatorCredentials
+from job.ledger.engine import Ledger
 from job.ledger.store import Store
-from job.runtime import Ledger
 from job.scenario import RunOptions
 
 
@@ -33,11 +33,12 @@ class Result:
         return json.loads(self.stdout)
 
 
-def invoke(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
-    """Run `job ARGS` as the console script would, in this process."""
+def invoke(capsys: pytest.CaptureFixture[str], *args: str, hooks: Sequence[Any] = ()) -> Result:
+    """Run `job ARGS` as the console script would, in this process; `hooks` go on every AWS
+    client the job makes (botocore event handlers: to watch calls or inject faults)."""
     capsys.readouterr()
     try:
-        main(list(args))
+        main(list(args), call_hooks=hooks)
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else 1
     else:  # pragma: no cover - main always exits
@@ -150,17 +151,7 @@ def cli_in_fork(args: list[str], hooks: list[Any]) -> int:
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, 1)
             os.dup2(null, 2)
-            import job.aws.session
-
-            original = job.aws.session.make_aws
-
-            def make_aws(*args: Any, **kwargs: Any) -> Any:
-                return original(*args, call_hooks=hooks, **kwargs)
-
-            job.aws.session.make_aws = make_aws  # type: ignore[assignment]
-            from job.cli import main
-
-            main(args)
+            main(args, call_hooks=hooks)
         except SystemExit as done:
             os._exit(done.code if isinstance(done.code, int) else 1)
         finally:

@@ -13,6 +13,7 @@ and `runs show` can too.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -23,12 +24,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import ClassVar
 
 from sqlalchemy import Connection, Engine, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from job.errors import LedgerError, RunHeld
+from job.errors import LedgerError, RunHeld, first_line
 from job.ledger.models import Run, utcnow
 
 # Every lease write keeps updated_at as it was (the column's onupdate would set it to now): holding
@@ -52,6 +52,7 @@ def _lock_key(run_id: str) -> int:
 class _PostgresLock:
     def __init__(self, engine: Engine, run_id: str) -> None:
         self._connection: Connection = engine.connect()
+        self._run_id = run_id
         self._key = _lock_key(run_id)
         self._acquired = False
 
@@ -71,8 +72,13 @@ class _PostgresLock:
                     text("SELECT pg_advisory_unlock(:key)"), {"key": self._key}
                 )
                 self._connection.commit()
+        except SQLAlchemyError as error:
+            # The server went away, and the lock with its session: nothing left to release, and
+            # no second error to raise over the one that is already on its way out.
+            log.warning("could not release the lock on run %s: %s", self._run_id, first_line(error))
         finally:
-            self._connection.close()  # would drop the lock anyway
+            with contextlib.suppress(SQLAlchemyError):
+                self._connection.close()  # would drop the lock anyway
 
 
 class _FileLock:
@@ -94,37 +100,11 @@ class _FileLock:
         os.close(self._fd)  # closing drops the flock
 
 
-class _MemoryLock:
-    """For an in-memory SQLite ledger, which only this process can see anyway."""
-
-    _held: ClassVar[set[str]] = set()
-    _guard: ClassVar[threading.Lock] = threading.Lock()
-
-    def __init__(self, run_id: str) -> None:
-        self._run_id = run_id
-        self._acquired = False
-
-    def try_acquire(self) -> bool:
-        with self._guard:
-            if self._run_id in self._held:
-                return False
-            self._held.add(self._run_id)
-            self._acquired = True
-            return True
-
-    def release(self) -> None:
-        with self._guard:
-            if self._acquired:
-                self._held.discard(self._run_id)
-
-
-def _lock_for(engine: Engine, run_id: str) -> _PostgresLock | _FileLock | _MemoryLock:
+def _lock_for(engine: Engine, run_id: str) -> _PostgresLock | _FileLock:
+    # An in-memory SQLite ledger is refused before any hold is taken (job.ledger.engine).
     if engine.dialect.name == "postgresql":
         return _PostgresLock(engine, run_id)
-    database = engine.url.database or ""
-    if database in ("", ":memory:"):
-        return _MemoryLock(run_id)
-    return _FileLock(database, run_id)
+    return _FileLock(engine.url.database or "", run_id)
 
 
 def _refusal(engine: Engine, run_id: str) -> RunHeld:
@@ -189,7 +169,7 @@ def hold(engine: Engine, run_id: str) -> Iterator[None]:
     except SQLAlchemyError as error:
         raise LedgerError(
             f"cannot take the hold on run {run_id}: the ledger did not answer "
-            f"({str(getattr(error, 'orig', error)).strip().splitlines()[0]}); run the same "
+            f"({first_line(error)}); run the same "
             "command again when it is reachable"
         ) from None
     holder = holder_name()

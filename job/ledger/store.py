@@ -4,6 +4,7 @@ after a crash."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
@@ -16,8 +17,9 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
-from job.errors import BadInput, LedgerError
+from job.errors import BadInput, LedgerError, first_line
 from job.ledger.models import (
+    RUN_ID,
     Check,
     Outcome,
     PhaseAttempt,
@@ -57,10 +59,12 @@ class Store:
         try:
             self.session.commit()
         except SQLAlchemyError as error:
-            self.session.rollback()
+            # A ledger that went away cannot roll back either; that is not a second error to raise.
+            with contextlib.suppress(SQLAlchemyError):
+                self.session.rollback()
             # The caller must not go on to the AWS call this write announced.
             raise LedgerError(
-                f"cannot write to the ledger: {str(getattr(error, 'orig', error)).splitlines()[0]}"
+                f"cannot write to the ledger: {first_line(error)}"
                 "; nothing further was created, run the same command again when it is reachable"
             ) from None
 
@@ -92,6 +96,10 @@ class Store:
 
     @_serialized
     def get_run(self, run_id: str) -> Run:
+        if not RUN_ID.fullmatch(run_id):
+            # Checked before the query: text a database cannot encode (bytes from a shell that are
+            # not UTF-8) would otherwise fail as a database error rather than as an unknown id.
+            raise _unknown_run(run_id)
         # populate_existing: another process may have changed the run since this session last
         # looked (a janitor that waited for the hold must see what the holder did).
         run = self.session.get(
@@ -105,9 +113,7 @@ class Store:
             ],
         )
         if run is None:
-            raise BadInput(
-                f"unknown run id {run_id!r}: `job runs list` shows the runs in the ledger"
-            )
+            raise _unknown_run(run_id)
         return run
 
     @_serialized
@@ -263,3 +269,8 @@ class Store:
             (check for check in run.checks if check.attempt_id == newest),
             key=lambda c: (c.principal, c.expected is not Verdict.ALLOW, c.action, c.resource),
         )
+
+
+def _unknown_run(run_id: str) -> BadInput:
+    # repr: an id that is not valid text (a shell's stray bytes) is shown escaped, never raw.
+    return BadInput(f"unknown run id {run_id!r}: `job runs list` shows the runs in the ledger")

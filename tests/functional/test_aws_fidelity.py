@@ -194,14 +194,7 @@ def test_bucket_listings_ask_for_pages(aws: EmulatorCredentials, aws_like: AwsLi
     """AWS refuses unpaginated ListBuckets in accounts allowed over 10,000 buckets; the layer
     refuses them always, so every listing the job makes must page."""
     listings = Arguments("ListBuckets")
-    original = make_aws
-
-    def hooked(*args: Any, **kwargs: Any) -> Any:
-        return original(*args, call_hooks=[listings], **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("job.aws.session.make_aws", hooked)
-        swept = invoke(capsys, "sweep", "--output", "json")
+    swept = invoke(capsys, "sweep", "--output", "json", hooks=[listings])
 
     assert swept.exit_code == 0, swept.stderr
     assert listings.calls == [{"MaxBuckets": 1000, "Prefix": "job-"}]

@@ -15,16 +15,16 @@ from sqlalchemy import update
 from job.aws.session import make_aws
 from job.config import parse_database_url
 from job.errors import RunHeld
+from job.ledger.engine import Ledger
 from job.ledger.models import Run, RunStatus, utcnow
 from job.phases.provision import provision, start_run
-from job.runtime import Ledger
 from tests.helpers import EMULATED, leftovers, open_store
 
 REGION = "us-east-1"
 HOLD_AND_WAIT = """
 import sys, time
 from job.config import parse_database_url
-from job.runtime import Ledger
+from job.ledger.engine import Ledger
 ledger = Ledger(parse_database_url(sys.argv[1])).open()
 with ledger.hold(sys.argv[2]):
     print("held", flush=True)

@@ -8,11 +8,11 @@ import pytest
 from job.aws.session import make_aws
 from job.config import parse_database_url
 from job.errors import AwsError
+from job.ledger.engine import Ledger
 from job.ledger.models import RunStatus
 from job.ledger.store import Store
 from job.phases.provision import provision, start_run
 from job.phases.run import run_all
-from job.runtime import Ledger
 from tests.faults import Flaky
 from tests.helpers import EMULATED, leftovers, open_store
 

@@ -11,7 +11,6 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
-import job.aws.session
 from job.emulator import EmulatorCredentials
 from tests.helpers import admin_client, invoke, leftovers, open_store
 
@@ -28,13 +27,11 @@ class CreateUserArguments:
             self.calls.append(context["arguments"])
 
 
-def test_bucket_and_users_are_locked_down(aws: EmulatorCredentials, capsys, monkeypatch) -> None:
+def test_bucket_and_users_are_locked_down(aws: EmulatorCredentials, capsys) -> None:
     created = CreateUserArguments()
-    original = job.aws.session.make_aws
-    monkeypatch.setattr(
-        job.aws.session, "make_aws", lambda *a, **k: original(*a, call_hooks=[created], **k)
-    )
-    run_id = invoke(capsys, "provision", "--permissions-boundary", BOUNDARY).stdout.strip()
+    run_id = invoke(
+        capsys, "provision", "--permissions-boundary", BOUNDARY, hooks=[created]
+    ).stdout.strip()
     s3, iam = admin_client(aws, "s3"), admin_client(aws, "iam")
     for bucket in (f"job-{run_id}-data", f"job-{run_id}-elsewhere"):  # the decoy is no weaker
         assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"] == {
@@ -81,12 +78,8 @@ class BucketPolicyCatcher:
 
 def test_tls_only_policy_when_required(aws, capsys, monkeypatch) -> None:
     catcher = BucketPolicyCatcher()
-    original = job.aws.session.make_aws
-    monkeypatch.setattr(
-        job.aws.session, "make_aws", lambda *a, **k: original(*a, call_hooks=[catcher], **k)
-    )
     monkeypatch.setenv("JOB_REQUIRE_TLS", "1")
-    run_id = invoke(capsys, "provision").stdout.strip()
+    run_id = invoke(capsys, "provision", hooks=[catcher]).stdout.strip()
     by_bucket = {p["Statement"][0]["Resource"][0]: p for p in catcher.policies}
     assert len(catcher.policies) == 2
     for name in ("data", "elsewhere"):

@@ -23,12 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from sqlalchemy import update
 
-import job.aws.session
 from job.config import parse_database_url
 from job.emulator import EmulatorCredentials
+from job.ledger.engine import Ledger
 from job.ledger.models import Run, utcnow
 from job.permissions import required_actions, runner_policy
-from job.runtime import Ledger
 from tests.faults import StrictAws
 from tests.helpers import admin_client, grant_inline, invoke, leftovers
 
@@ -308,12 +307,10 @@ def test_without_an_action_a_situation_cannot_be_torn_down(
     situation(action, aws, run_id)
     # AWS's refusals where moto would delete regardless (a user with an SSH key, say).
     strict = StrictAws(admin_client(aws, "iam"), admin_client(aws, "s3"))
-    original = job.aws.session.make_aws
-    monkeypatch.setattr(
-        job.aws.session, "make_aws", lambda *a, **k: original(*a, call_hooks=[strict], **k)
-    )
     _become_least_privileged(aws, monkeypatch, without=frozenset({action}))
-    result = invoke(capsys, "teardown", "--run-id", run_id, "--database-url", sqlite_url)
+    result = invoke(
+        capsys, "teardown", "--run-id", run_id, "--database-url", sqlite_url, hooks=[strict]
+    )
     assert result.exit_code == 4, result.stderr
     assert f"lack {action}" in result.stderr
     # With the whole policy, the same teardown finishes.

@@ -30,9 +30,9 @@ from sqlalchemy import update
 from job.aws.session import make_aws
 from job.config import parse_database_url
 from job.emulator import EmulatorCredentials
+from job.ledger.engine import Ledger
 from job.ledger.models import Run, RunStatus, utcnow
 from job.phases.provision import provision, start_run
-from job.runtime import Ledger
 from tests.helpers import EMULATED, Done, leftovers, open_store, run_captured
 from tests.services.moto_server import SETTINGS as MOTO_SETTINGS
 

@@ -96,15 +96,11 @@ def test_provision_failure_still_reports(aws, sqlite_url, tmp_path, capsys, monk
         ("job_last_success_timestamp_seconds", (("command", "runs list"), ("prefix", "job")))
     ]
     # The job's own credentials may not create users: provision stops part way.
-    original = job.aws.session.make_aws
     refuse = FailTimes({"CreateUser"}, "AccessDenied", times=1000)
-    monkeypatch.setattr(
-        job.aws.session,
-        "make_aws",
-        lambda *args, **kwargs: original(*args, call_hooks=[refuse], **kwargs),
-    )
     result = invoke(
-        capsys, "provision", "--metrics-file", str(metrics), "--database-url", sqlite_url
+        capsys,
+        *("provision", "--metrics-file", str(metrics), "--database-url", sqlite_url),
+        hooks=[refuse],
     )
     assert result.exit_code == 4, result.stderr
     with open_store(sqlite_url) as store:
@@ -121,7 +117,9 @@ def test_provision_failure_still_reports(aws, sqlite_url, tmp_path, capsys, monk
     # The same failure under `job run`: teardown cleans up, the exit code is provision's, and
     # the JUnit report is one errored case saying why, not an empty (green) suite.
     junit = tmp_path / "report.xml"
-    result = invoke(capsys, "run", "--junit-xml", str(junit), "--database-url", sqlite_url)
+    result = invoke(
+        capsys, "run", "--junit-xml", str(junit), "--database-url", sqlite_url, hooks=[refuse]
+    )
     assert result.exit_code == 4, result.stderr
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None and suite.get("errors") == "1" and suite.get("tests") == "1"

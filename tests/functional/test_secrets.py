@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-import job.aws.session
 from job.config import parse_database_url
 from job.emulator import EmulatorCredentials
 from tests.faults import client_error
@@ -57,19 +56,15 @@ def _ledger_text(database_url: str) -> str:
         engine.dispose()
 
 
-def test_no_secret_anywhere(
-    aws: EmulatorCredentials, database_url: str, capsys, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_secret_anywhere(aws: EmulatorCredentials, database_url: str, capsys) -> None:
     catcher = SecretCatcher()
-    original = job.aws.session.make_aws
-
-    def make_aws(*args: Any, **kwargs: Any) -> Any:
-        return original(*args, call_hooks=[catcher, FailAfterKeys()], **kwargs)
-
-    monkeypatch.setattr(job.aws.session, "make_aws", make_aws)
     outputs = []
     for output in ("text", "json"):
-        result = invoke(capsys, "-vv", "run", "--output", output, "--database-url", database_url)
+        result = invoke(
+            capsys,
+            *("-vv", "run", "--output", output, "--database-url", database_url),
+            hooks=[catcher, FailAfterKeys()],
+        )
         assert result.exit_code == 1, result.stderr  # the odd DeleteObject errors fail the checks
         outputs += [result.stdout, result.stderr]
     assert len(catcher.secrets) == 4  # two runs, two users each
