@@ -35,9 +35,9 @@ from job.ledger.models import (
 )
 from job.ledger.store import Store
 from job.parallel import run_each, run_graph
-from job.phases.common import phase, recording_failure, target_for
+from job.phases.common import phase, recording_failure, scenario_of, target_for
 from job.phases.teardown import delete_resource
-from job.scenario import Expectation, RunOptions, Scenario, seed_scenario
+from job.scenario import Expectation, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def verify(
             f"run {run.id} is not provisioned yet; run `job provision --run-id {run.id}` first"
         )
     target = target_for(run, aws)
-    scenario = seed_scenario(run.prefix, target, RunOptions.of(run))
+    scenario = scenario_of(run, target)
     with phase(store, run, "verify", RunStatus.VERIFYING) as attempt:
         # Every principal must exist before any key is made.
         session = _Verification(store, target, run, attempt, scenario)
