@@ -24,6 +24,7 @@ from job.ledger.models import (
     utcnow,
 )
 from job.ledger.store import Store
+from job.scenario import RunOptions, Scenario, seed_scenario
 
 log = logging.getLogger(__name__)
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -51,6 +52,12 @@ def target_for(run: Run, aws: Aws) -> Target:
             f"set --region {run.region}"
         )
     return Target(aws=aws, run_id=run.id, account_id=run.account_id, partition=run.partition)
+
+
+def scenario_of(run: Run, target: Target) -> Scenario:
+    """What the run creates and expects: the seed scenario under the run's prefix, shaped by the
+    options recorded when it started. Every phase asks here, so they cannot disagree."""
+    return seed_scenario(run.prefix, target, RunOptions.of(run))
 
 
 def look_up(target: Target, row: Resource, *, known_to_exist: bool = False) -> Found:

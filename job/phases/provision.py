@@ -17,8 +17,15 @@ from job.errors import BadInput, NotOurs
 from job.ledger.models import Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.parallel import run_graph
-from job.phases.common import look_up, new_run_id, phase, recording_failure, target_for
-from job.scenario import ResourceSpec, RunOptions, seed_scenario
+from job.phases.common import (
+    look_up,
+    new_run_id,
+    phase,
+    recording_failure,
+    scenario_of,
+    target_for,
+)
+from job.scenario import ResourceSpec, RunOptions
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +57,7 @@ def provision(
         )
     target = target_for(run, aws)
     with phase(store, run, "provision", RunStatus.PROVISIONING):
-        specs = seed_scenario(run.prefix, target, RunOptions.of(run)).resources
+        specs = scenario_of(run, target).resources
         run_graph(
             {spec.logical_name: partial(ensure, store, target, run, spec) for spec in specs},
             {spec.logical_name: spec.needs for spec in specs},

@@ -18,8 +18,8 @@ from job.errors import AwsError
 from job.ledger.models import Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.parallel import run_graph
-from job.phases.common import look_up, phase, recording_failure, target_for
-from job.scenario import RunOptions, seed_scenario, teardown_needs
+from job.phases.common import look_up, phase, recording_failure, scenario_of, target_for
+from job.scenario import teardown_needs
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def teardown(store: Store, aws: Aws, *, run_id: str, concurrency: int = DEFAULT_
         # Newest first: with concurrency 1 that alone deletes dependents first (creation order
         # is dependency order); with more, each waits for what needs it.
         rows = sorted(run.resources, key=lambda resource: resource.id, reverse=True)
-        scenario = seed_scenario(run.prefix, target, RunOptions.of(run))
+        scenario = scenario_of(run, target)
         run_graph(
             {row.logical_name: partial(delete, row) for row in rows},
             teardown_needs(scenario, rows),

@@ -35,9 +35,9 @@ from job.ledger.models import (
 )
 from job.ledger.store import Store
 from job.parallel import run_each, run_graph
-from job.phases.common import phase, recording_failure, target_for
+from job.phases.common import phase, recording_failure, scenario_of, target_for
 from job.phases.teardown import delete_resource
-from job.scenario import Expectation, RunOptions, Scenario, seed_scenario
+from job.scenario import Expectation, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -47,24 +47,6 @@ KEY_NOT_YET_VALID = frozenset({"InvalidAccessKeyId", "InvalidClientTokenId", "Au
 # while after CreateBucket: worth waiting out, for an expected denial too.
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel
 BUCKET_NOT_YET_VISIBLE = frozenset({"NoSuchBucket"})
-
-
-def verdict_of(error: BaseException | None) -> Verdict:
-    """What a probe's outcome says: `allow` when the call succeeded (no error), `deny` for an
-    authorization refusal, `error` for every other answer (a missing bucket or key, a key AWS does
-    not know, a 5xx, throttling past retries, a code we do not know, no answer at all): it is no
-    answer about the permission, and never passes a check."""
-    if error is None:
-        return Verdict.ALLOW
-    return Verdict.DENY if is_denial(error) else Verdict.ERROR
-
-
-@dataclass
-class ProbeKey:
-    """A principal's access key for the length of verify. The secret is never stored or printed."""
-
-    access_key_id: str
-    secret_access_key: str = field(repr=False)
 
 
 def verify(
@@ -86,24 +68,10 @@ def verify(
             f"run {run.id} is not provisioned yet; run `job provision --run-id {run.id}` first"
         )
     target = target_for(run, aws)
-    scenario = seed_scenario(run.prefix, target, RunOptions.of(run))
+    scenario = scenario_of(run, target)
     with phase(store, run, "verify", RunStatus.VERIFYING) as attempt:
-        # Every principal must exist before any key is made.
-        session = _Verification(store, target, run, attempt, scenario)
-        try:
-            tasks, needs = session.plan(scenario.expectations)
-            run_graph(tasks, needs, concurrency=concurrency)
-        finally:
-            # Whatever happened above, no key may outlive verify.
-            run_each(
-                {
-                    row.logical_name: partial(delete_resource, store, target, row)
-                    for row in session.keys
-                },
-                concurrency=concurrency,
-                keep_going=True,
-            )
-        passed = all(check.passed for check in session.checks.values())
+        verification = _Verification(store, target, run, attempt, scenario, concurrency)
+        passed = verification.carry_out()
         store.set_status(run, RunStatus.VERIFIED if passed else RunStatus.VERIFY_FAILED)
     return run
 
@@ -111,7 +79,7 @@ def verify(
 class _Verification:
     """One verify attempt as a graph: each principal's key, then its expected-allowed calls (at
     once, each retried through propagation), then, once all of those worked, its expected
-    denials. The principals proceed side by side."""
+    denials. The principals proceed side by side. The methods below come in the order they run."""
 
     def __init__(
         self,
@@ -120,8 +88,12 @@ class _Verification:
         run: Run,
         attempt: PhaseAttempt,
         scenario: Scenario,
+        concurrency: int,
     ) -> None:
         self.store, self.target, self.run, self.attempt = store, target, run, attempt
+        self.expectations = scenario.expectations
+        self.concurrency = concurrency
+        # Every principal must exist before any key is made.
         self.users = {principal: self._user(principal) for principal in scenario.principals}
         # Keys a verify killed earlier may have left (AWS allows two per user), by user name:
         # read here, before the worker threads start adding this attempt's keys to the run.
@@ -139,15 +111,23 @@ class _Verification:
             raise BadInput(f"run {self.run.id} has no user {principal!r}; provision it again first")
         return user
 
-    def plan(
-        self, expectations: tuple[Expectation, ...]
-    ) -> tuple[dict[str, Callable[[], object]], dict[str, list[str]]]:
+    def carry_out(self) -> bool:
+        """Make the keys and the checks, delete the keys; True when every check passed."""
+        try:
+            tasks, needs = self.plan()
+            run_graph(tasks, needs, concurrency=self.concurrency)
+        finally:
+            # Whatever happened above, no key may outlive verify.
+            self.delete_keys()
+        return all(check.passed for check in self.checks.values())
+
+    def plan(self) -> tuple[dict[str, Callable[[], object]], dict[str, list[str]]]:
         tasks: dict[str, Callable[[], object]] = {}
         needs: dict[str, list[str]] = {}
-        for principal in dict.fromkeys(e.principal for e in expectations):
+        for principal in dict.fromkeys(e.principal for e in self.expectations):
             key_task = f"key:{principal}"
             tasks[key_task] = partial(self.make_key, principal)
-            mine = [e for e in expectations if e.principal == principal]
+            mine = [e for e in self.expectations if e.principal == principal]
             allowed = [e for e in mine if e.expected is Verdict.ALLOW]
             allowed_tasks = [f"check:{principal}:{index}" for index in range(len(allowed))]
             for name, expectation in zip(allowed_tasks, allowed, strict=True):
@@ -172,21 +152,44 @@ class _Verification:
             attributes={"user_name": user.name},
         )
         self.keys.append(row)
-        key = _create_key(self.store, self.target, row)
+        key = self._create_key(row)
         self.principal_aws[principal] = self.target.aws.with_keys(
             key.access_key_id, key.secret_access_key
         )
 
+    def _create_key(self, row: Resource) -> ProbeKey:
+        with recording_failure(
+            self.store, row, f"creating an access key for {row.attributes['user_name']}"
+        ):
+            created = handler_for(row.kind).create(self.target, row)
+        self.store.set_state(row, ResourceState.CREATED, physical_id=created.physical_id)
+        assert created.secret is not None
+        return ProbeKey(created.physical_id, created.secret)
+
     def check(self, expectation: Expectation, *, wait_for_access: bool) -> None:
-        self.checks[expectation] = _check(
-            self.store,
-            self.target,
-            self.run,
-            self.attempt,
-            self.principal_aws[expectation.principal],
-            expectation,
-            wait_for_access,
+        """Make the call until AWS has caught up or the propagation timeout passes: while the key
+        is new, while the bucket is new, and, when `wait_for_access` (an expected allow: a new
+        attachment takes a while to work everywhere), while AWS still refuses it."""
+        principal_aws = self.principal_aws[expectation.principal]
+        retry_on = (
+            KEY_NOT_YET_VALID | BUCKET_NOT_YET_VISIBLE | (DENIED if wait_for_access else set())
         )
+        try:
+            until_consistent(
+                lambda: probe(
+                    principal_aws, expectation.action, expectation.bucket, expectation.key
+                ),
+                retry_on=retry_on,
+                timeout=self.target.propagation_timeout,
+                what=f"{expectation.principal}'s access",
+            )
+        except AWS_ERRORS as error:
+            # The code is kept: "error" alone would not say whether the bucket or the key was
+            # missing.
+            detail = error_code(error) if isinstance(error, ClientError) else str(error)
+            self.record(expectation, verdict_of(error), detail)
+            return
+        self.record(expectation, verdict_of(None), None)
 
     def check_denial(self, expectation: Expectation, allowed: list[Expectation]) -> None:
         # A denial proves something only once the principal's allowed calls work: before that,
@@ -194,81 +197,62 @@ class _Verification:
         if all(self.checks[e].passed for e in allowed):
             self.check(expectation, wait_for_access=False)
             return
-        self.checks[expectation] = _record(
-            self.store,
-            self.target,
-            self.run,
-            self.attempt,
+        self.record(
             expectation,
             Verdict.ERROR,
             "not tried: the principal's allowed calls never succeeded, so a denial would prove "
             "nothing",
         )
 
-
-def _create_key(store: Store, target: Target, row: Resource) -> ProbeKey:
-    with recording_failure(store, row, f"creating an access key for {row.attributes['user_name']}"):
-        created = handler_for(row.kind).create(target, row)
-    store.set_state(row, ResourceState.CREATED, physical_id=created.physical_id)
-    assert created.secret is not None
-    return ProbeKey(created.physical_id, created.secret)
-
-
-def _check(
-    store: Store,
-    target: Target,
-    run: Run,
-    attempt: PhaseAttempt,
-    principal_aws: Aws,
-    expectation: Expectation,
-    wait_for_access: bool,
-) -> Check:
-    """Make the call until AWS has caught up or the propagation timeout passes: while the key is
-    new, while the bucket is new, and, when `wait_for_access` (an expected allow: a new
-    attachment takes a while to work everywhere), while AWS still refuses it."""
-    retry_on = KEY_NOT_YET_VALID | BUCKET_NOT_YET_VISIBLE | (DENIED if wait_for_access else set())
-    try:
-        until_consistent(
-            lambda: probe(principal_aws, expectation.action, expectation.bucket, expectation.key),
-            retry_on=retry_on,
-            timeout=target.propagation_timeout,
-            what=f"{expectation.principal}'s access",
+    def record(self, expectation: Expectation, actual: Verdict, detail: str | None) -> None:
+        """Write the check to the ledger, log it, and keep it for the denials that wait on it."""
+        check = self.store.record_check(
+            self.run,
+            self.attempt,
+            principal=expectation.principal,
+            action=expectation.action,
+            resource=expectation.resource_arn(self.target),
+            expected=expectation.expected,
+            actual=actual,
+            detail=detail,
         )
-    except AWS_ERRORS as error:
-        # The code is kept: "error" alone would not say whether the bucket or the key was missing.
-        detail = error_code(error) if isinstance(error, ClientError) else str(error)
-        return _record(store, target, run, attempt, expectation, verdict_of(error), detail)
-    return _record(store, target, run, attempt, expectation, verdict_of(None), None)
+        level = logging.INFO if check.passed else logging.WARNING
+        log.log(
+            level,
+            "%s %s on %s: expected %s, got %s%s",
+            check.principal,
+            check.action,
+            check.resource,
+            check.expected.value,
+            check.actual.value,
+            f" ({detail})" if detail else "",
+        )
+        self.checks[expectation] = check
+
+    def delete_keys(self) -> None:
+        run_each(
+            {
+                row.logical_name: partial(delete_resource, self.store, self.target, row)
+                for row in self.keys
+            },
+            concurrency=self.concurrency,
+            keep_going=True,
+        )
 
 
-def _record(
-    store: Store,
-    target: Target,
-    run: Run,
-    attempt: PhaseAttempt,
-    expectation: Expectation,
-    actual: Verdict,
-    detail: str | None,
-) -> Check:
-    check = store.record_check(
-        run,
-        attempt,
-        principal=expectation.principal,
-        action=expectation.action,
-        resource=expectation.resource_arn(target),
-        expected=expectation.expected,
-        actual=actual,
-        detail=detail,
-    )
-    level = logging.INFO if check.passed else logging.WARNING
-    log.log(
-        level,
-        "%s %s on %s: expected %s, got %s%s",
-        check.principal,
-        check.action,
-        check.resource,
-        check.expected.value,
-        check.actual.value,
-        f" ({detail})" if detail else "",
-    )
-    return check
+def verdict_of(error: BaseException | None) -> Verdict:
+    """What a probe's outcome says: `allow` when the call succeeded (no error), `deny` for an
+    authorization refusal, `error` for every other answer (a missing bucket or key, a key AWS does
+    not know, a 5xx, throttling past retries, a code we do not know, no answer at all): it is no
+    answer about the permission, and never passes a check."""
+    if error is None:
+        return Verdict.ALLOW
+    return Verdict.DENY if is_denial(error) else Verdict.ERROR
+
+
+@dataclass
+class ProbeKey:
+    """A principal's access key for the length of verify. The secret is never stored or printed."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
