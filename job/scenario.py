@@ -15,7 +15,7 @@ from typing import Any
 
 from job.aws.handler import Target
 from job.aws.s3 import bucket_arn
-from job.ledger.models import Verdict
+from job.vocabulary import Verdict
 
 FIXTURE_KEY = "probe/fixture.txt"
 # What a run names its buckets after the prefix and the run id: <prefix>-<run id>-<suffix>.

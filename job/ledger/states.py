@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import enum
 
+# Verdicts are the scenario's words too; they live where the scenario can use them without the
+# ledger, and are named here with the other states the ledger stores.
+from job.vocabulary import Verdict
+
+__all__ = ["Outcome", "ResourceState", "RunStatus", "Verdict"]
+
 
 class RunStatus(enum.StrEnum):
     PROVISIONING = "provisioning"
@@ -28,9 +34,3 @@ class Outcome(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-
-
-class Verdict(enum.StrEnum):
-    ALLOW = "allow"
-    DENY = "deny"
-    ERROR = "error"
