@@ -13,3 +13,14 @@ class Verdict(enum.StrEnum):
     ALLOW = "allow"
     DENY = "deny"
     ERROR = "error"
+
+
+class ResourceKind(enum.StrEnum):
+    """What sort of AWS resource a ledger row stands for; each has one handler (job.aws.kinds)."""
+
+    S3_BUCKET = "s3_bucket"
+    S3_OBJECT = "s3_object"
+    IAM_USER = "iam_user"
+    IAM_POLICY = "iam_policy"
+    IAM_USER_POLICY_ATTACHMENT = "iam_user_policy_attachment"
+    IAM_ACCESS_KEY = "iam_access_key"

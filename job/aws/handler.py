@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from job.aws.session import Aws, is_denial
 from job.ledger.models import Resource
+from job.vocabulary import ResourceKind
 
 MANAGED_BY_KEY = "job:managed-by"
 MANAGED_BY_VALUE = "job"
@@ -124,7 +125,7 @@ class Created:
 
 
 class Handler(Protocol):
-    kind: ClassVar[str]
+    kind: ClassVar[ResourceKind]
     # IAM actions each verb needs from the job's own credentials (for `job runner-policy`).
     permissions: ClassVar[dict[str, tuple[str, ...]]]
 

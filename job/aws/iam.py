@@ -30,6 +30,7 @@ from job.aws.handler import (
 from job.aws.retry import until_consistent
 from job.aws.session import error_code
 from job.ledger.models import Resource
+from job.vocabulary import ResourceKind
 
 log = logging.getLogger(__name__)
 GONE = "NoSuchEntity"
@@ -49,7 +50,7 @@ def _ignore_gone(call: Any, **params: Any) -> None:
 
 
 class UserHandler:
-    kind: ClassVar[str] = "iam_user"
+    kind: ClassVar[ResourceKind] = ResourceKind.IAM_USER
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:CreateUser", "iam:TagUser"),
         "inspect": ("iam:ListUserTags",),
@@ -161,7 +162,7 @@ def inspect_user(target: Target, name: str) -> Found:
 
 
 class PolicyHandler:
-    kind: ClassVar[str] = "iam_policy"
+    kind: ClassVar[ResourceKind] = ResourceKind.IAM_POLICY
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:CreatePolicy", "iam:TagPolicy"),
         "inspect": ("iam:ListPolicyTags",),
@@ -232,7 +233,7 @@ class PolicyHandler:
 class AttachmentHandler:
     """A managed policy attached to a user. It cannot carry tags; it is ours when its user is."""
 
-    kind: ClassVar[str] = "iam_user_policy_attachment"
+    kind: ClassVar[ResourceKind] = ResourceKind.IAM_USER_POLICY_ATTACHMENT
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:AttachUserPolicy",),
         "inspect": ("iam:ListUserTags", "iam:ListAttachedUserPolicies"),
@@ -283,7 +284,7 @@ class AccessKeyHandler:
     retried) leaves a key whose id the job never saw. Only verify gives the run's users keys, one
     at a time under the run's hold, so every key on them is the job's to delete."""
 
-    kind: ClassVar[str] = "iam_access_key"
+    kind: ClassVar[ResourceKind] = ResourceKind.IAM_ACCESS_KEY
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:CreateAccessKey",),
         "inspect": ("iam:ListUserTags", "iam:ListAccessKeys"),

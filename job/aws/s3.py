@@ -23,6 +23,7 @@ from job.aws.retry import until_consistent
 from job.aws.session import error_code
 from job.errors import NotOurs
 from job.ledger.models import Resource
+from job.vocabulary import ResourceKind
 
 BUCKET_GONE = {"NoSuchBucket", "404", "NotFound"}
 NEW_BUCKET_NOT_FOUND = {"NoSuchBucket"}
@@ -136,7 +137,7 @@ def _delete_versions(s3: Any, bucket: str, prefix: str | None = None) -> None:
 
 
 class BucketHandler:
-    kind: ClassVar[str] = "s3_bucket"
+    kind: ClassVar[ResourceKind] = ResourceKind.S3_BUCKET
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": (
             "s3:CreateBucket",
@@ -237,7 +238,7 @@ class ObjectHandler:
     """An object the job itself puts in its bucket. Objects carry no tags we rely on: an object is
     ours when its bucket is."""
 
-    kind: ClassVar[str] = "s3_object"
+    kind: ClassVar[ResourceKind] = ResourceKind.S3_OBJECT
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("s3:PutObject",),
         "inspect": ("s3:ListBucket", "s3:GetBucketTagging", "s3:GetObject"),

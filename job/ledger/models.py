@@ -29,6 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # The states live apart so that the command line can list them without importing SQLAlchemy.
 from job.ledger.states import Outcome, ResourceState, RunStatus, Verdict
+from job.vocabulary import ResourceKind
 
 __all__ = ["Outcome", "ResourceState", "RunStatus", "Verdict"]
 
@@ -120,7 +121,7 @@ class Resource(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[ResourceKind] = mapped_column(_enum(ResourceKind, 32))
     # The scenario's name for it ("writer", "read-policy"), unique within a run.
     logical_name: Mapped[str] = mapped_column(String(64))
     # The deterministic AWS name, known before the create call: what a crashed run is found by.

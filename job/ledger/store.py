@@ -28,6 +28,7 @@ from job.ledger.models import (
     Verdict,
     utcnow,
 )
+from job.vocabulary import ResourceKind
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -160,7 +161,13 @@ class Store:
 
     @_serialized
     def record_pending(
-        self, run: Run, *, kind: str, logical_name: str, name: str, attributes: dict[str, Any]
+        self,
+        run: Run,
+        *,
+        kind: ResourceKind,
+        logical_name: str,
+        name: str,
+        attributes: dict[str, Any],
     ) -> Resource:
         """Write-ahead: the resource is in the ledger before the call that creates it."""
         row = Resource(

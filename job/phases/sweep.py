@@ -27,6 +27,7 @@ from job.ledger.models import Resource, ResourceState, Run, utcnow
 from job.ledger.store import Store
 from job.parallel import run_each
 from job.scenario import BUCKET_SUFFIXES
+from job.vocabulary import ResourceKind
 
 log = logging.getLogger(__name__)
 # What the listings below need beyond the resource kinds' own inspect and delete.
@@ -45,7 +46,7 @@ JOB_BUCKET = re.compile(rf"[a-z0-9-]{{1,20}}-[a-z][a-z0-9]{{9}}-({_SUFFIXES})")
 
 @dataclass
 class Orphan:
-    kind: str
+    kind: ResourceKind
     name: str
     physical_id: str
     run_id: str | None
@@ -54,7 +55,7 @@ class Orphan:
     error: str | None = None
 
 
-def _accounted(store: Store, account_id: str) -> set[tuple[str, str]]:
+def _accounted(store: Store, account_id: str) -> set[tuple[ResourceKind, str]]:
     """(kind, name) of every resource the ledger has live in this account."""
     rows = store.session.execute(
         select(Resource.kind, Resource.name)
@@ -65,21 +66,26 @@ def _accounted(store: Store, account_id: str) -> set[tuple[str, str]]:
 
 
 def _tagged_iam(
-    aws: Aws, prefix: str, accounted: set[tuple[str, str]], kind: str, listing: str, key: str
+    aws: Aws,
+    prefix: str,
+    accounted: set[tuple[ResourceKind, str]],
+    kind: ResourceKind,
+    listing: str,
+    key: str,
 ) -> Iterator[Orphan]:
     """Users or customer-managed policies under the job's path (every page), with the job's tags."""
     iam = aws.client("iam")
     pages = iam.get_paginator(listing).paginate(
-        PathPrefix=IAM_PATH, **({"Scope": "Local"} if kind == "iam_policy" else {})
+        PathPrefix=IAM_PATH, **({"Scope": "Local"} if kind is ResourceKind.IAM_POLICY else {})
     )
     for page in pages:
         for item in page[key]:
-            name = item["UserName"] if kind == "iam_user" else item["PolicyName"]
+            name = item["UserName"] if kind is ResourceKind.IAM_USER else item["PolicyName"]
             # Another prefix's resources are another job's (and outside this runner's policy).
             if not name.startswith(f"{prefix}-") or (kind, name) in accounted:
                 continue
             try:
-                if kind == "iam_user":
+                if kind is ResourceKind.IAM_USER:
                     answer = iam.list_user_tags(UserName=name)
                 else:
                     answer = iam.list_policy_tags(PolicyArn=item["Arn"])
@@ -93,12 +99,12 @@ def _tagged_iam(
 
 
 def _tagged_buckets(
-    aws: Aws, prefix: str, accounted: set[tuple[str, str]], partition: str
+    aws: Aws, prefix: str, accounted: set[tuple[ResourceKind, str]], partition: str
 ) -> Iterator[Orphan]:
     s3 = aws.client("s3")
     for bucket in list_buckets(s3, prefix=f"{prefix}-"):
         name = bucket["Name"]
-        if not JOB_BUCKET.fullmatch(name) or ("s3_bucket", name) in accounted:
+        if not JOB_BUCKET.fullmatch(name) or (ResourceKind.S3_BUCKET, name) in accounted:
             continue
         try:
             tags = tag_dict(s3.get_bucket_tagging(Bucket=name)["TagSet"])
@@ -108,7 +114,7 @@ def _tagged_buckets(
             continue
         if tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
             yield Orphan(
-                "s3_bucket",
+                ResourceKind.S3_BUCKET,
                 name,
                 f"arn:{partition}:s3:::{name}",
                 tags.get(RUN_ID_KEY),
@@ -129,8 +135,10 @@ def sweep(
     accounted = _accounted(store, identity.account_id)
     try:
         orphans = [
-            *_tagged_iam(aws, prefix, accounted, "iam_user", "list_users", "Users"),
-            *_tagged_iam(aws, prefix, accounted, "iam_policy", "list_policies", "Policies"),
+            *_tagged_iam(aws, prefix, accounted, ResourceKind.IAM_USER, "list_users", "Users"),
+            *_tagged_iam(
+                aws, prefix, accounted, ResourceKind.IAM_POLICY, "list_policies", "Policies"
+            ),
             *_tagged_buckets(aws, prefix, accounted, identity.partition),
         ]
     except AWS_ERRORS as error:
@@ -160,7 +168,7 @@ def sweep(
         else:
             doomed.append(orphan)
     # Users first: deleting them detaches the policies, which can then go. Within a kind, at once.
-    for kind in ("iam_user", "iam_policy", "s3_bucket"):
+    for kind in (ResourceKind.IAM_USER, ResourceKind.IAM_POLICY, ResourceKind.S3_BUCKET):
         run_each(
             {id(o): partial(delete, o) for o in doomed if o.kind == kind}, concurrency=concurrency
         )

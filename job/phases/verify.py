@@ -38,6 +38,7 @@ from job.parallel import run_each, run_graph
 from job.phases.common import phase, recording_failure, target_for
 from job.phases.teardown import delete_resource
 from job.scenario import Expectation, RunOptions, Scenario, seed_scenario
+from job.vocabulary import ResourceKind
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class _Verification:
         # read here, before the worker threads start adding this attempt's keys to the run.
         self.leftover_keys: dict[str, list[Resource]] = {}
         for row in run.resources:
-            if row.kind == "iam_access_key" and row.state is not ResourceState.DELETED:
+            if row.kind == ResourceKind.IAM_ACCESS_KEY and row.state is not ResourceState.DELETED:
                 self.leftover_keys.setdefault(row.attributes.get("user_name", ""), []).append(row)
         self.keys: list[Resource] = []  # this attempt's, recorded: deleted whatever happens
         self.principal_aws: dict[str, Aws] = {}
@@ -166,7 +167,7 @@ class _Verification:
             delete_resource(self.store, self.target, row)
         row = self.store.record_pending(
             self.run,
-            kind="iam_access_key",
+            kind=ResourceKind.IAM_ACCESS_KEY,
             logical_name=f"{principal}-key-{self.attempt.id}",
             name=f"access key of {user.name}",
             attributes={"user_name": user.name},
