@@ -68,7 +68,7 @@ def run_dict(run: Run, checks: Sequence[Check]) -> dict[str, Any]:
         "held_until": _time(run.held_until),
         "phases": [
             {
-                "phase": attempt.phase,
+                "phase": attempt.phase.value,
                 "outcome": attempt.outcome.value,
                 "started_at": _time(attempt.started_at),
                 "finished_at": _time(attempt.finished_at),

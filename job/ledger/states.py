@@ -9,7 +9,7 @@ import enum
 # ledger, and are named here with the other states the ledger stores.
 from job.vocabulary import Verdict
 
-__all__ = ["Outcome", "ResourceState", "RunStatus", "Verdict"]
+__all__ = ["Outcome", "Phase", "ResourceState", "RunStatus", "Verdict"]
 
 
 class RunStatus(enum.StrEnum):
@@ -28,6 +28,14 @@ class ResourceState(enum.StrEnum):
     CREATED = "created"
     DELETING = "deleting"
     DELETED = "deleted"
+
+
+class Phase(enum.StrEnum):
+    """What a phase attempt was an attempt at."""
+
+    PROVISION = "provision"
+    VERIFY = "verify"
+    TEARDOWN = "teardown"
 
 
 class Outcome(enum.StrEnum):

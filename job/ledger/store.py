@@ -20,6 +20,7 @@ from job.errors import BadInput, LedgerError
 from job.ledger.models import (
     Check,
     Outcome,
+    Phase,
     PhaseAttempt,
     Resource,
     ResourceState,
@@ -207,7 +208,7 @@ class Store:
     # Phase attempts
 
     @_serialized
-    def start_attempt(self, run: Run, phase: str) -> PhaseAttempt:
+    def start_attempt(self, run: Run, phase: Phase) -> PhaseAttempt:
         attempt = PhaseAttempt(
             phase=phase,
             outcome=Outcome.RUNNING,

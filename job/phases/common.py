@@ -16,6 +16,7 @@ from job.aws.session import AWS_ERRORS, Aws, describe_aws_error
 from job.errors import AwsError, JobError, LedgerError
 from job.ledger.models import (
     Outcome,
+    Phase,
     PhaseAttempt,
     Resource,
     ResourceState,
@@ -95,7 +96,7 @@ def recording_failure(store: Store, row: Resource, doing: str) -> Iterator[None]
 
 
 @contextmanager
-def phase(store: Store, run: Run, name: str, status: RunStatus) -> Iterator[PhaseAttempt]:
+def phase(store: Store, run: Run, name: Phase, status: RunStatus) -> Iterator[PhaseAttempt]:
     """Record an attempt at `name`; on any error, record it and mark the run failed, then re-raise.
 
     The run is left re-runnable: the ledger says what exists, the same command picks up from there.

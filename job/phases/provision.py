@@ -14,7 +14,7 @@ from job.aws.kinds import handler_for
 from job.aws.session import Aws
 from job.config import DEFAULT_CONCURRENCY
 from job.errors import BadInput, NotOurs
-from job.ledger.models import Resource, ResourceState, Run, RunStatus
+from job.ledger.models import Phase, Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.parallel import run_graph
 from job.phases.common import look_up, new_run_id, phase, recording_failure, target_for
@@ -43,13 +43,13 @@ def provision(
     """Create what is missing of the run's resources (all of them, for a run just started), each
     once what it needs exists, up to `concurrency` at once."""
     run = store.get_run(run_id)
-    if any(attempt.phase == "teardown" for attempt in run.attempts):
+    if any(attempt.phase is Phase.TEARDOWN for attempt in run.attempts):
         raise BadInput(
             f"run {run.id} has been torn down (or was being torn down); start a new run with "
             f"`job provision`, or finish it with `job teardown --run-id {run.id}`"
         )
     target = target_for(run, aws)
-    with phase(store, run, "provision", RunStatus.PROVISIONING):
+    with phase(store, run, Phase.PROVISION, RunStatus.PROVISIONING):
         specs = seed_scenario(run.prefix, target, RunOptions.of(run)).resources
         run_graph(
             {spec.logical_name: partial(ensure, store, target, run, spec) for spec in specs},

@@ -15,7 +15,7 @@ from job.aws.kinds import handler_for
 from job.aws.session import Aws
 from job.config import DEFAULT_CONCURRENCY
 from job.errors import AwsError
-from job.ledger.models import Resource, ResourceState, Run, RunStatus
+from job.ledger.models import Phase, Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.parallel import run_graph
 from job.phases.common import look_up, phase, recording_failure, target_for
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def teardown(store: Store, aws: Aws, *, run_id: str, concurrency: int = DEFAULT_CONCURRENCY) -> Run:
     run = store.get_run(run_id)
     target = target_for(run, aws)
-    with phase(store, run, "teardown", RunStatus.TEARING_DOWN):
+    with phase(store, run, Phase.TEARDOWN, RunStatus.TEARING_DOWN):
         failures: list[str] = []
 
         def delete(row: Resource) -> None:

@@ -26,6 +26,7 @@ from job.errors import BadInput
 from job.ledger.models import (
     Check,
     Outcome,
+    Phase,
     PhaseAttempt,
     Resource,
     ResourceState,
@@ -80,15 +81,15 @@ def verify(
     # By what happened, not by the status: a verify that failed or was killed leaves the run
     # "failed" or "verifying", and verifying it again is exactly what should come next.
     phases = [(a.phase, a.outcome) for a in run.attempts]
-    if "teardown" in (phase for phase, _ in phases):
+    if Phase.TEARDOWN in (phase for phase, _ in phases):
         raise BadInput(f"run {run.id} has been torn down; start a new run with `job run`")
-    if ("provision", Outcome.SUCCEEDED) not in phases:
+    if (Phase.PROVISION, Outcome.SUCCEEDED) not in phases:
         raise BadInput(
             f"run {run.id} is not provisioned yet; run `job provision --run-id {run.id}` first"
         )
     target = target_for(run, aws)
     scenario = seed_scenario(run.prefix, target, RunOptions.of(run))
-    with phase(store, run, "verify", RunStatus.VERIFYING) as attempt:
+    with phase(store, run, Phase.VERIFY, RunStatus.VERIFYING) as attempt:
         # Every principal must exist before any key is made.
         session = _Verification(store, target, run, attempt, scenario)
         try:
