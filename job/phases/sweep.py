@@ -8,6 +8,7 @@ an account with thousands of the job's users costs one tag read per stranger, no
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 from collections.abc import Iterator
@@ -44,6 +45,15 @@ _SUFFIXES = "|".join(BUCKET_SUFFIXES)
 JOB_BUCKET = re.compile(rf"[a-z0-9-]{{1,20}}-[a-z][a-z0-9]{{9}}-({_SUFFIXES})")
 
 
+class SweepAction(enum.StrEnum):
+    """What sweep did with an orphan (`--output json` shows the value)."""
+
+    LISTED = "listed"  # found, and nothing done to it: a dry run
+    DELETED = "deleted"
+    KEPT = "kept"  # too young: it may belong to a run in progress elsewhere
+    FAILED = "failed"
+
+
 @dataclass
 class Orphan:
     kind: ResourceKind
@@ -51,7 +61,7 @@ class Orphan:
     physical_id: str
     run_id: str | None
     created_at: datetime
-    action: str = "listed"  # listed, deleted, kept (too young), failed
+    action: SweepAction = SweepAction.LISTED
     error: str | None = None
 
 
@@ -154,16 +164,19 @@ def sweep(
         try:
             handler_for(orphan.kind).delete(target, row)
         except AWS_ERRORS as error:
-            orphan.action, orphan.error = "failed", describe_aws_error(error, "deleting").message
+            orphan.action, orphan.error = (
+                SweepAction.FAILED,
+                describe_aws_error(error, "deleting").message,
+            )
             log.error("could not delete %s %s: %s", orphan.kind, orphan.name, orphan.error)
             return
-        orphan.action = "deleted"
+        orphan.action = SweepAction.DELETED
         log.info("deleted orphaned %s %s (run %s)", orphan.kind, orphan.name, orphan.run_id)
 
     doomed = []
     for orphan in orphans:
         if orphan.created_at > cutoff:
-            orphan.action = "kept"
+            orphan.action = SweepAction.KEPT
             orphan.error = f"younger than {older_than}: may belong to a run in progress elsewhere"
         else:
             doomed.append(orphan)
