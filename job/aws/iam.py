@@ -21,7 +21,9 @@ from job.aws.handler import (
     AlreadyExists,
     Created,
     Found,
+    NothingToConfigure,
     Presence,
+    Subject,
     Target,
     judge_tags,
     refused_means_not_created,
@@ -29,7 +31,6 @@ from job.aws.handler import (
 )
 from job.aws.retry import until_consistent
 from job.aws.session import error_code
-from job.ledger.models import Resource
 from job.vocabulary import ResourceKind
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def _ignore_gone(call: Any, **params: Any) -> None:
             raise
 
 
-class UserHandler:
+class UserHandler(NothingToConfigure):
     kind: ClassVar[ResourceKind] = ResourceKind.IAM_USER
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:CreateUser", "iam:TagUser"),
@@ -77,26 +78,26 @@ class UserHandler:
         ),
     }
 
-    def create(self, target: Target, row: Resource) -> Created:
+    def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
-        params: dict[str, Any] = {"UserName": row.name, "Path": IAM_PATH, "Tags": target.tags()}
-        if row.attributes.get("permissions_boundary"):
-            params["PermissionsBoundary"] = row.attributes["permissions_boundary"]
+        params: dict[str, Any] = {"UserName": subject.name, "Path": IAM_PATH, "Tags": target.tags()}
+        if subject.attributes.get("permissions_boundary"):
+            params["PermissionsBoundary"] = subject.attributes["permissions_boundary"]
         try:
             with refused_means_not_created():
                 user = iam.create_user(**params)["User"]
         except ClientError as error:
             if error_code(error) == "EntityAlreadyExists":
-                raise AlreadyExists(row.name) from None
+                raise AlreadyExists(subject.name) from None
             raise
         return Created(user["Arn"])
 
-    def inspect(self, target: Target, row: Resource) -> Found:
-        return inspect_user(target, row.name)
+    def inspect(self, target: Target, subject: Subject) -> Found:
+        return inspect_user(target, subject.name)
 
-    def delete(self, target: Target, row: Resource) -> None:
+    def delete(self, target: Target, subject: Subject) -> None:
         iam = target.aws.client("iam")
-        name = row.name
+        name = subject.name
         try:
             for key in _pages(iam, "list_access_keys", "AccessKeyMetadata", UserName=name):
                 _ignore_gone(iam.delete_access_key, UserName=name, AccessKeyId=key["AccessKeyId"])
@@ -161,7 +162,7 @@ def inspect_user(target: Target, name: str) -> Found:
     )
 
 
-class PolicyHandler:
+class PolicyHandler(NothingToConfigure):
     kind: ClassVar[ResourceKind] = ResourceKind.IAM_POLICY
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:CreatePolicy", "iam:TagPolicy"),
@@ -177,37 +178,39 @@ class PolicyHandler:
         ),
     }
 
-    def create(self, target: Target, row: Resource) -> Created:
+    def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
         try:
             with refused_means_not_created():
                 policy = iam.create_policy(
-                    PolicyName=row.name,
+                    PolicyName=subject.name,
                     Path=IAM_PATH,
-                    PolicyDocument=json.dumps(row.attributes["document"]),
-                    Description=str(row.attributes.get("description", "")),
+                    PolicyDocument=json.dumps(subject.attributes["document"]),
+                    Description=str(subject.attributes.get("description", "")),
                     Tags=target.tags(),
                 )["Policy"]
         except ClientError as error:
             if error_code(error) == "EntityAlreadyExists":
-                raise AlreadyExists(row.name) from None
+                raise AlreadyExists(subject.name) from None
             raise
         return Created(policy["Arn"])
 
-    def inspect(self, target: Target, row: Resource) -> Found:
+    def inspect(self, target: Target, subject: Subject) -> Found:
         iam = target.aws.client("iam")
-        arn = target.iam_arn("policy", row.name)
+        arn = target.iam_arn("policy", subject.name)
         try:
             tags = tag_dict(list(_pages(iam, "list_policy_tags", "Tags", PolicyArn=arn)))
         except ClientError as error:
             if error_code(error) == GONE:
                 return ABSENT
             raise
-        return judge_tags(target, tags, arn, untagged_is_ours=False, what=f"IAM policy {row.name}")
+        return judge_tags(
+            target, tags, arn, untagged_is_ours=False, what=f"IAM policy {subject.name}"
+        )
 
-    def delete(self, target: Target, row: Resource) -> None:
+    def delete(self, target: Target, subject: Subject) -> None:
         iam = target.aws.client("iam")
-        arn = row.physical_id or target.iam_arn("policy", row.name)
+        arn = subject.physical_id or target.iam_arn("policy", subject.name)
         try:
             # AWS refuses to delete a policy that is attached anywhere, or has old versions.
             for page in iam.get_paginator("list_entities_for_policy").paginate(PolicyArn=arn):
@@ -230,7 +233,7 @@ class PolicyHandler:
                 raise
 
 
-class AttachmentHandler:
+class AttachmentHandler(NothingToConfigure):
     """A managed policy attached to a user. It cannot carry tags; it is ours when its user is."""
 
     kind: ClassVar[ResourceKind] = ResourceKind.IAM_USER_POLICY_ATTACHMENT
@@ -240,9 +243,9 @@ class AttachmentHandler:
         "delete": ("iam:DetachUserPolicy",),
     }
 
-    def create(self, target: Target, row: Resource) -> Created:
+    def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
-        user, policy_arn = row.attributes["user_name"], row.attributes["policy_arn"]
+        user, policy_arn = subject.attributes["user_name"], subject.attributes["policy_arn"]
         # Attaching twice is not an error in IAM, so a retried create is harmless.
         with refused_means_not_created():
             until_consistent(
@@ -254,8 +257,8 @@ class AttachmentHandler:
             )
         return Created(f"{user}|{policy_arn}")
 
-    def inspect(self, target: Target, row: Resource) -> Found:
-        user, policy_arn = row.attributes["user_name"], row.attributes["policy_arn"]
+    def inspect(self, target: Target, subject: Subject) -> Found:
+        user, policy_arn = subject.attributes["user_name"], subject.attributes["policy_arn"]
         owner = inspect_user(target, user)
         if owner.presence is not Presence.OURS:
             # No user, no attachment; a foreign user's attachments are not ours to judge.
@@ -269,17 +272,17 @@ class AttachmentHandler:
         }
         return Found(Presence.OURS, f"{user}|{policy_arn}") if policy_arn in attached else ABSENT
 
-    def delete(self, target: Target, row: Resource) -> None:
+    def delete(self, target: Target, subject: Subject) -> None:
         iam = target.aws.client("iam")
         _ignore_gone(
             iam.detach_user_policy,
-            UserName=row.attributes["user_name"],
-            PolicyArn=row.attributes["policy_arn"],
+            UserName=subject.attributes["user_name"],
+            PolicyArn=subject.attributes["policy_arn"],
         )
 
 
-class AccessKeyHandler:
-    """A probe user's access key. A row stands for every key of its (the run's own) user: the id
+class AccessKeyHandler(NothingToConfigure):
+    """A probe user's access key. One stands for every key of its (the run's own) user: the id
     is only known once CreateAccessKey has answered, and an answer lost on the way (the call
     retried) leaves a key whose id the job never saw. Only verify gives the run's users keys, one
     at a time under the run's hold, so every key on them is the job's to delete."""
@@ -291,9 +294,9 @@ class AccessKeyHandler:
         "delete": ("iam:ListAccessKeys", "iam:DeleteAccessKey"),
     }
 
-    def create(self, target: Target, row: Resource) -> Created:
+    def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
-        user = row.attributes["user_name"]
+        user = subject.attributes["user_name"]
         with refused_means_not_created():
             key = until_consistent(
                 lambda: iam.create_access_key(UserName=user)["AccessKey"],
@@ -304,32 +307,35 @@ class AccessKeyHandler:
             )
         return Created(key["AccessKeyId"], secret=key["SecretAccessKey"])
 
-    def _key_ids(self, target: Target, row: Resource) -> list[str]:
+    def _key_ids(self, target: Target, subject: Subject) -> list[str]:
         iam = target.aws.client("iam")
         return [
             key["AccessKeyId"]
             for key in _pages(
-                iam, "list_access_keys", "AccessKeyMetadata", UserName=row.attributes["user_name"]
+                iam,
+                "list_access_keys",
+                "AccessKeyMetadata",
+                UserName=subject.attributes["user_name"],
             )
         ]
 
-    def inspect(self, target: Target, row: Resource) -> Found:
-        owner = inspect_user(target, row.attributes["user_name"])
+    def inspect(self, target: Target, subject: Subject) -> Found:
+        owner = inspect_user(target, subject.attributes["user_name"])
         if owner.presence is not Presence.OURS:
             return owner if owner.presence is Presence.FOREIGN else ABSENT
         try:
-            keys = self._key_ids(target, row)
+            keys = self._key_ids(target, subject)
         except ClientError as error:
             if error_code(error) == GONE:
                 return ABSENT
             raise
         return Found(Presence.OURS, keys[0]) if keys else ABSENT
 
-    def delete(self, target: Target, row: Resource) -> None:
+    def delete(self, target: Target, subject: Subject) -> None:
         iam = target.aws.client("iam")
-        user = row.attributes["user_name"]
+        user = subject.attributes["user_name"]
         try:
-            for key_id in self._key_ids(target, row):
+            for key_id in self._key_ids(target, subject):
                 _ignore_gone(iam.delete_access_key, UserName=user, AccessKeyId=key_id)
         except ClientError as error:
             if error_code(error) != GONE:

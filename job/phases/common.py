@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from job.aws.handler import Found, NotCreated, Presence, Target
+from job.aws.handler import Found, NotCreated, Presence, Subject, Target
 from job.aws.kinds import handler_for
 from job.aws.retry import while_unseen
 from job.aws.session import AWS_ERRORS, Aws, describe_aws_error
@@ -54,6 +54,12 @@ def target_for(run: Run, aws: Aws) -> Target:
     return Target(aws=aws, run_id=run.id, account_id=run.account_id, partition=run.partition)
 
 
+def subject_of(row: Resource) -> Subject:
+    """What a handler's verbs need of a ledger row. They return what they learn (Created, Found),
+    and the phase writes that into the row: the AWS layer never sees the ledger."""
+    return Subject(name=row.name, physical_id=row.physical_id, attributes=dict(row.attributes))
+
+
 def look_up(target: Target, row: Resource, *, known_to_exist: bool = False) -> Found:
     """Whether the row's resource is there, and whose. AWS may not show a resource for a while
     after creating it (IAM answers NoSuchEntity, S3 NoSuchBucket), so "absent" is taken as final
@@ -63,7 +69,7 @@ def look_up(target: Target, row: Resource, *, known_to_exist: bool = False) -> F
     Taking an unseen bucket for gone would mark it deleted and leave it in the account.
     https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
     """
-    handler = handler_for(row.kind)
+    handler, subject = handler_for(row.kind), subject_of(row)
     if known_to_exist:
         window = target.propagation_timeout
     elif row.state in (ResourceState.PENDING, ResourceState.CREATED):
@@ -71,7 +77,7 @@ def look_up(target: Target, row: Resource, *, known_to_exist: bool = False) -> F
     else:
         window = timedelta(0)
     return while_unseen(
-        lambda: handler.inspect(target, row),
+        lambda: handler.inspect(target, subject),
         lambda found: found.presence is Presence.ABSENT,
         timeout=window,
         what=f"{row.kind} {row.name}",

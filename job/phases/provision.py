@@ -17,7 +17,14 @@ from job.errors import BadInput, NotOurs
 from job.ledger.models import Phase, Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.parallel import run_graph
-from job.phases.common import look_up, new_run_id, phase, recording_failure, target_for
+from job.phases.common import (
+    look_up,
+    new_run_id,
+    phase,
+    recording_failure,
+    subject_of,
+    target_for,
+)
 from job.scenario import ResourceSpec, RunOptions, seed_scenario
 
 log = logging.getLogger(__name__)
@@ -80,7 +87,7 @@ def ensure(store: Store, target: Target, run: Run, spec: ResourceSpec) -> Resour
         if pending_before and _adopt(store, target, row, known_to_exist=False):
             return row
         try:
-            created = handler.create(target, row)
+            created = handler.create(target, subject_of(row))
         except AlreadyExists:
             if _adopt(store, target, row, known_to_exist=True):
                 return row
@@ -97,19 +104,19 @@ def _adopt(store: Store, target: Target, row: Resource, *, known_to_exist: bool)
     does not exist; NotOurs when somebody else's stands under the name. Unless `known_to_exist`
     (a create has just said the name is taken), "not there" is taken at once: the create that
     follows settles it."""
+    handler = handler_for(row.kind)
     found = (
         look_up(target, row, known_to_exist=True)
         if known_to_exist
-        else handler_for(row.kind).inspect(target, row)
+        else handler.inspect(target, subject_of(row))
     )
     if found.presence is Presence.ABSENT:
         return False
     if found.presence is Presence.FOREIGN:
         store.set_error(row, found.reason)
         raise NotOurs(f"cannot create {row.kind} {row.name}: {found.reason}")
-    configure = getattr(handler_for(row.kind), "configure", None)
-    if configure is not None:  # what the create would have done after creating it
-        configure(target, row)
+    # What the create would have done after creating it: the earlier attempt may have stopped first.
+    handler.configure(target, subject_of(row))
     store.set_state(row, ResourceState.CREATED, physical_id=found.physical_id)
     log.info("adopted %s %s, created by an earlier attempt", row.kind, row.name)
     return True

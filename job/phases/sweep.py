@@ -19,7 +19,15 @@ from functools import partial
 from botocore.exceptions import ClientError
 from sqlalchemy import select
 
-from job.aws.handler import IAM_PATH, MANAGED_BY_KEY, MANAGED_BY_VALUE, RUN_ID_KEY, Target, tag_dict
+from job.aws.handler import (
+    IAM_PATH,
+    MANAGED_BY_KEY,
+    MANAGED_BY_VALUE,
+    RUN_ID_KEY,
+    Subject,
+    Target,
+    tag_dict,
+)
 from job.aws.kinds import handler_for
 from job.aws.s3 import list_buckets
 from job.aws.session import AWS_ERRORS, Aws, describe_aws_error, error_code
@@ -158,11 +166,11 @@ def sweep(
     cutoff = utcnow() - older_than
 
     def delete(orphan: Orphan) -> None:
-        row = Resource(kind=orphan.kind, logical_name="sweep", name=orphan.name, attributes={})
-        row.physical_id = orphan.physical_id
         target = Target(aws, orphan.run_id or "", identity.account_id, identity.partition)
         try:
-            handler_for(orphan.kind).delete(target, row)
+            handler_for(orphan.kind).delete(
+                target, Subject(name=orphan.name, physical_id=orphan.physical_id)
+            )
         except AWS_ERRORS as error:
             orphan.action, orphan.error = (
                 SweepAction.FAILED,

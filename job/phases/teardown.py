@@ -18,7 +18,7 @@ from job.errors import AwsError
 from job.ledger.models import Phase, Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.parallel import run_graph
-from job.phases.common import look_up, phase, recording_failure, target_for
+from job.phases.common import look_up, phase, recording_failure, subject_of, target_for
 from job.scenario import RunOptions, seed_scenario, teardown_needs
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def delete_resource(store: Store, target: Target, row: Resource) -> None:
         found = look_up(target, row)
         if found.presence is Presence.OURS:
             store.set_state(row, ResourceState.DELETING)
-            handler.delete(target, row)
+            handler.delete(target, subject_of(row))
             log.info("deleted %s %s", row.kind, row.name)
     if found.presence is Presence.FOREIGN:
         log.warning("not deleting %s %s: %s", row.kind, row.name, found.reason)

@@ -36,7 +36,7 @@ from job.ledger.models import (
 )
 from job.ledger.store import Store
 from job.parallel import run_each, run_graph
-from job.phases.common import phase, recording_failure, target_for
+from job.phases.common import phase, recording_failure, subject_of, target_for
 from job.phases.teardown import delete_resource
 from job.scenario import Expectation, RunOptions, Scenario, seed_scenario
 from job.vocabulary import ResourceKind
@@ -210,7 +210,7 @@ class _Verification:
 
 def _create_key(store: Store, target: Target, row: Resource) -> ProbeKey:
     with recording_failure(store, row, f"creating an access key for {row.attributes['user_name']}"):
-        created = handler_for(row.kind).create(target, row)
+        created = handler_for(row.kind).create(target, subject_of(row))
     store.set_state(row, ResourceState.CREATED, physical_id=created.physical_id)
     assert created.secret is not None
     return ProbeKey(created.physical_id, created.secret)
