@@ -161,6 +161,17 @@ class Store:
         return self.session.scalar(query) or 0
 
     @_serialized
+    def live_resource_names(self, account_id: str) -> set[tuple[ResourceKind, str]]:
+        """(kind, name) of every resource, of any run in the account, that is not deleted: what
+        the ledger accounts for there (`job sweep` looks for the rest)."""
+        rows = self.session.execute(
+            select(Resource.kind, Resource.name)
+            .join(Run)
+            .where(Run.account_id == account_id, Resource.state != ResourceState.DELETED)
+        )
+        return {(kind, name) for kind, name in rows}
+
+    @_serialized
     def record_pending(
         self,
         run: Run,

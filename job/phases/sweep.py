@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from botocore.exceptions import ClientError
-from sqlalchemy import select
 
 from job.aws.handler import (
     IAM_PATH,
@@ -32,7 +31,7 @@ from job.aws.kinds import handler_for
 from job.aws.s3 import list_buckets
 from job.aws.session import AWS_ERRORS, Aws, describe_aws_error, error_code
 from job.config import DEFAULT_CONCURRENCY
-from job.ledger.models import Resource, ResourceState, Run, utcnow
+from job.ledger.models import utcnow
 from job.ledger.store import Store
 from job.parallel import run_each
 from job.scenario import BUCKET_SUFFIXES
@@ -71,16 +70,6 @@ class Orphan:
     created_at: datetime
     action: SweepAction = SweepAction.LISTED
     error: str | None = None
-
-
-def _accounted(store: Store, account_id: str) -> set[tuple[ResourceKind, str]]:
-    """(kind, name) of every resource the ledger has live in this account."""
-    rows = store.session.execute(
-        select(Resource.kind, Resource.name)
-        .join(Run)
-        .where(Run.account_id == account_id, Resource.state != ResourceState.DELETED)
-    )
-    return {(kind, name) for kind, name in rows}
 
 
 def _tagged_iam(
@@ -150,7 +139,7 @@ def sweep(
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> list[Orphan]:
     identity = aws.identity()
-    accounted = _accounted(store, identity.account_id)
+    accounted = store.live_resource_names(identity.account_id)
     try:
         orphans = [
             *_tagged_iam(aws, prefix, accounted, ResourceKind.IAM_USER, "list_users", "Users"),
