@@ -9,18 +9,25 @@ ones at once); teardown deletes each once nothing that needs it is left; verify 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from job.aws.handler import Target
 from job.aws.s3 import bucket_arn
+from job.config import MAX_PREFIX_LENGTH
 from job.vocabulary import ResourceKind, Verdict
 
 FIXTURE_KEY = "probe/fixture.txt"
 # What a run names its buckets after the prefix and the run id: <prefix>-<run id>-<suffix>.
 DATA_BUCKET, DECOY_BUCKET = "data", "elsewhere"
 BUCKET_SUFFIXES = (DATA_BUCKET, DECOY_BUCKET)
+# Any run's bucket names, so that `job sweep` can tell them from other buckets under the prefix.
+# A run id is a letter and nine letters or digits (as new_run_id makes them).
+JOB_BUCKET_NAME = re.compile(
+    rf"[a-z0-9-]{{1,{MAX_PREFIX_LENGTH}}}-[a-z][a-z0-9]{{9}}-({'|'.join(BUCKET_SUFFIXES)})"
+)
 
 
 @dataclass(frozen=True)

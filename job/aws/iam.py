@@ -1,4 +1,5 @@
-"""IAM users, managed policies, their attachments, and access keys.
+"""IAM users, managed policies, their attachments, and access keys; and the listing that finds
+the job's users and policies whatever the ledger says (for `job sweep`).
 
 Deleting a user is the subtle part: AWS refuses DeleteUser (DeleteConflict) while anything hangs
 off the user. The usual blockers (keys, attached and inline policies, login profile, groups) are
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
@@ -35,6 +38,13 @@ from job.vocabulary import ResourceKind
 
 log = logging.getLogger(__name__)
 GONE = "NoSuchEntity"
+# What the listing at the end of this module needs, beyond the kinds' own verbs.
+LISTING_PERMISSIONS = (
+    "iam:ListUsers",
+    "iam:ListUserTags",
+    "iam:ListPolicies",
+    "iam:ListPolicyTags",
+)
 
 
 def _pages(client: Any, operation: str, key: str, **params: Any) -> Iterator[Any]:
@@ -340,3 +350,41 @@ class AccessKeyHandler(NothingToConfigure):
         except ClientError as error:
             if error_code(error) != GONE:
                 raise
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A user or customer-managed policy under the job's IAM path, as a listing found it."""
+
+    kind: ResourceKind
+    name: str
+    arn: str
+    created_at: datetime
+
+
+def list_job_users(iam: Any) -> Iterator[Listed]:
+    """Every user under the job's IAM path, page by page."""
+    for user in _pages(iam, "list_users", "Users", PathPrefix=IAM_PATH):
+        yield Listed(ResourceKind.IAM_USER, user["UserName"], user["Arn"], user["CreateDate"])
+
+
+def list_job_policies(iam: Any) -> Iterator[Listed]:
+    """Every customer-managed policy under the job's IAM path, page by page."""
+    for policy in _pages(iam, "list_policies", "Policies", PathPrefix=IAM_PATH, Scope="Local"):
+        yield Listed(
+            ResourceKind.IAM_POLICY, policy["PolicyName"], policy["Arn"], policy["CreateDate"]
+        )
+
+
+def listed_tags(iam: Any, listed: Listed) -> dict[str, str] | None:
+    """The tags of a listed user or policy; None when it is gone since the listing."""
+    try:
+        if listed.kind is ResourceKind.IAM_USER:
+            answer = iam.list_user_tags(UserName=listed.name)
+        else:
+            answer = iam.list_policy_tags(PolicyArn=listed.arn)
+    except ClientError as error:
+        if error_code(error) == GONE:
+            return None
+        raise
+    return tag_dict(answer["Tags"])

@@ -1,4 +1,5 @@
-"""S3 buckets and the objects the job puts in them."""
+"""S3 buckets and the objects the job puts in them; and the listing that finds the job's buckets
+whatever the ledger says (for `job sweep`)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 # bucket quota was raised above 10,000, so every listing asks for pages.
 # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListBuckets.html
 LIST_BUCKETS_PAGE = 1000
+# What list_buckets and bucket_tags need, beyond the kinds' own verbs.
+LISTING_PERMISSIONS = ("s3:ListAllMyBuckets", "s3:GetBucketTagging")
 
 
 def bucket_arn(target: Target, bucket: str, key: str | None = None) -> str:
@@ -64,6 +67,11 @@ def list_buckets(s3: Any, prefix: str = "") -> Iterator[dict[str, Any]]:
         params["Prefix"] = prefix
     for page in s3.get_paginator("list_buckets").paginate(**params):
         yield from page.get("Buckets", [])
+
+
+def bucket_tags(s3: Any, bucket: str) -> dict[str, str]:
+    """A bucket's tags. ClientError when it has none, is gone, or is in another region."""
+    return tag_dict(s3.get_bucket_tagging(Bucket=bucket)["TagSet"])
 
 
 def _own_buckets(s3: Any, name: str) -> set[str]:

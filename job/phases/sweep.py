@@ -10,46 +10,27 @@ from __future__ import annotations
 
 import enum
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from itertools import chain
 
 from botocore.exceptions import ClientError
 
-from job.aws.handler import (
-    IAM_PATH,
-    MANAGED_BY_KEY,
-    MANAGED_BY_VALUE,
-    RUN_ID_KEY,
-    Subject,
-    Target,
-    tag_dict,
-)
+from job.aws.handler import MANAGED_BY_KEY, MANAGED_BY_VALUE, RUN_ID_KEY, Subject, Target
+from job.aws.iam import list_job_policies, list_job_users, listed_tags
 from job.aws.kinds import handler_for
-from job.aws.s3 import list_buckets
+from job.aws.s3 import bucket_tags, list_buckets
 from job.aws.session import AWS_ERRORS, Aws, describe_aws_error, error_code
 from job.config import DEFAULT_CONCURRENCY
 from job.ledger.models import utcnow
 from job.ledger.store import Store
 from job.parallel import run_each
-from job.scenario import BUCKET_SUFFIXES
+from job.scenario import JOB_BUCKET_NAME
 from job.vocabulary import ResourceKind
 
 log = logging.getLogger(__name__)
-# What the listings below need beyond the resource kinds' own inspect and delete.
-PERMISSIONS = (
-    "iam:ListUsers",
-    "iam:ListUserTags",
-    "iam:ListPolicies",
-    "iam:ListPolicyTags",
-    "s3:ListAllMyBuckets",
-    "s3:GetBucketTagging",
-)
-# <prefix>-<run id>-<suffix>, as job.scenario names buckets.
-_SUFFIXES = "|".join(BUCKET_SUFFIXES)
-JOB_BUCKET = re.compile(rf"[a-z0-9-]{{1,20}}-[a-z][a-z0-9]{{9}}-({_SUFFIXES})")
 
 
 class SweepAction(enum.StrEnum):
@@ -73,36 +54,19 @@ class Orphan:
 
 
 def _tagged_iam(
-    aws: Aws,
-    prefix: str,
-    accounted: set[tuple[ResourceKind, str]],
-    kind: ResourceKind,
-    listing: str,
-    key: str,
+    aws: Aws, prefix: str, accounted: set[tuple[ResourceKind, str]]
 ) -> Iterator[Orphan]:
-    """Users or customer-managed policies under the job's path (every page), with the job's tags."""
+    """Users, then customer-managed policies, under the job's path, with the job's tags."""
     iam = aws.client("iam")
-    pages = iam.get_paginator(listing).paginate(
-        PathPrefix=IAM_PATH, **({"Scope": "Local"} if kind is ResourceKind.IAM_POLICY else {})
-    )
-    for page in pages:
-        for item in page[key]:
-            name = item["UserName"] if kind is ResourceKind.IAM_USER else item["PolicyName"]
-            # Another prefix's resources are another job's (and outside this runner's policy).
-            if not name.startswith(f"{prefix}-") or (kind, name) in accounted:
-                continue
-            try:
-                if kind is ResourceKind.IAM_USER:
-                    answer = iam.list_user_tags(UserName=name)
-                else:
-                    answer = iam.list_policy_tags(PolicyArn=item["Arn"])
-            except ClientError as error:
-                if error_code(error) == "NoSuchEntity":  # gone since the listing
-                    continue
-                raise
-            tags = tag_dict(answer["Tags"])
-            if tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
-                yield Orphan(kind, name, item["Arn"], tags.get(RUN_ID_KEY), item["CreateDate"])
+    for listed in chain(list_job_users(iam), list_job_policies(iam)):
+        # Another prefix's resources are another job's (and outside this runner's policy).
+        if not listed.name.startswith(f"{prefix}-") or (listed.kind, listed.name) in accounted:
+            continue
+        tags = listed_tags(iam, listed)
+        if tags is not None and tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
+            yield Orphan(
+                listed.kind, listed.name, listed.arn, tags.get(RUN_ID_KEY), listed.created_at
+            )
 
 
 def _tagged_buckets(
@@ -111,10 +75,10 @@ def _tagged_buckets(
     s3 = aws.client("s3")
     for bucket in list_buckets(s3, prefix=f"{prefix}-"):
         name = bucket["Name"]
-        if not JOB_BUCKET.fullmatch(name) or (ResourceKind.S3_BUCKET, name) in accounted:
+        if not JOB_BUCKET_NAME.fullmatch(name) or (ResourceKind.S3_BUCKET, name) in accounted:
             continue
         try:
-            tags = tag_dict(s3.get_bucket_tagging(Bucket=name)["TagSet"])
+            tags = bucket_tags(s3, name)
         except ClientError as error:
             # Untagged, gone, or in another region (answered by a redirect): not ours to judge.
             log.info("not judging bucket %s: %s", name, error_code(error))
@@ -142,10 +106,7 @@ def sweep(
     accounted = store.live_resource_names(identity.account_id)
     try:
         orphans = [
-            *_tagged_iam(aws, prefix, accounted, ResourceKind.IAM_USER, "list_users", "Users"),
-            *_tagged_iam(
-                aws, prefix, accounted, ResourceKind.IAM_POLICY, "list_policies", "Policies"
-            ),
+            *_tagged_iam(aws, prefix, accounted),
             *_tagged_buckets(aws, prefix, accounted, identity.partition),
         ]
     except AWS_ERRORS as error:
