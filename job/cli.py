@@ -347,7 +347,7 @@ def teardown_command(app: App, run_id: str | None, stale: bool, older_than: str)
 
 
 def _teardown_stale(app: App, idle: timedelta) -> None:
-    from job.phases.stale import teardown_stale
+    from job.phases.stale import StaleResult, teardown_stale
     from job.report import stale_text
 
     outcomes = teardown_stale(
@@ -360,7 +360,7 @@ def _teardown_stale(app: App, idle: timedelta) -> None:
     if app.observation is not None:
         app.observation.observe_stale(outcome.outcome for outcome in outcomes)
         app.observation.ledger_resources_live = app.store.count_live_resources()
-    failures = [f"run {o.run_id}: {o.error}" for o in outcomes if o.outcome == "failed"]
+    failures = [f"run {o.run_id}: {o.error}" for o in outcomes if o.outcome is StaleResult.FAILED]
     document = {"status": "ok", "runs": [vars(outcome) for outcome in outcomes]}
     error = some_failed(failures, len(outcomes), "stale runs' teardowns")
     finish(app, document, stale_text(outcomes), error)
@@ -384,7 +384,7 @@ def sweep_command(app: App, older_than: str, execute: bool) -> None:
 
     Example: job sweep --older-than 6h --execute
     """
-    from job.phases.sweep import sweep
+    from job.phases.sweep import SweepAction, sweep
     from job.report import orphans_text
 
     idle = parse_duration(older_than)
@@ -404,7 +404,7 @@ def sweep_command(app: App, older_than: str, execute: bool) -> None:
             {**vars(orphan), "created_at": orphan.created_at.isoformat()} for orphan in orphans
         ],
     }
-    failures = [f"{o.kind} {o.name}: {o.error}" for o in orphans if o.action == "failed"]
+    failures = [f"{o.kind} {o.name}: {o.error}" for o in orphans if o.action is SweepAction.FAILED]
     error = some_failed(failures, len(orphans), "deletions")
     finish(app, document, orphans_text(orphans, execute), error)
 

@@ -1,9 +1,9 @@
 """`job runner-policy`: the least-privilege IAM policy the job's own credentials need.
 
-Built from the permissions each resource kind declares beside its AWS calls (job.aws.*), plus the
-sweep's listings, and scoped to the job's own names wherever IAM allows a resource there. What
-probe users do in verify is theirs, not the runner's, and sts:GetCallerIdentity needs no
-permission at all.
+Built from the permissions each resource kind declares beside its AWS calls (job.aws.*), plus
+those of the listings sweep makes (declared beside them too, in job.aws.iam and job.aws.s3), and
+scoped to the job's own names wherever IAM allows a resource there. What probe users do in verify
+is theirs, not the runner's, and sts:GetCallerIdentity needs no permission at all.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from collections import defaultdict
 from typing import Any
 
 from job.aws.handler import IAM_PATH
+from job.aws.iam import LISTING_PERMISSIONS as IAM_LISTING_PERMISSIONS
 from job.aws.kinds import HANDLERS
-from job.phases.sweep import PERMISSIONS as SWEEP_PERMISSIONS
+from job.aws.s3 import LISTING_PERMISSIONS as S3_LISTING_PERMISSIONS
 
 # Actions whose resource is something not the job's, or that IAM does not let a policy scope:
 # listings of a whole account, and detaching our policy from a group or role someone else owns
@@ -47,7 +48,7 @@ S3_OBJECT_ACTIONS = {
 
 
 def required_actions() -> set[str]:
-    actions = set(SWEEP_PERMISSIONS)
+    actions = {*IAM_LISTING_PERMISSIONS, *S3_LISTING_PERMISSIONS}
     for handler in HANDLERS.values():
         for verb_actions in handler.permissions.values():
             actions.update(verb_actions)

@@ -15,7 +15,7 @@ def _time(value: Any) -> str | None:
 
 def resource_dict(row: Resource) -> dict[str, Any]:
     return {
-        "kind": row.kind,
+        "kind": row.kind.value,
         "logical_name": row.logical_name,
         "name": row.name,
         "physical_id": row.physical_id,
@@ -68,7 +68,7 @@ def run_dict(run: Run, checks: Sequence[Check]) -> dict[str, Any]:
         "held_until": _time(run.held_until),
         "phases": [
             {
-                "phase": attempt.phase,
+                "phase": attempt.phase.value,
                 "outcome": attempt.outcome.value,
                 "started_at": _time(attempt.started_at),
                 "finished_at": _time(attempt.finished_at),
@@ -133,7 +133,7 @@ def checks_text(checks: Sequence[Check]) -> str:
 def resources_text(resources: Sequence[Resource]) -> str:
     return table(
         ("KIND", "NAME", "STATE", "NOTE"),
-        [(r.kind, r.name, r.state.value, r.error or "") for r in resources],
+        [(r.kind.value, r.name, r.state.value, r.error or "") for r in resources],
     )
 
 

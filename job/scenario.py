@@ -9,23 +9,30 @@ ones at once); teardown deletes each once nothing that needs it is left; verify 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from job.aws.handler import Target
 from job.aws.s3 import bucket_arn
-from job.ledger.models import Verdict
+from job.config import MAX_PREFIX_LENGTH
+from job.vocabulary import ResourceKind, Verdict
 
 FIXTURE_KEY = "probe/fixture.txt"
 # What a run names its buckets after the prefix and the run id: <prefix>-<run id>-<suffix>.
 DATA_BUCKET, DECOY_BUCKET = "data", "elsewhere"
 BUCKET_SUFFIXES = (DATA_BUCKET, DECOY_BUCKET)
+# Any run's bucket names, so that `job sweep` can tell them from other buckets under the prefix.
+# A run id is a letter and nine letters or digits (as new_run_id makes them).
+JOB_BUCKET_NAME = re.compile(
+    rf"[a-z0-9-]{{1,{MAX_PREFIX_LENGTH}}}-[a-z][a-z0-9]{{9}}-({'|'.join(BUCKET_SUFFIXES)})"
+)
 
 
 @dataclass(frozen=True)
 class ResourceSpec:
-    kind: str
+    kind: ResourceKind
     logical_name: str
     name: str
     attributes: dict[str, Any] = field(default_factory=dict)
@@ -105,9 +112,11 @@ def seed_scenario(prefix: str, target: Target, options: RunOptions | None = None
         ("elsewhere", "elsewhere-fixture", decoy, "nobody here may read this"),
     ):
         resources += [
-            ResourceSpec("s3_bucket", bucket_role, name, {"require_tls": options.require_tls}),
             ResourceSpec(
-                "s3_object",
+                ResourceKind.S3_BUCKET, bucket_role, name, {"require_tls": options.require_tls}
+            ),
+            ResourceSpec(
+                ResourceKind.S3_OBJECT,
                 object_role,
                 FIXTURE_KEY,
                 {"bucket": name, "key": FIXTURE_KEY, "body": body},
@@ -121,12 +130,14 @@ def seed_scenario(prefix: str, target: Target, options: RunOptions | None = None
     )
     for principal in GRANTS:
         resources.append(
-            ResourceSpec("iam_user", principal, f"{base}-{principal}", dict(user_attributes))
+            ResourceSpec(
+                ResourceKind.IAM_USER, principal, f"{base}-{principal}", dict(user_attributes)
+            )
         )
     for principal, actions in GRANTS.items():
         resources.append(
             ResourceSpec(
-                "iam_policy",
+                ResourceKind.IAM_POLICY,
                 f"{principal}-policy",
                 f"{base}-{principal}",
                 {
@@ -138,7 +149,7 @@ def seed_scenario(prefix: str, target: Target, options: RunOptions | None = None
     for principal in GRANTS:
         resources.append(
             ResourceSpec(
-                "iam_user_policy_attachment",
+                ResourceKind.IAM_USER_POLICY_ATTACHMENT,
                 f"{principal}-attachment",
                 f"{base}-{principal}",
                 {
@@ -174,11 +185,11 @@ def teardown_needs(scenario: Scenario, rows: Sequence[Any]) -> dict[str, set[str
     """For each of a run's ledger rows (by logical name), the rows that must be deleted before it:
     those that need it. A verify's access key, not in the scenario, needs its user."""
     present = {row.logical_name for row in rows}
-    users = {row.name: row.logical_name for row in rows if row.kind == "iam_user"}
+    users = {row.name: row.logical_name for row in rows if row.kind == ResourceKind.IAM_USER}
     needs = {spec.logical_name: spec.needs for spec in scenario.resources}
     blockers: dict[str, set[str]] = {name: set() for name in present}
     for row in rows:
-        if row.kind == "iam_access_key":
+        if row.kind == ResourceKind.IAM_ACCESS_KEY:
             needed: tuple[str, ...] = (users.get(row.attributes.get("user_name", ""), ""),)
         else:
             needed = needs.get(row.logical_name, ())

@@ -1,14 +1,18 @@
 """What every resource kind provides, and how a kind tells the job's resources from anyone else's.
 
-A kind is one handler with three idempotent verbs: `create` (raises AlreadyExists when the name is
-taken), `inspect` (is it there, and is it this run's?) and `delete` ("already gone" is success).
-Each handler declares the IAM actions its verbs need, beside the code that calls them.
+A kind is one handler with four idempotent verbs: `create` (raises AlreadyExists when the name is
+taken), `configure` (what create does after the create call, again for a resource provision adopts),
+`inspect` (is it there, and is it this run's?) and `delete` ("already gone" is success). Each
+handler declares the IAM actions its verbs need, beside the code that calls them.
+
+The verbs know nothing of where the caller keeps its records: they take a Subject, what the caller
+knows of the resource, and return what they learned (Created, Found) for the caller to keep.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,7 +21,7 @@ from typing import Any, ClassVar, Protocol
 from botocore.exceptions import ClientError
 
 from job.aws.session import Aws, is_denial
-from job.ledger.models import Resource
+from job.vocabulary import ResourceKind
 
 MANAGED_BY_KEY = "job:managed-by"
 MANAGED_BY_VALUE = "job"
@@ -52,6 +56,18 @@ class Target:
 
     def iam_arn(self, resource_type: str, name: str) -> str:
         return f"arn:{self.partition}:iam::{self.account_id}:{resource_type}{IAM_PATH}{name}"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The resource a verb acts on, as the caller knows it."""
+
+    # The deterministic AWS name, known before the resource exists.
+    name: str
+    # What AWS calls it (an ARN, an access key id): None until a create has answered.
+    physical_id: str | None = None
+    # What the kind needs beyond the name: a bucket and key, a user and policy ARN, a document.
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Presence(enum.Enum):
@@ -124,15 +140,27 @@ class Created:
 
 
 class Handler(Protocol):
-    kind: ClassVar[str]
+    kind: ClassVar[ResourceKind]
     # IAM actions each verb needs from the job's own credentials (for `job runner-policy`).
+    # configure's are under "create": it is the second half of a create.
     permissions: ClassVar[dict[str, tuple[str, ...]]]
 
-    def create(self, target: Target, row: Resource) -> Created: ...
+    def create(self, target: Target, subject: Subject) -> Created: ...
 
-    def inspect(self, target: Target, row: Resource) -> Found: ...
+    def configure(self, target: Target, subject: Subject) -> None:
+        """Finish a resource an earlier attempt created, perhaps stopped half way: whatever
+        create does after the create call itself."""
 
-    def delete(self, target: Target, row: Resource) -> None: ...
+    def inspect(self, target: Target, subject: Subject) -> Found: ...
+
+    def delete(self, target: Target, subject: Subject) -> None: ...
+
+
+class NothingToConfigure:
+    """For the kinds whose one create call makes them whole: an adopted one is already finished."""
+
+    def configure(self, target: Target, subject: Subject) -> None:
+        pass
 
 
 def tag_dict(tags: list[dict[str, Any]]) -> dict[str, str]:

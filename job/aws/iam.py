@@ -1,4 +1,5 @@
-"""IAM users, managed policies, their attachments, and access keys.
+"""IAM users, managed policies, their attachments, and access keys; and the listing that finds
+the job's users and policies whatever the ledger says (for `job sweep`).
 
 Deleting a user is the subtle part: AWS refuses DeleteUser (DeleteConflict) while anything hangs
 off the user. The usual blockers (keys, attached and inline policies, login profile, groups) are
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
@@ -21,7 +24,9 @@ from job.aws.handler import (
     AlreadyExists,
     Created,
     Found,
+    NothingToConfigure,
     Presence,
+    Subject,
     Target,
     judge_tags,
     refused_means_not_created,
@@ -29,10 +34,17 @@ from job.aws.handler import (
 )
 from job.aws.retry import until_consistent
 from job.aws.session import error_code
-from job.ledger.models import Resource
+from job.vocabulary import ResourceKind
 
 log = logging.getLogger(__name__)
 GONE = "NoSuchEntity"
+# What the listing at the end of this module needs, beyond the kinds' own verbs.
+LISTING_PERMISSIONS = (
+    "iam:ListUsers",
+    "iam:ListUserTags",
+    "iam:ListPolicies",
+    "iam:ListPolicyTags",
+)
 
 
 def _pages(client: Any, operation: str, key: str, **params: Any) -> Iterator[Any]:
@@ -48,8 +60,8 @@ def _ignore_gone(call: Any, **params: Any) -> None:
             raise
 
 
-class UserHandler:
-    kind: ClassVar[str] = "iam_user"
+class UserHandler(NothingToConfigure):
+    kind: ClassVar[ResourceKind] = ResourceKind.IAM_USER
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:CreateUser", "iam:TagUser"),
         "inspect": ("iam:ListUserTags",),
@@ -76,26 +88,26 @@ class UserHandler:
         ),
     }
 
-    def create(self, target: Target, row: Resource) -> Created:
+    def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
-        params: dict[str, Any] = {"UserName": row.name, "Path": IAM_PATH, "Tags": target.tags()}
-        if row.attributes.get("permissions_boundary"):
-            params["PermissionsBoundary"] = row.attributes["permissions_boundary"]
+        params: dict[str, Any] = {"UserName": subject.name, "Path": IAM_PATH, "Tags": target.tags()}
+        if subject.attributes.get("permissions_boundary"):
+            params["PermissionsBoundary"] = subject.attributes["permissions_boundary"]
         try:
             with refused_means_not_created():
                 user = iam.create_user(**params)["User"]
         except ClientError as error:
             if error_code(error) == "EntityAlreadyExists":
-                raise AlreadyExists(row.name) from None
+                raise AlreadyExists(subject.name) from None
             raise
         return Created(user["Arn"])
 
-    def inspect(self, target: Target, row: Resource) -> Found:
-        return inspect_user(target, row.name)
+    def inspect(self, target: Target, subject: Subject) -> Found:
+        return inspect_user(target, subject.name)
 
-    def delete(self, target: Target, row: Resource) -> None:
+    def delete(self, target: Target, subject: Subject) -> None:
         iam = target.aws.client("iam")
-        name = row.name
+        name = subject.name
         try:
             for key in _pages(iam, "list_access_keys", "AccessKeyMetadata", UserName=name):
                 _ignore_gone(iam.delete_access_key, UserName=name, AccessKeyId=key["AccessKeyId"])
@@ -160,8 +172,8 @@ def inspect_user(target: Target, name: str) -> Found:
     )
 
 
-class PolicyHandler:
-    kind: ClassVar[str] = "iam_policy"
+class PolicyHandler(NothingToConfigure):
+    kind: ClassVar[ResourceKind] = ResourceKind.IAM_POLICY
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:CreatePolicy", "iam:TagPolicy"),
         "inspect": ("iam:ListPolicyTags",),
@@ -176,37 +188,39 @@ class PolicyHandler:
         ),
     }
 
-    def create(self, target: Target, row: Resource) -> Created:
+    def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
         try:
             with refused_means_not_created():
                 policy = iam.create_policy(
-                    PolicyName=row.name,
+                    PolicyName=subject.name,
                     Path=IAM_PATH,
-                    PolicyDocument=json.dumps(row.attributes["document"]),
-                    Description=str(row.attributes.get("description", "")),
+                    PolicyDocument=json.dumps(subject.attributes["document"]),
+                    Description=str(subject.attributes.get("description", "")),
                     Tags=target.tags(),
                 )["Policy"]
         except ClientError as error:
             if error_code(error) == "EntityAlreadyExists":
-                raise AlreadyExists(row.name) from None
+                raise AlreadyExists(subject.name) from None
             raise
         return Created(policy["Arn"])
 
-    def inspect(self, target: Target, row: Resource) -> Found:
+    def inspect(self, target: Target, subject: Subject) -> Found:
         iam = target.aws.client("iam")
-        arn = target.iam_arn("policy", row.name)
+        arn = target.iam_arn("policy", subject.name)
         try:
             tags = tag_dict(list(_pages(iam, "list_policy_tags", "Tags", PolicyArn=arn)))
         except ClientError as error:
             if error_code(error) == GONE:
                 return ABSENT
             raise
-        return judge_tags(target, tags, arn, untagged_is_ours=False, what=f"IAM policy {row.name}")
+        return judge_tags(
+            target, tags, arn, untagged_is_ours=False, what=f"IAM policy {subject.name}"
+        )
 
-    def delete(self, target: Target, row: Resource) -> None:
+    def delete(self, target: Target, subject: Subject) -> None:
         iam = target.aws.client("iam")
-        arn = row.physical_id or target.iam_arn("policy", row.name)
+        arn = subject.physical_id or target.iam_arn("policy", subject.name)
         try:
             # AWS refuses to delete a policy that is attached anywhere, or has old versions.
             for page in iam.get_paginator("list_entities_for_policy").paginate(PolicyArn=arn):
@@ -229,19 +243,19 @@ class PolicyHandler:
                 raise
 
 
-class AttachmentHandler:
+class AttachmentHandler(NothingToConfigure):
     """A managed policy attached to a user. It cannot carry tags; it is ours when its user is."""
 
-    kind: ClassVar[str] = "iam_user_policy_attachment"
+    kind: ClassVar[ResourceKind] = ResourceKind.IAM_USER_POLICY_ATTACHMENT
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:AttachUserPolicy",),
         "inspect": ("iam:ListUserTags", "iam:ListAttachedUserPolicies"),
         "delete": ("iam:DetachUserPolicy",),
     }
 
-    def create(self, target: Target, row: Resource) -> Created:
+    def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
-        user, policy_arn = row.attributes["user_name"], row.attributes["policy_arn"]
+        user, policy_arn = subject.attributes["user_name"], subject.attributes["policy_arn"]
         # Attaching twice is not an error in IAM, so a retried create is harmless.
         with refused_means_not_created():
             until_consistent(
@@ -253,8 +267,8 @@ class AttachmentHandler:
             )
         return Created(f"{user}|{policy_arn}")
 
-    def inspect(self, target: Target, row: Resource) -> Found:
-        user, policy_arn = row.attributes["user_name"], row.attributes["policy_arn"]
+    def inspect(self, target: Target, subject: Subject) -> Found:
+        user, policy_arn = subject.attributes["user_name"], subject.attributes["policy_arn"]
         owner = inspect_user(target, user)
         if owner.presence is not Presence.OURS:
             # No user, no attachment; a foreign user's attachments are not ours to judge.
@@ -268,31 +282,31 @@ class AttachmentHandler:
         }
         return Found(Presence.OURS, f"{user}|{policy_arn}") if policy_arn in attached else ABSENT
 
-    def delete(self, target: Target, row: Resource) -> None:
+    def delete(self, target: Target, subject: Subject) -> None:
         iam = target.aws.client("iam")
         _ignore_gone(
             iam.detach_user_policy,
-            UserName=row.attributes["user_name"],
-            PolicyArn=row.attributes["policy_arn"],
+            UserName=subject.attributes["user_name"],
+            PolicyArn=subject.attributes["policy_arn"],
         )
 
 
-class AccessKeyHandler:
-    """A probe user's access key. A row stands for every key of its (the run's own) user: the id
+class AccessKeyHandler(NothingToConfigure):
+    """A probe user's access key. One stands for every key of its (the run's own) user: the id
     is only known once CreateAccessKey has answered, and an answer lost on the way (the call
     retried) leaves a key whose id the job never saw. Only verify gives the run's users keys, one
     at a time under the run's hold, so every key on them is the job's to delete."""
 
-    kind: ClassVar[str] = "iam_access_key"
+    kind: ClassVar[ResourceKind] = ResourceKind.IAM_ACCESS_KEY
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:CreateAccessKey",),
         "inspect": ("iam:ListUserTags", "iam:ListAccessKeys"),
         "delete": ("iam:ListAccessKeys", "iam:DeleteAccessKey"),
     }
 
-    def create(self, target: Target, row: Resource) -> Created:
+    def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
-        user = row.attributes["user_name"]
+        user = subject.attributes["user_name"]
         with refused_means_not_created():
             key = until_consistent(
                 lambda: iam.create_access_key(UserName=user)["AccessKey"],
@@ -303,33 +317,74 @@ class AccessKeyHandler:
             )
         return Created(key["AccessKeyId"], secret=key["SecretAccessKey"])
 
-    def _key_ids(self, target: Target, row: Resource) -> list[str]:
+    def _key_ids(self, target: Target, subject: Subject) -> list[str]:
         iam = target.aws.client("iam")
         return [
             key["AccessKeyId"]
             for key in _pages(
-                iam, "list_access_keys", "AccessKeyMetadata", UserName=row.attributes["user_name"]
+                iam,
+                "list_access_keys",
+                "AccessKeyMetadata",
+                UserName=subject.attributes["user_name"],
             )
         ]
 
-    def inspect(self, target: Target, row: Resource) -> Found:
-        owner = inspect_user(target, row.attributes["user_name"])
+    def inspect(self, target: Target, subject: Subject) -> Found:
+        owner = inspect_user(target, subject.attributes["user_name"])
         if owner.presence is not Presence.OURS:
             return owner if owner.presence is Presence.FOREIGN else ABSENT
         try:
-            keys = self._key_ids(target, row)
+            keys = self._key_ids(target, subject)
         except ClientError as error:
             if error_code(error) == GONE:
                 return ABSENT
             raise
         return Found(Presence.OURS, keys[0]) if keys else ABSENT
 
-    def delete(self, target: Target, row: Resource) -> None:
+    def delete(self, target: Target, subject: Subject) -> None:
         iam = target.aws.client("iam")
-        user = row.attributes["user_name"]
+        user = subject.attributes["user_name"]
         try:
-            for key_id in self._key_ids(target, row):
+            for key_id in self._key_ids(target, subject):
                 _ignore_gone(iam.delete_access_key, UserName=user, AccessKeyId=key_id)
         except ClientError as error:
             if error_code(error) != GONE:
                 raise
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A user or customer-managed policy under the job's IAM path, as a listing found it."""
+
+    kind: ResourceKind
+    name: str
+    arn: str
+    created_at: datetime
+
+
+def list_job_users(iam: Any) -> Iterator[Listed]:
+    """Every user under the job's IAM path, page by page."""
+    for user in _pages(iam, "list_users", "Users", PathPrefix=IAM_PATH):
+        yield Listed(ResourceKind.IAM_USER, user["UserName"], user["Arn"], user["CreateDate"])
+
+
+def list_job_policies(iam: Any) -> Iterator[Listed]:
+    """Every customer-managed policy under the job's IAM path, page by page."""
+    for policy in _pages(iam, "list_policies", "Policies", PathPrefix=IAM_PATH, Scope="Local"):
+        yield Listed(
+            ResourceKind.IAM_POLICY, policy["PolicyName"], policy["Arn"], policy["CreateDate"]
+        )
+
+
+def listed_tags(iam: Any, listed: Listed) -> dict[str, str] | None:
+    """The tags of a listed user or policy; None when it is gone since the listing."""
+    try:
+        if listed.kind is ResourceKind.IAM_USER:
+            answer = iam.list_user_tags(UserName=listed.name)
+        else:
+            answer = iam.list_policy_tags(PolicyArn=listed.arn)
+    except ClientError as error:
+        if error_code(error) == GONE:
+            return None
+        raise
+    return tag_dict(answer["Tags"])

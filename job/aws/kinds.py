@@ -1,12 +1,13 @@
-"""Every resource kind the job knows, by the name the ledger stores."""
+"""Every resource kind the job knows, and its handler."""
 
 from __future__ import annotations
 
 from job.aws.handler import Handler
 from job.aws.iam import AccessKeyHandler, AttachmentHandler, PolicyHandler, UserHandler
 from job.aws.s3 import BucketHandler, ObjectHandler
+from job.vocabulary import ResourceKind
 
-HANDLERS: dict[str, Handler] = {
+HANDLERS: dict[ResourceKind, Handler] = {
     handler.kind: handler
     for handler in (
         BucketHandler(),
@@ -19,5 +20,5 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def handler_for(kind: str) -> Handler:
+def handler_for(kind: ResourceKind) -> Handler:
     return HANDLERS[kind]

@@ -1,4 +1,5 @@
-"""S3 buckets and the objects the job puts in them."""
+"""S3 buckets and the objects the job puts in them; and the listing that finds the job's buckets
+whatever the ledger says (for `job sweep`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from job.aws.handler import (
     AlreadyExists,
     Created,
     Found,
+    NothingToConfigure,
     Presence,
+    Subject,
     Target,
     judge_tags,
     refused_means_not_created,
@@ -22,7 +25,7 @@ from job.aws.handler import (
 from job.aws.retry import until_consistent
 from job.aws.session import error_code
 from job.errors import NotOurs
-from job.ledger.models import Resource
+from job.vocabulary import ResourceKind
 
 BUCKET_GONE = {"NoSuchBucket", "404", "NotFound"}
 NEW_BUCKET_NOT_FOUND = {"NoSuchBucket"}
@@ -33,6 +36,8 @@ DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 # bucket quota was raised above 10,000, so every listing asks for pages.
 # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListBuckets.html
 LIST_BUCKETS_PAGE = 1000
+# What list_buckets and bucket_tags need, beyond the kinds' own verbs.
+LISTING_PERMISSIONS = ("s3:ListAllMyBuckets", "s3:GetBucketTagging")
 
 
 def bucket_arn(target: Target, bucket: str, key: str | None = None) -> str:
@@ -62,6 +67,11 @@ def list_buckets(s3: Any, prefix: str = "") -> Iterator[dict[str, Any]]:
         params["Prefix"] = prefix
     for page in s3.get_paginator("list_buckets").paginate(**params):
         yield from page.get("Buckets", [])
+
+
+def bucket_tags(s3: Any, bucket: str) -> dict[str, str]:
+    """A bucket's tags. ClientError when it has none, is gone, or is in another region."""
+    return tag_dict(s3.get_bucket_tagging(Bucket=bucket)["TagSet"])
 
 
 def _own_buckets(s3: Any, name: str) -> set[str]:
@@ -136,7 +146,7 @@ def _delete_versions(s3: Any, bucket: str, prefix: str | None = None) -> None:
 
 
 class BucketHandler:
-    kind: ClassVar[str] = "s3_bucket"
+    kind: ClassVar[ResourceKind] = ResourceKind.S3_BUCKET
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": (
             "s3:CreateBucket",
@@ -157,9 +167,9 @@ class BucketHandler:
         ),
     }
 
-    def create(self, target: Target, row: Resource) -> Created:
+    def create(self, target: Target, subject: Subject) -> Created:
         s3 = target.aws.client("s3")
-        params: dict[str, Any] = {"Bucket": row.name}
+        params: dict[str, Any] = {"Bucket": subject.name}
         # us-east-1 is the one region that rejects a LocationConstraint naming itself.
         if target.region != "us-east-1":
             params["CreateBucketConfiguration"] = {"LocationConstraint": target.region}
@@ -169,22 +179,24 @@ class BucketHandler:
         except ClientError as error:
             code = error_code(error)
             if code == "BucketAlreadyOwnedByYou":
-                raise AlreadyExists(row.name) from None
+                raise AlreadyExists(subject.name) from None
             if code == "BucketAlreadyExists":
                 raise NotOurs(
-                    f"bucket name {row.name} is taken by another AWS account; start a new run "
+                    f"bucket name {subject.name} is taken by another AWS account; start a new run "
                     "(its name will differ) or choose another --prefix"
                 ) from None
             raise
         # A crash here leaves the bucket untagged: the write-ahead row is then the proof it is ours.
-        on_new_bucket(target, row.name, s3.put_bucket_tagging, Tagging={"TagSet": target.tags()})
-        self.configure(target, row)
-        return Created(bucket_arn(target, row.name))
+        on_new_bucket(
+            target, subject.name, s3.put_bucket_tagging, Tagging={"TagSet": target.tags()}
+        )
+        self.configure(target, subject)
+        return Created(bucket_arn(target, subject.name))
 
-    def configure(self, target: Target, row: Resource) -> None:
+    def configure(self, target: Target, subject: Subject) -> None:
         """Lock the bucket down. Idempotent: a resumed provision that adopts a bucket an earlier
         attempt created (perhaps killed half way through this) runs it again."""
-        s3, bucket = target.aws.client("s3"), row.name
+        s3, bucket = target.aws.client("s3"), subject.name
         on_new_bucket(
             target,
             bucket,
@@ -210,16 +222,16 @@ class BucketHandler:
                 "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
             },
         )
-        if row.attributes.get("require_tls", True):
+        if subject.attributes.get("require_tls", True):
             policy = json.dumps(tls_only_policy(target, bucket))
             on_new_bucket(target, bucket, s3.put_bucket_policy, Policy=policy)
 
-    def inspect(self, target: Target, row: Resource) -> Found:
-        return inspect_bucket(target, row.name)
+    def inspect(self, target: Target, subject: Subject) -> Found:
+        return inspect_bucket(target, subject.name)
 
-    def delete(self, target: Target, row: Resource) -> None:
+    def delete(self, target: Target, subject: Subject) -> None:
         s3 = target.aws.client("s3")
-        bucket = row.name
+        bucket = subject.name
         try:
             for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
                 for upload in page.get("Uploads", []):
@@ -233,32 +245,32 @@ class BucketHandler:
                 raise
 
 
-class ObjectHandler:
+class ObjectHandler(NothingToConfigure):
     """An object the job itself puts in its bucket. Objects carry no tags we rely on: an object is
     ours when its bucket is."""
 
-    kind: ClassVar[str] = "s3_object"
+    kind: ClassVar[ResourceKind] = ResourceKind.S3_OBJECT
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("s3:PutObject",),
         "inspect": ("s3:ListBucket", "s3:GetBucketTagging", "s3:GetObject"),
         "delete": ("s3:ListBucketVersions", "s3:DeleteObject", "s3:DeleteObjectVersion"),
     }
 
-    def create(self, target: Target, row: Resource) -> Created:
-        bucket, key = row.attributes["bucket"], row.attributes["key"]
+    def create(self, target: Target, subject: Subject) -> Created:
+        bucket, key = subject.attributes["bucket"], subject.attributes["key"]
         with refused_means_not_created():
             on_new_bucket(
                 target,
                 bucket,
                 target.aws.client("s3").put_object,
                 Key=key,
-                Body=str(row.attributes.get("body", "")).encode(),
+                Body=str(subject.attributes.get("body", "")).encode(),
                 ExpectedBucketOwner=target.account_id,
             )
         return Created(bucket_arn(target, bucket, key))
 
-    def inspect(self, target: Target, row: Resource) -> Found:
-        bucket, key = row.attributes["bucket"], row.attributes["key"]
+    def inspect(self, target: Target, subject: Subject) -> Found:
+        bucket, key = subject.attributes["bucket"], subject.attributes["key"]
         owner = inspect_bucket(target, bucket)
         if owner.presence is not Presence.OURS:
             return owner if owner.presence is Presence.FOREIGN else ABSENT
@@ -270,10 +282,12 @@ class ObjectHandler:
             raise
         return Found(Presence.OURS, bucket_arn(target, bucket, key))
 
-    def delete(self, target: Target, row: Resource) -> None:
+    def delete(self, target: Target, subject: Subject) -> None:
         try:
             _delete_versions(
-                target.aws.client("s3"), row.attributes["bucket"], prefix=row.attributes["key"]
+                target.aws.client("s3"),
+                subject.attributes["bucket"],
+                prefix=subject.attributes["key"],
             )
         except ClientError as error:
             if error_code(error) not in BUCKET_GONE:

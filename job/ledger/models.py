@@ -29,9 +29,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # The states live apart so that the command line can list them without importing SQLAlchemy.
-from job.ledger.states import Outcome, ResourceState, RunStatus, Verdict
+from job.ledger.states import Outcome, Phase, ResourceState, RunStatus, Verdict
+from job.vocabulary import ResourceKind
 
-__all__ = ["Outcome", "ResourceState", "RunStatus", "Verdict"]
+__all__ = ["Outcome", "Phase", "ResourceState", "RunStatus", "Verdict"]
 
 
 def utcnow() -> datetime:
@@ -126,7 +127,7 @@ class Resource(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[ResourceKind] = mapped_column(_enum(ResourceKind, 32))
     # The scenario's name for it ("writer", "read-policy"), unique within a run.
     logical_name: Mapped[str] = mapped_column(String(64))
     # The deterministic AWS name, known before the create call: what a crashed run is found by.
@@ -150,7 +151,7 @@ class PhaseAttempt(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    phase: Mapped[str] = mapped_column(String(16))
+    phase: Mapped[Phase] = mapped_column(_enum(Phase))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     outcome: Mapped[Outcome] = mapped_column(_enum(Outcome))

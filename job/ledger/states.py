@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import enum
 
+# Verdicts are the scenario's words too; they live where the scenario can use them without the
+# ledger, and are named here with the other states the ledger stores.
+from job.vocabulary import Verdict
+
+__all__ = ["Outcome", "Phase", "ResourceState", "RunStatus", "Verdict"]
+
 
 class RunStatus(enum.StrEnum):
     PROVISIONING = "provisioning"
@@ -24,13 +30,15 @@ class ResourceState(enum.StrEnum):
     DELETED = "deleted"
 
 
+class Phase(enum.StrEnum):
+    """What a phase attempt was an attempt at."""
+
+    PROVISION = "provision"
+    VERIFY = "verify"
+    TEARDOWN = "teardown"
+
+
 class Outcome(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-
-
-class Verdict(enum.StrEnum):
-    ALLOW = "allow"
-    DENY = "deny"
-    ERROR = "error"

@@ -22,6 +22,7 @@ from job.ledger.models import (
     RUN_ID,
     Check,
     Outcome,
+    Phase,
     PhaseAttempt,
     Resource,
     ResourceState,
@@ -30,6 +31,7 @@ from job.ledger.models import (
     Verdict,
     utcnow,
 )
+from job.vocabulary import ResourceKind
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -165,8 +167,25 @@ class Store:
         return self.session.scalar(query) or 0
 
     @_serialized
+    def live_resource_names(self, account_id: str) -> set[tuple[ResourceKind, str]]:
+        """(kind, name) of every resource, of any run in the account, that is not deleted: what
+        the ledger accounts for there (`job sweep` looks for the rest)."""
+        rows = self.session.execute(
+            select(Resource.kind, Resource.name)
+            .join(Run)
+            .where(Run.account_id == account_id, Resource.state != ResourceState.DELETED)
+        )
+        return {(kind, name) for kind, name in rows}
+
+    @_serialized
     def record_pending(
-        self, run: Run, *, kind: str, logical_name: str, name: str, attributes: dict[str, Any]
+        self,
+        run: Run,
+        *,
+        kind: ResourceKind,
+        logical_name: str,
+        name: str,
+        attributes: dict[str, Any],
     ) -> Resource:
         """Write-ahead: the resource is in the ledger before the call that creates it."""
         row = Resource(
@@ -206,7 +225,7 @@ class Store:
     # Phase attempts
 
     @_serialized
-    def start_attempt(self, run: Run, phase: str) -> PhaseAttempt:
+    def start_attempt(self, run: Run, phase: Phase) -> PhaseAttempt:
         attempt = PhaseAttempt(
             phase=phase,
             outcome=Outcome.RUNNING,

@@ -9,13 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from job.aws.handler import Found, NotCreated, Presence, Target
+from job.aws.handler import Found, NotCreated, Presence, Subject, Target
 from job.aws.kinds import handler_for
 from job.aws.retry import while_unseen
 from job.aws.session import AWS_ERRORS, Aws, describe_aws_error
 from job.errors import AwsError, JobError, LedgerError
 from job.ledger.models import (
     Outcome,
+    Phase,
     PhaseAttempt,
     Resource,
     ResourceState,
@@ -54,6 +55,12 @@ def target_for(run: Run, aws: Aws) -> Target:
     return Target(aws=aws, run_id=run.id, account_id=run.account_id, partition=run.partition)
 
 
+def subject_of(row: Resource) -> Subject:
+    """What a handler's verbs need of a ledger row. They return what they learn (Created, Found),
+    and the phase writes that into the row: the AWS layer never sees the ledger."""
+    return Subject(name=row.name, physical_id=row.physical_id, attributes=dict(row.attributes))
+
+
 def scenario_of(run: Run, target: Target) -> Scenario:
     """What the run creates and expects: the seed scenario under the run's prefix, shaped by the
     options recorded when it started. Every phase asks here, so they cannot disagree."""
@@ -69,7 +76,7 @@ def look_up(target: Target, row: Resource, *, known_to_exist: bool = False) -> F
     Taking an unseen bucket for gone would mark it deleted and leave it in the account.
     https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
     """
-    handler = handler_for(row.kind)
+    handler, subject = handler_for(row.kind), subject_of(row)
     if known_to_exist:
         window = target.propagation_timeout
     elif row.state in (ResourceState.PENDING, ResourceState.CREATED):
@@ -77,7 +84,7 @@ def look_up(target: Target, row: Resource, *, known_to_exist: bool = False) -> F
     else:
         window = timedelta(0)
     return while_unseen(
-        lambda: handler.inspect(target, row),
+        lambda: handler.inspect(target, subject),
         lambda found: found.presence is Presence.ABSENT,
         timeout=window,
         what=f"{row.kind} {row.name}",
@@ -102,7 +109,7 @@ def recording_failure(store: Store, row: Resource, doing: str) -> Iterator[None]
 
 
 @contextmanager
-def phase(store: Store, run: Run, name: str, status: RunStatus) -> Iterator[PhaseAttempt]:
+def phase(store: Store, run: Run, name: Phase, status: RunStatus) -> Iterator[PhaseAttempt]:
     """Record an attempt at `name`; on any error, record it and mark the run failed, then re-raise.
 
     The run is left re-runnable: the ledger says what exists, the same command picks up from there.

@@ -14,7 +14,7 @@ from job.aws.kinds import handler_for
 from job.aws.session import Aws
 from job.config import DEFAULT_CONCURRENCY
 from job.errors import BadInput, NotOurs
-from job.ledger.models import Resource, ResourceState, Run, RunStatus
+from job.ledger.models import Phase, Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.parallel import run_graph
 from job.phases.common import (
@@ -23,6 +23,7 @@ from job.phases.common import (
     phase,
     recording_failure,
     scenario_of,
+    subject_of,
     target_for,
 )
 from job.scenario import ResourceSpec, RunOptions
@@ -50,13 +51,13 @@ def provision(
     """Create what is missing of the run's resources (all of them, for a run just started), each
     once what it needs exists, up to `concurrency` at once."""
     run = store.get_run(run_id)
-    if any(attempt.phase == "teardown" for attempt in run.attempts):
+    if any(attempt.phase is Phase.TEARDOWN for attempt in run.attempts):
         raise BadInput(
             f"run {run.id} has been torn down (or was being torn down); start a new run with "
             f"`job provision`, or finish it with `job teardown --run-id {run.id}`"
         )
     target = target_for(run, aws)
-    with phase(store, run, "provision", RunStatus.PROVISIONING):
+    with phase(store, run, Phase.PROVISION, RunStatus.PROVISIONING):
         specs = scenario_of(run, target).resources
         run_graph(
             {spec.logical_name: partial(ensure, store, target, run, spec) for spec in specs},
@@ -87,7 +88,7 @@ def ensure(store: Store, target: Target, run: Run, spec: ResourceSpec) -> Resour
         if pending_before and _adopt(store, target, row, known_to_exist=False):
             return row
         try:
-            created = handler.create(target, row)
+            created = handler.create(target, subject_of(row))
         except AlreadyExists:
             if _adopt(store, target, row, known_to_exist=True):
                 return row
@@ -104,19 +105,19 @@ def _adopt(store: Store, target: Target, row: Resource, *, known_to_exist: bool)
     does not exist; NotOurs when somebody else's stands under the name. Unless `known_to_exist`
     (a create has just said the name is taken), "not there" is taken at once: the create that
     follows settles it."""
+    handler = handler_for(row.kind)
     found = (
         look_up(target, row, known_to_exist=True)
         if known_to_exist
-        else handler_for(row.kind).inspect(target, row)
+        else handler.inspect(target, subject_of(row))
     )
     if found.presence is Presence.ABSENT:
         return False
     if found.presence is Presence.FOREIGN:
         store.set_error(row, found.reason)
         raise NotOurs(f"cannot create {row.kind} {row.name}: {found.reason}")
-    configure = getattr(handler_for(row.kind), "configure", None)
-    if configure is not None:  # what the create would have done after creating it
-        configure(target, row)
+    # What the create would have done after creating it: the earlier attempt may have stopped first.
+    handler.configure(target, subject_of(row))
     store.set_state(row, ResourceState.CREATED, physical_id=found.physical_id)
     log.info("adopted %s %s, created by an earlier attempt", row.kind, row.name)
     return True

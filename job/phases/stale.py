@@ -9,6 +9,7 @@ that gets the hold after the run was finished sees that and does nothing.
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 from collections.abc import Callable
@@ -29,10 +30,18 @@ from job.phases.teardown import teardown
 log = logging.getLogger(__name__)
 
 
+class StaleResult(enum.StrEnum):
+    """What the janitor did with one stale run (`--output json` shows the value)."""
+
+    TORN_DOWN = "torn_down"
+    SKIPPED = "skipped"  # held by another process, or finished by one meanwhile
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class StaleOutcome:
     run_id: str
-    outcome: str  # torn_down, skipped (held, or already done), failed
+    outcome: StaleResult
     error: str | None = None
 
 
@@ -64,17 +73,17 @@ def teardown_stale(
                 # Read again under the hold: another janitor may have finished it meanwhile.
                 run = store.get_run(run_id)
                 if run.status is RunStatus.TORN_DOWN or run.updated_at >= idle_since:
-                    outcomes[run_id] = StaleOutcome(run_id, "skipped")
+                    outcomes[run_id] = StaleOutcome(run_id, StaleResult.SKIPPED)
                     return
                 log.info("tearing down stale run %s (idle since %s)", run_id, run.updated_at)
                 teardown(store, aws_for(run.region), run_id=run_id, concurrency=1)
-                outcomes[run_id] = StaleOutcome(run_id, "torn_down")
+                outcomes[run_id] = StaleOutcome(run_id, StaleResult.TORN_DOWN)
         except RunHeld:
-            outcomes[run_id] = StaleOutcome(run_id, "skipped", "held by another process")
+            outcomes[run_id] = StaleOutcome(run_id, StaleResult.SKIPPED, "held by another process")
         except JobError as error:
             # One stuck run must not keep the janitor from the others.
             log.error("%s", error.message)
-            outcomes[run_id] = StaleOutcome(run_id, "failed", error.message)
+            outcomes[run_id] = StaleOutcome(run_id, StaleResult.FAILED, error.message)
         with guard:
             log.info("stale runs: %d of %d done", len(outcomes), len(run_ids), extra=WAITING)
 

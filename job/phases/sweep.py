@@ -8,107 +8,84 @@ an account with thousands of the job's users costs one tag read per stranger, no
 
 from __future__ import annotations
 
+import enum
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from itertools import chain
 
 from botocore.exceptions import ClientError
-from sqlalchemy import select
 
-from job.aws.handler import IAM_PATH, MANAGED_BY_KEY, MANAGED_BY_VALUE, RUN_ID_KEY, Target, tag_dict
+from job.aws.handler import MANAGED_BY_KEY, MANAGED_BY_VALUE, RUN_ID_KEY, Subject, Target
+from job.aws.iam import list_job_policies, list_job_users, listed_tags
 from job.aws.kinds import handler_for
-from job.aws.s3 import list_buckets
+from job.aws.s3 import bucket_tags, list_buckets
 from job.aws.session import AWS_ERRORS, Aws, describe_aws_error, error_code
 from job.config import DEFAULT_CONCURRENCY
-from job.ledger.models import Resource, ResourceState, Run, utcnow
+from job.ledger.models import utcnow
 from job.ledger.store import Store
 from job.parallel import run_each
-from job.scenario import BUCKET_SUFFIXES
+from job.scenario import JOB_BUCKET_NAME
+from job.vocabulary import ResourceKind
 
 log = logging.getLogger(__name__)
-# What the listings below need beyond the resource kinds' own inspect and delete.
-PERMISSIONS = (
-    "iam:ListUsers",
-    "iam:ListUserTags",
-    "iam:ListPolicies",
-    "iam:ListPolicyTags",
-    "s3:ListAllMyBuckets",
-    "s3:GetBucketTagging",
-)
-# <prefix>-<run id>-<suffix>, as job.scenario names buckets.
-_SUFFIXES = "|".join(BUCKET_SUFFIXES)
-JOB_BUCKET = re.compile(rf"[a-z0-9-]{{1,20}}-[a-z][a-z0-9]{{9}}-({_SUFFIXES})")
+
+
+class SweepAction(enum.StrEnum):
+    """What sweep did with an orphan (`--output json` shows the value)."""
+
+    LISTED = "listed"  # found, and nothing done to it: a dry run
+    DELETED = "deleted"
+    KEPT = "kept"  # too young: it may belong to a run in progress elsewhere
+    FAILED = "failed"
 
 
 @dataclass
 class Orphan:
-    kind: str
+    kind: ResourceKind
     name: str
     physical_id: str
     run_id: str | None
     created_at: datetime
-    action: str = "listed"  # listed, deleted, kept (too young), failed
+    action: SweepAction = SweepAction.LISTED
     error: str | None = None
 
 
-def _accounted(store: Store, account_id: str) -> set[tuple[str, str]]:
-    """(kind, name) of every resource the ledger has live in this account."""
-    rows = store.session.execute(
-        select(Resource.kind, Resource.name)
-        .join(Run)
-        .where(Run.account_id == account_id, Resource.state != ResourceState.DELETED)
-    )
-    return {(kind, name) for kind, name in rows}
-
-
 def _tagged_iam(
-    aws: Aws, prefix: str, accounted: set[tuple[str, str]], kind: str, listing: str, key: str
+    aws: Aws, prefix: str, accounted: set[tuple[ResourceKind, str]]
 ) -> Iterator[Orphan]:
-    """Users or customer-managed policies under the job's path (every page), with the job's tags."""
+    """Users, then customer-managed policies, under the job's path, with the job's tags."""
     iam = aws.client("iam")
-    pages = iam.get_paginator(listing).paginate(
-        PathPrefix=IAM_PATH, **({"Scope": "Local"} if kind == "iam_policy" else {})
-    )
-    for page in pages:
-        for item in page[key]:
-            name = item["UserName"] if kind == "iam_user" else item["PolicyName"]
-            # Another prefix's resources are another job's (and outside this runner's policy).
-            if not name.startswith(f"{prefix}-") or (kind, name) in accounted:
-                continue
-            try:
-                if kind == "iam_user":
-                    answer = iam.list_user_tags(UserName=name)
-                else:
-                    answer = iam.list_policy_tags(PolicyArn=item["Arn"])
-            except ClientError as error:
-                if error_code(error) == "NoSuchEntity":  # gone since the listing
-                    continue
-                raise
-            tags = tag_dict(answer["Tags"])
-            if tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
-                yield Orphan(kind, name, item["Arn"], tags.get(RUN_ID_KEY), item["CreateDate"])
+    for listed in chain(list_job_users(iam), list_job_policies(iam)):
+        # Another prefix's resources are another job's (and outside this runner's policy).
+        if not listed.name.startswith(f"{prefix}-") or (listed.kind, listed.name) in accounted:
+            continue
+        tags = listed_tags(iam, listed)
+        if tags is not None and tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
+            yield Orphan(
+                listed.kind, listed.name, listed.arn, tags.get(RUN_ID_KEY), listed.created_at
+            )
 
 
 def _tagged_buckets(
-    aws: Aws, prefix: str, accounted: set[tuple[str, str]], partition: str
+    aws: Aws, prefix: str, accounted: set[tuple[ResourceKind, str]], partition: str
 ) -> Iterator[Orphan]:
     s3 = aws.client("s3")
     for bucket in list_buckets(s3, prefix=f"{prefix}-"):
         name = bucket["Name"]
-        if not JOB_BUCKET.fullmatch(name) or ("s3_bucket", name) in accounted:
+        if not JOB_BUCKET_NAME.fullmatch(name) or (ResourceKind.S3_BUCKET, name) in accounted:
             continue
         try:
-            tags = tag_dict(s3.get_bucket_tagging(Bucket=name)["TagSet"])
+            tags = bucket_tags(s3, name)
         except ClientError as error:
             # Untagged, gone, or in another region (answered by a redirect): not ours to judge.
             log.info("not judging bucket %s: %s", name, error_code(error))
             continue
         if tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
             yield Orphan(
-                "s3_bucket",
+                ResourceKind.S3_BUCKET,
                 name,
                 f"arn:{partition}:s3:::{name}",
                 tags.get(RUN_ID_KEY),
@@ -126,11 +103,10 @@ def sweep(
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> list[Orphan]:
     identity = aws.identity()
-    accounted = _accounted(store, identity.account_id)
+    accounted = store.live_resource_names(identity.account_id)
     try:
         orphans = [
-            *_tagged_iam(aws, prefix, accounted, "iam_user", "list_users", "Users"),
-            *_tagged_iam(aws, prefix, accounted, "iam_policy", "list_policies", "Policies"),
+            *_tagged_iam(aws, prefix, accounted),
             *_tagged_buckets(aws, prefix, accounted, identity.partition),
         ]
     except AWS_ERRORS as error:
@@ -140,27 +116,30 @@ def sweep(
     cutoff = utcnow() - older_than
 
     def delete(orphan: Orphan) -> None:
-        row = Resource(kind=orphan.kind, logical_name="sweep", name=orphan.name, attributes={})
-        row.physical_id = orphan.physical_id
         target = Target(aws, orphan.run_id or "", identity.account_id, identity.partition)
         try:
-            handler_for(orphan.kind).delete(target, row)
+            handler_for(orphan.kind).delete(
+                target, Subject(name=orphan.name, physical_id=orphan.physical_id)
+            )
         except AWS_ERRORS as error:
-            orphan.action, orphan.error = "failed", describe_aws_error(error, "deleting").message
+            orphan.action, orphan.error = (
+                SweepAction.FAILED,
+                describe_aws_error(error, "deleting").message,
+            )
             log.error("could not delete %s %s: %s", orphan.kind, orphan.name, orphan.error)
             return
-        orphan.action = "deleted"
+        orphan.action = SweepAction.DELETED
         log.info("deleted orphaned %s %s (run %s)", orphan.kind, orphan.name, orphan.run_id)
 
     doomed = []
     for orphan in orphans:
         if orphan.created_at > cutoff:
-            orphan.action = "kept"
+            orphan.action = SweepAction.KEPT
             orphan.error = f"younger than {older_than}: may belong to a run in progress elsewhere"
         else:
             doomed.append(orphan)
     # Users first: deleting them detaches the policies, which can then go. Within a kind, at once.
-    for kind in ("iam_user", "iam_policy", "s3_bucket"):
+    for kind in (ResourceKind.IAM_USER, ResourceKind.IAM_POLICY, ResourceKind.S3_BUCKET):
         run_each(
             {id(o): partial(delete, o) for o in doomed if o.kind == kind}, concurrency=concurrency
         )

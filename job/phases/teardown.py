@@ -15,10 +15,17 @@ from job.aws.kinds import handler_for
 from job.aws.session import Aws
 from job.config import DEFAULT_CONCURRENCY
 from job.errors import AwsError
-from job.ledger.models import Resource, ResourceState, Run, RunStatus
+from job.ledger.models import Phase, Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.parallel import run_graph
-from job.phases.common import look_up, phase, recording_failure, scenario_of, target_for
+from job.phases.common import (
+    look_up,
+    phase,
+    recording_failure,
+    scenario_of,
+    subject_of,
+    target_for,
+)
 from job.scenario import teardown_needs
 
 log = logging.getLogger(__name__)
@@ -27,7 +34,7 @@ log = logging.getLogger(__name__)
 def teardown(store: Store, aws: Aws, *, run_id: str, concurrency: int = DEFAULT_CONCURRENCY) -> Run:
     run = store.get_run(run_id)
     target = target_for(run, aws)
-    with phase(store, run, "teardown", RunStatus.TEARING_DOWN):
+    with phase(store, run, Phase.TEARDOWN, RunStatus.TEARING_DOWN):
         failures: list[str] = []
 
         def delete(row: Resource) -> None:
@@ -62,7 +69,7 @@ def delete_resource(store: Store, target: Target, row: Resource) -> None:
         found = look_up(target, row)
         if found.presence is Presence.OURS:
             store.set_state(row, ResourceState.DELETING)
-            handler.delete(target, row)
+            handler.delete(target, subject_of(row))
             log.info("deleted %s %s", row.kind, row.name)
     if found.presence is Presence.FOREIGN:
         log.warning("not deleting %s %s: %s", row.kind, row.name, found.reason)

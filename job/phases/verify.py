@@ -26,6 +26,7 @@ from job.errors import BadInput
 from job.ledger.models import (
     Check,
     Outcome,
+    Phase,
     PhaseAttempt,
     Resource,
     ResourceState,
@@ -35,9 +36,10 @@ from job.ledger.models import (
 )
 from job.ledger.store import Store
 from job.parallel import run_each, run_graph
-from job.phases.common import phase, recording_failure, scenario_of, target_for
+from job.phases.common import phase, recording_failure, scenario_of, subject_of, target_for
 from job.phases.teardown import delete_resource
 from job.scenario import Expectation, Scenario
+from job.vocabulary import ResourceKind
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +63,15 @@ def verify(
     # By what happened, not by the status: a verify that failed or was killed leaves the run
     # "failed" or "verifying", and verifying it again is exactly what should come next.
     phases = [(a.phase, a.outcome) for a in run.attempts]
-    if "teardown" in (phase for phase, _ in phases):
+    if Phase.TEARDOWN in (phase for phase, _ in phases):
         raise BadInput(f"run {run.id} has been torn down; start a new run with `job run`")
-    if ("provision", Outcome.SUCCEEDED) not in phases:
+    if (Phase.PROVISION, Outcome.SUCCEEDED) not in phases:
         raise BadInput(
             f"run {run.id} is not provisioned yet; run `job provision --run-id {run.id}` first"
         )
     target = target_for(run, aws)
     scenario = scenario_of(run, target)
-    with phase(store, run, "verify", RunStatus.VERIFYING) as attempt:
+    with phase(store, run, Phase.VERIFY, RunStatus.VERIFYING) as attempt:
         verification = _Verification(store, target, run, attempt, scenario, concurrency)
         passed = verification.carry_out()
         store.set_status(run, RunStatus.VERIFIED if passed else RunStatus.VERIFY_FAILED)
@@ -99,7 +101,7 @@ class _Verification:
         # read here, before the worker threads start adding this attempt's keys to the run.
         self.leftover_keys: dict[str, list[Resource]] = {}
         for row in run.resources:
-            if row.kind == "iam_access_key" and row.state is not ResourceState.DELETED:
+            if row.kind == ResourceKind.IAM_ACCESS_KEY and row.state is not ResourceState.DELETED:
                 self.leftover_keys.setdefault(row.attributes.get("user_name", ""), []).append(row)
         self.keys: list[Resource] = []  # this attempt's, recorded: deleted whatever happens
         self.principal_aws: dict[str, Aws] = {}
@@ -146,7 +148,7 @@ class _Verification:
             delete_resource(self.store, self.target, row)
         row = self.store.record_pending(
             self.run,
-            kind="iam_access_key",
+            kind=ResourceKind.IAM_ACCESS_KEY,
             logical_name=f"{principal}-key-{self.attempt.id}",
             name=f"access key of {user.name}",
             attributes={"user_name": user.name},
@@ -161,7 +163,7 @@ class _Verification:
         with recording_failure(
             self.store, row, f"creating an access key for {row.attributes['user_name']}"
         ):
-            created = handler_for(row.kind).create(self.target, row)
+            created = handler_for(row.kind).create(self.target, subject_of(row))
         self.store.set_state(row, ResourceState.CREATED, physical_id=created.physical_id)
         assert created.secret is not None
         return ProbeKey(created.physical_id, created.secret)

@@ -1,0 +1,26 @@
+"""Words the layers share: the AWS layer, the scenario and the ledger each use them, and none of
+them should have to import another for its vocabulary. The ledger stores them by value, as plain
+strings, and `--output json` shows those values, so a value never changes without a migration."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Verdict(enum.StrEnum):
+    """What a permission check expects, and what AWS answered."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    ERROR = "error"
+
+
+class ResourceKind(enum.StrEnum):
+    """What sort of AWS resource a ledger row stands for; each has one handler (job.aws.kinds)."""
+
+    S3_BUCKET = "s3_bucket"
+    S3_OBJECT = "s3_object"
+    IAM_USER = "iam_user"
+    IAM_POLICY = "iam_policy"
+    IAM_USER_POLICY_ATTACHMENT = "iam_user_policy_attachment"
+    IAM_ACCESS_KEY = "iam_access_key"
