@@ -24,3 +24,5 @@ class ResourceKind(enum.StrEnum):
     IAM_POLICY = "iam_policy"
     IAM_USER_POLICY_ATTACHMENT = "iam_user_policy_attachment"
     IAM_ACCESS_KEY = "iam_access_key"
+    IAM_ROLE = "iam_role"
+    IAM_ROLE_POLICY_ATTACHMENT = "iam_role_policy_attachment"

@@ -99,6 +99,14 @@ class Run(Base):
     # Choices made when the run started (job.scenario.RunOptions), so that a resume, a verify or
     # a teardown on another machine rebuilds the same scenario.
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The scenario file the run proves, as given (YAML or JSON), and its SHA-256: verify and
+    # teardown of the run use this, whatever the file says now (a run without --scenario stores
+    # the built-in seed's file). None only for runs started before scenario files: the seed.
+    scenario: Mapped[str | None] = mapped_column(Text)
+    scenario_sha256: Mapped[str | None] = mapped_column(String(64))
+    # What verify measured of AWS: {"propagation_seconds": {principal: s}, "revocation_seconds":
+    # {principal: s}}, for `runs show` and --metrics-file.
+    measurements: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[RunStatus] = mapped_column(_enum(RunStatus))
     # Who holds the run now ("host:pid") and until when its lease runs; see job.ledger.hold.
     holder: Mapped[str | None] = mapped_column(String(255))
