@@ -42,15 +42,17 @@ class ResourceSpec:
 
 @dataclass(frozen=True)
 class Expectation:
-    principal: str  # the logical name of an IAM user resource
+    principal: str  # the logical name of an IAM user or role resource
     action: str
     expected: Verdict
-    bucket: str | None = None
+    bucket: str | None = None  # a bucket's real name, when the probe is aimed at one
     key: str | None = None
+    # Otherwise what the probe is aimed at, as written: an ARN, or "*".
+    resource: str | None = None
 
     def resource_arn(self, target: Target) -> str:
         if self.bucket is None:
-            return "*"
+            return self.resource or "*"
         return bucket_arn(target, self.bucket, self.key)
 
 
@@ -62,6 +64,16 @@ class Scenario:
     @property
     def principals(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(e.principal for e in self.expectations))
+
+    def principal_kind(self, principal: str) -> ResourceKind:
+        """IAM_USER (verify makes it an access key) or IAM_ROLE (verify assumes it)."""
+        for spec in self.resources:
+            if spec.logical_name == principal and spec.kind in (
+                ResourceKind.IAM_USER,
+                ResourceKind.IAM_ROLE,
+            ):
+                return spec.kind
+        raise KeyError(f"no user or role {principal!r} in the scenario")
 
 
 def _policy_document(actions: list[str], resource: str) -> dict[str, Any]:
