@@ -34,9 +34,15 @@ class Observation:
     ledger_resources_live: int | None = None
     phase_seconds: dict[str, float] = field(default_factory=dict)
     stale_runs: Counter[str] = field(default_factory=Counter)
+    # What the run's latest verify measured, by principal (job.phases.verify).
+    propagation_seconds: dict[str, float] = field(default_factory=dict)
+    revocation_seconds: dict[str, float] = field(default_factory=dict)
 
     def observe_run(self, run: Run, checks: Sequence[Check]) -> None:
         self.checks = Counter("passed" if check.passed else "failed" for check in checks)
+        measurements = run.measurements or {}
+        self.propagation_seconds = dict(measurements.get("propagation_seconds") or {})
+        self.revocation_seconds = dict(measurements.get("revocation_seconds") or {})
         self.resources_live = sum(row.state is not ResourceState.DELETED for row in run.resources)
         for attempt in run.attempts:
             # Only this command's own phases; an earlier command's are in its own file.
@@ -125,6 +131,23 @@ def render(observation: Observation, exit_code: int, previous_success: float | N
         [
             ({**base, "phase": phase}, seconds)
             for phase, seconds in observation.phase_seconds.items()
+        ],
+    )
+    metric(
+        "job_propagation_seconds",
+        "Seconds from a principal's credentials' creation to its first allowed call succeeding, "
+        "in the run's latest verify.",
+        [
+            ({**base, "principal": principal}, seconds)
+            for principal, seconds in sorted(observation.propagation_seconds.items())
+        ],
+    )
+    metric(
+        "job_revocation_seconds",
+        "Seconds from a user's key's deletion to AWS refusing it (verify --measure-revocation).",
+        [
+            ({**base, "principal": principal}, seconds)
+            for principal, seconds in sorted(observation.revocation_seconds.items())
         ],
     )
     metric(

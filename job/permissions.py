@@ -2,24 +2,32 @@
 
 Built from the permissions each resource kind declares beside its AWS calls (job.aws.*), plus
 those of the listings sweep makes (declared beside them too, in job.aws.iam and job.aws.s3), and
-scoped to the job's own names wherever IAM allows a resource there. What probe users do in verify
-is theirs, not the runner's, and sts:GetCallerIdentity needs no permission at all.
+scoped to the job's own names wherever IAM allows a resource there. What probe users and roles do
+in verify is theirs, not the runner's (assuming a role is the runner's: sts:AssumeRole, declared by
+the role kind), and sts:GetCallerIdentity needs no permission at all.
+
+Given the kinds a scenario uses, the policy holds only what those kinds need: a scenario without
+roles gets no role permissions. The sweep's listings are always there.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 
 from job.aws.handler import IAM_PATH
 from job.aws.iam import LISTING_PERMISSIONS as IAM_LISTING_PERMISSIONS
 from job.aws.kinds import HANDLERS
 from job.aws.s3 import LISTING_PERMISSIONS as S3_LISTING_PERMISSIONS
+from job.vocabulary import ResourceKind
 
 # Actions whose resource is something not the job's, or that IAM does not let a policy scope:
 # listings of a whole account, and detaching our policy from a group or role someone else owns
 # (IAM's resource there is the group or role; only a Condition on iam:PolicyARN could narrow it,
-# and the job's policy uses none, so that it can be tried against an emulator).
+# and the job's policy uses none, so that it can be tried against an emulator); taking our role
+# out of an instance profile, whose resource is the profile, someone else's.
+# https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html
 UNSCOPED = {
     "iam:ListUsers",
     "iam:ListPolicies",
@@ -27,7 +35,21 @@ UNSCOPED = {
     "iam:DetachGroupPolicy",
     "iam:DetachRolePolicy",
     "iam:DeleteVirtualMFADevice",
+    "iam:RemoveRoleFromInstanceProfile",
     "s3:ListAllMyBuckets",
+}
+# Actions whose resource is one of the job's roles.
+IAM_ROLE_ACTIONS = {
+    "iam:CreateRole",
+    "iam:TagRole",
+    "iam:ListRoleTags",
+    "iam:AttachRolePolicy",
+    "iam:ListAttachedRolePolicies",
+    "iam:ListRolePolicies",
+    "iam:DeleteRolePolicy",
+    "iam:ListInstanceProfilesForRole",
+    "iam:DeleteRole",
+    "sts:AssumeRole",
 }
 IAM_POLICY_ACTIONS = {
     "iam:CreatePolicy",
@@ -47,11 +69,13 @@ S3_OBJECT_ACTIONS = {
 }
 
 
-def required_actions() -> set[str]:
+def required_actions(kinds: Collection[ResourceKind] | None = None) -> set[str]:
+    """What the job's credentials need for runs of `kinds` (None: every kind the job knows)."""
     actions = {*IAM_LISTING_PERMISSIONS, *S3_LISTING_PERMISSIONS}
-    for handler in HANDLERS.values():
-        for verb_actions in handler.permissions.values():
-            actions.update(verb_actions)
+    for kind, handler in HANDLERS.items():
+        if kinds is None or kind in kinds:
+            for verb_actions in handler.permissions.values():
+                actions.update(verb_actions)
     return actions
 
 
@@ -61,6 +85,8 @@ def resource_for(action: str, prefix: str, partition: str = "aws") -> str:
         return "*"
     if action in IAM_POLICY_ACTIONS:
         return f"arn:{partition}:iam::*:policy/{path}/{prefix}-*"
+    if action in IAM_ROLE_ACTIONS:
+        return f"arn:{partition}:iam::*:role/{path}/{prefix}-*"
     if action.startswith("iam:"):
         # Every other IAM action the job makes acts on one of its users (AttachUserPolicy and
         # DetachUserPolicy too: their resource is the user).
@@ -71,11 +97,15 @@ def resource_for(action: str, prefix: str, partition: str = "aws") -> str:
 
 
 def runner_policy(
-    prefix: str = "job", partition: str = "aws", without: frozenset[str] = frozenset()
+    prefix: str = "job",
+    partition: str = "aws",
+    without: frozenset[str] = frozenset(),
+    kinds: Collection[ResourceKind] | None = None,
 ) -> dict[str, Any]:
-    """One statement per resource, actions sorted: stable output to diff and review."""
+    """One statement per resource, actions sorted: stable output to diff and review. `kinds`:
+    the resource kinds the runs will create (a scenario's); None for every kind the job knows."""
     by_resource: dict[str, list[str]] = defaultdict(list)
-    for action in sorted(required_actions() - without):
+    for action in sorted(required_actions(kinds) - without):
         by_resource[resource_for(action, prefix, partition)].append(action)
     statements = [
         {
@@ -96,4 +126,6 @@ def _sid(resource: str) -> str:
         return "JobPolicies"
     if ":user/" in resource:
         return "JobUsers"
+    if ":role/" in resource:
+        return "JobRoles"
     return "JobObjects" if resource.endswith("/*") else "JobBuckets"

@@ -80,6 +80,8 @@ def run_dict(run: Run, checks: Sequence[Check]) -> dict[str, Any]:
         ],
         "resources": [resource_dict(row) for row in run.resources],
         "checks": [check_dict(check) for check in checks],
+        # What the latest verify measured: {"propagation_seconds": {principal: s}, ...}.
+        "measurements": run.measurements or {},
     }
 
 
@@ -156,6 +158,21 @@ def orphans_text(orphans: Sequence[Any], executed: bool) -> str:
     return listing + hint
 
 
+# The measurements `runs show` puts in its text, and what it calls each.
+_MEASURED = (("propagation_seconds", "propagation"), ("revocation_seconds", "revocation"))
+
+
+def measurements_text(measurements: dict[str, Any] | None) -> list[str]:
+    """A line per measurement, e.g. "propagation: reader 1.2s, writer 0.8s"."""
+    lines = []
+    for key, label in _MEASURED:
+        values = (measurements or {}).get(key) or {}
+        if values:
+            shown = ", ".join(f"{who} {seconds:.1f}s" for who, seconds in sorted(values.items()))
+            lines.append(f"{label}: {shown}")
+    return lines
+
+
 def run_text(run: Run, checks: Sequence[Check], *, show_resources: bool = True) -> str:
     parts = [f"run {run.id}: {run.status.value} (account {run.account_id}, {run.region})"]
     if show_resources and run.resources:
@@ -164,4 +181,7 @@ def run_text(run: Run, checks: Sequence[Check], *, show_resources: bool = True) 
         failed = sum(not check.passed for check in checks)
         verdict = "all checks passed" if not failed else f"{failed} of {len(checks)} checks FAILED"
         parts += ["", checks_text(checks), "", verdict]
+    measured = measurements_text(run.measurements)
+    if measured:
+        parts += ["", *measured]
     return "\n".join(parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -83,9 +84,10 @@ class FailTimes:
 @dataclass
 class StrictAws:
     """What AWS refuses and moto allows, enforced at the client boundary: deleting a user that
-    still has credentials, groups or policies; a policy still attached or with old versions; a
-    bucket that still holds object versions. It also answers ListServiceSpecificCredentials,
-    which moto does not implement. Every refusal is kept in `refused`."""
+    still has credentials, groups or policies; a role that still has policies or instance
+    profiles; a policy still attached or with old versions; a bucket that still holds object
+    versions. It also answers ListServiceSpecificCredentials, which moto does not implement.
+    Every refusal is kept in `refused`."""
 
     iam: Any  # admin clients, not hooked, to look at the emulator's state
     s3: Any
@@ -98,6 +100,8 @@ class StrictAws:
         blockers: list[str] = []
         if name == "DeleteUser":
             blockers = self._user_blockers(params["UserName"])
+        elif name == "DeleteRole":
+            blockers = self._role_blockers(params["RoleName"])
         elif name == "DeletePolicy":
             arn = params["PolicyArn"]
             entities = self.iam.list_entities_for_policy(PolicyArn=arn)
@@ -115,6 +119,25 @@ class StrictAws:
             self.refused.append(name)
             raise client_error("DeleteConflict", name, f"still has: {', '.join(blockers)}")
         return None
+
+    def _role_blockers(self, role: str) -> list[str]:
+        # "you must delete the items attached to the role manually, or the deletion fails":
+        # inline policies, attached managed policies, instance profiles.
+        # https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteRole.html
+        iam = self.iam
+        try:
+            checks = {
+                "managed policies": iam.list_attached_role_policies(RoleName=role)[
+                    "AttachedPolicies"
+                ],
+                "inline policies": iam.list_role_policies(RoleName=role)["PolicyNames"],
+                "instance profiles": iam.list_instance_profiles_for_role(RoleName=role)[
+                    "InstanceProfiles"
+                ],
+            }
+        except ClientError:  # no such role: DeleteRole itself will say so
+            return []
+        return [what for what, found in checks.items() if found]
 
     def _user_blockers(self, user: str) -> list[str]:
         iam = self.iam
@@ -134,6 +157,33 @@ class StrictAws:
         except ClientError:
             pass
         return blockers
+
+
+@dataclass
+class AccountTrust:
+    """What AWS makes of a trust policy naming an account (`arn:aws:iam::ACCOUNT:root`): every
+    principal of that account whose own identity policy allows sts:AssumeRole on the role may
+    assume it. moto matches the calling principal's ARN against the trust policy's literally, so
+    an account principal lets nobody in. This client hook (before parameters are built, so before
+    signing) keeps what the job sent in `sent` and gives moto "*" in its place: in the emulator's
+    one account, the same thing, since moto still checks the caller's identity policy.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html#principal-accounts
+    """
+
+    event: str = "before-parameter-build"
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+    def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name not in ("CreateRole", "UpdateAssumeRolePolicy"):
+            return
+        key = "AssumeRolePolicyDocument" if model.name == "CreateRole" else "PolicyDocument"
+        document = json.loads(params[key])
+        self.sent.append(json.loads(params[key]))
+        for statement in document.get("Statement", []):
+            principal = statement.get("Principal")
+            if isinstance(principal, dict) and str(principal.get("AWS", "")).endswith(":root"):
+                principal["AWS"] = "*"
+        params[key] = json.dumps(document)
 
 
 @dataclass

@@ -15,12 +15,16 @@ from typing import Any
 import boto3
 import pytest
 
+from job.aws.handler import Target
+from job.aws.session import Aws
 from job.cli import main
 from job.config import parse_database_url
 from job.emulator import EmulatorCredentials
 from job.ledger.engine import Ledger
+from job.ledger.models import Run
 from job.ledger.store import Store
-from job.scenario import RunOptions
+from job.scenario import FIXTURE_KEY, Expectation, ResourceSpec, RunOptions, Scenario
+from job.vocabulary import ResourceKind, Verdict
 
 
 @dataclass
@@ -79,8 +83,8 @@ def grant_inline(iam: Any, user: str, action: str, resource: str, name: str = "e
 
 
 def named(credentials: EmulatorCredentials, matches: Callable[[str], bool]) -> list[str]:
-    """Every user (with its access keys), customer-managed policy and bucket in the emulator
-    whose name `matches`."""
+    """Every user (with its access keys), role, customer-managed policy and bucket in the
+    emulator whose name `matches`."""
     iam = admin_client(credentials, "iam")
     s3 = admin_client(credentials, "s3")
     users = [
@@ -93,6 +97,12 @@ def named(credentials: EmulatorCredentials, matches: Callable[[str], bool]) -> l
     for user in users:
         keys = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
         found += [f"access key {key['AccessKeyId']}" for key in keys]
+    found += [
+        f"role {role['RoleName']}"
+        for page in iam.get_paginator("list_roles").paginate()
+        for role in page["Roles"]
+        if matches(role["RoleName"])
+    ]
     found += [
         f"policy {policy['PolicyName']}"
         for page in iam.get_paginator("list_policies").paginate(Scope="Local")
@@ -162,3 +172,91 @@ def cli_in_fork(args: list[str], hooks: list[Any]) -> int:
 # The emulator speaks plain HTTP, where a TLS-only bucket policy would refuse every request; the
 # CLI works that out from the endpoint, tests that start runs themselves say it.
 EMULATED = RunOptions(require_tls=False)
+
+
+def _allow(actions: list[str], resource: str | list[str]) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}],
+    }
+
+
+def role_scenario(run: Run, aws: Aws, permissions_boundary: str | None = None) -> Scenario:
+    """A scenario with a user and a role as principals, as a scenario file would give it: the
+    `writer` user may put and get the bucket's objects; the `auditor` role may get them and list
+    the bucket, and nothing else."""
+    target = Target(aws=aws, run_id=run.id, account_id=run.account_id, partition=run.partition)
+    base = f"{run.prefix}-{run.id}"
+    bucket = f"{base}-data"
+    bucket_arn = f"arn:{run.partition}:s3:::{bucket}"
+    role_attributes = {"permissions_boundary": permissions_boundary} if permissions_boundary else {}
+    resources = (
+        ResourceSpec(ResourceKind.S3_BUCKET, "bucket", bucket, {"require_tls": False}),
+        ResourceSpec(
+            ResourceKind.S3_OBJECT,
+            "fixture",
+            FIXTURE_KEY,
+            {"bucket": bucket, "key": FIXTURE_KEY, "body": "read by job verify"},
+            needs=("bucket",),
+        ),
+        ResourceSpec(ResourceKind.IAM_USER, "writer", f"{base}-writer"),
+        ResourceSpec(
+            ResourceKind.IAM_POLICY,
+            "writer-policy",
+            f"{base}-writer",
+            {"document": _allow(["s3:PutObject", "s3:GetObject"], f"{bucket_arn}/*")},
+        ),
+        ResourceSpec(
+            ResourceKind.IAM_USER_POLICY_ATTACHMENT,
+            "writer-attachment",
+            f"{base}-writer",
+            {
+                "user_name": f"{base}-writer",
+                "policy_arn": target.iam_arn("policy", f"{base}-writer"),
+            },
+            needs=("writer", "writer-policy"),
+        ),
+        ResourceSpec(ResourceKind.IAM_ROLE, "auditor", f"{base}-auditor", role_attributes),
+        ResourceSpec(
+            ResourceKind.IAM_POLICY,
+            "auditor-policy",
+            f"{base}-auditor",
+            {
+                "document": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "s3:GetObject",
+                            "Resource": f"{bucket_arn}/*",
+                        },
+                        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn},
+                    ],
+                }
+            },
+        ),
+        ResourceSpec(
+            ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
+            "auditor-attachment",
+            f"{base}-auditor",
+            {
+                "role_name": f"{base}-auditor",
+                "policy_arn": target.iam_arn("policy", f"{base}-auditor"),
+            },
+            needs=("auditor", "auditor-policy"),
+        ),
+    )
+    allow, deny = Verdict.ALLOW, Verdict.DENY
+    expectations = (
+        Expectation("writer", "s3:PutObject", allow, bucket, "probe/writer-putobject.txt"),
+        Expectation("writer", "s3:GetObject", allow, bucket, FIXTURE_KEY),
+        Expectation("writer", "s3:ListBucket", deny, bucket),
+        Expectation("writer", "iam:ListUsers", deny, resource="*"),
+        Expectation("auditor", "s3:GetObject", allow, bucket, FIXTURE_KEY),
+        Expectation("auditor", "s3:ListBucket", allow, bucket),
+        Expectation("auditor", "sts:GetCallerIdentity", allow, resource="*"),
+        Expectation("auditor", "s3:PutObject", deny, bucket, "probe/auditor-putobject.txt"),
+        Expectation("auditor", "s3:DeleteObject", deny, bucket, "probe/auditor-deleteobject.txt"),
+        Expectation("auditor", "iam:ListUsers", deny, resource="*"),
+    )
+    return Scenario(resources, expectations)

@@ -142,7 +142,8 @@ class Created:
 class Handler(Protocol):
     kind: ClassVar[ResourceKind]
     # IAM actions each verb needs from the job's own credentials (for `job runner-policy`).
-    # configure's are under "create": it is the second half of a create.
+    # configure's are under "create": it is the second half of a create. A kind may declare what a
+    # phase does with it beyond the verbs too (a role's "assume", for verify).
     permissions: ClassVar[dict[str, tuple[str, ...]]]
 
     def create(self, target: Target, subject: Subject) -> Created: ...

@@ -1,10 +1,12 @@
-"""IAM users, managed policies, their attachments, and access keys; and the listing that finds
-the job's users and policies whatever the ledger says (for `job sweep`).
+"""IAM users and roles, managed policies, their attachments, and access keys; and the listing that
+finds the job's users and policies whatever the ledger says (for `job sweep`).
 
 Deleting a user is the subtle part: AWS refuses DeleteUser (DeleteConflict) while anything hangs
 off the user. The usual blockers (keys, attached and inline policies, login profile, groups) are
 removed first; the rare ones (MFA devices, signing certificates, SSH keys, service-specific
-credentials) only when AWS still answers DeleteConflict, which keeps a normal teardown short.
+credentials) only when AWS still answers DeleteConflict, which keeps a normal teardown short. A
+role is the same: AWS refuses DeleteRole while managed policies are attached to it, inline
+policies are in it, or an instance profile holds it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -350,6 +352,208 @@ class AccessKeyHandler(NothingToConfigure):
         except ClientError as error:
             if error_code(error) != GONE:
                 raise
+
+
+def trust_policy(target: Target) -> dict[str, Any]:
+    """Who may assume the run's roles: principals of the job's own account whose identity
+    policies allow sts:AssumeRole on the role (the job's runner policy does). Trusting the
+    account's root delegates to those identity policies; it does not let the root user alone in.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html#principal-accounts
+    """
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{target.partition}:iam::{target.account_id}:root"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+class RoleHandler(NothingToConfigure):
+    """A role the job's own principal assumes in verify, to probe with the role's permissions."""
+
+    kind: ClassVar[ResourceKind] = ResourceKind.IAM_ROLE
+    permissions: ClassVar[dict[str, tuple[str, ...]]] = {
+        "create": ("iam:CreateRole", "iam:TagRole"),
+        "inspect": ("iam:ListRoleTags",),
+        "delete": (
+            "iam:ListAttachedRolePolicies",
+            "iam:DetachRolePolicy",
+            "iam:ListRolePolicies",
+            "iam:DeleteRolePolicy",
+            "iam:ListInstanceProfilesForRole",
+            "iam:RemoveRoleFromInstanceProfile",
+            "iam:DeleteRole",
+        ),
+        # Not a verb of the handler: what verify does with a role (job.phases.verify).
+        "assume": ("sts:AssumeRole",),
+    }
+
+    def create(self, target: Target, subject: Subject) -> Created:
+        iam = target.aws.client("iam")
+        params: dict[str, Any] = {
+            "RoleName": subject.name,
+            "Path": IAM_PATH,
+            "AssumeRolePolicyDocument": json.dumps(trust_policy(target)),
+            "Description": f"job run {target.run_id}",
+            # Tagged by the create call itself, like a user: an untagged role is not ours.
+            "Tags": target.tags(),
+        }
+        if subject.attributes.get("permissions_boundary"):
+            params["PermissionsBoundary"] = subject.attributes["permissions_boundary"]
+        try:
+            with refused_means_not_created():
+                role = iam.create_role(**params)["Role"]
+        except ClientError as error:
+            if error_code(error) == "EntityAlreadyExists":
+                raise AlreadyExists(subject.name) from None
+            raise
+        return Created(role["Arn"])
+
+    def inspect(self, target: Target, subject: Subject) -> Found:
+        return inspect_role(target, subject.name)
+
+    def delete(self, target: Target, subject: Subject) -> None:
+        # DeleteRole answers DeleteConflict while any of these remain ("you must delete the items
+        # attached to the role manually, or the deletion fails"); moto deletes the role anyway.
+        # https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_manage_delete.html
+        # https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteRole.html
+        iam = target.aws.client("iam")
+        name = subject.name
+        try:
+            for policy in _pages(
+                iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name
+            ):
+                _ignore_gone(iam.detach_role_policy, RoleName=name, PolicyArn=policy["PolicyArn"])
+            for policy_name in _pages(iam, "list_role_policies", "PolicyNames", RoleName=name):
+                _ignore_gone(iam.delete_role_policy, RoleName=name, PolicyName=policy_name)
+            for profile in _pages(
+                iam, "list_instance_profiles_for_role", "InstanceProfiles", RoleName=name
+            ):
+                # The profile is somebody else's: only the role is taken out of it.
+                _ignore_gone(
+                    iam.remove_role_from_instance_profile,
+                    RoleName=name,
+                    InstanceProfileName=profile["InstanceProfileName"],
+                )
+            iam.delete_role(RoleName=name)
+        except ClientError as error:
+            if error_code(error) != GONE:
+                raise
+
+
+def inspect_role(target: Target, name: str) -> Found:
+    iam = target.aws.client("iam")
+    try:
+        tags = tag_dict(list(_pages(iam, "list_role_tags", "Tags", RoleName=name)))
+    except ClientError as error:
+        if error_code(error) == GONE:
+            return ABSENT
+        raise
+    return judge_tags(
+        target, tags, target.iam_arn("role", name), untagged_is_ours=False, what=f"IAM role {name}"
+    )
+
+
+# What AWS answers, for a while after CreateRole (or a change to its trust policy), to an
+# AssumeRole of the new role: the role or its trust is not known everywhere yet. IAM "uses a
+# distributed computing model called eventual consistency. Any change that you make in IAM ...
+# takes time to become visible from all possible endpoints."
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
+ROLE_NOT_YET_ASSUMABLE = frozenset({"AccessDenied", "InvalidClientTokenId"})
+# The shortest session STS grants: verify needs minutes at most, and the credentials cannot be
+# revoked one by one, only outlived.
+# https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
+ROLE_SESSION_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class RoleSession:
+    """An assumed role's temporary credentials: kept in memory for verify, never written."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiration: datetime | None = None
+
+
+def assume_role(target: Target, role_name: str, session_name: str) -> RoleSession:
+    """The job's own principal assumes one of the run's roles (RoleHandler.permissions "assume"),
+    retrying while AWS does not know the new role or its trust yet, up to the propagation timeout;
+    then the last refusal is raised."""
+    sts = target.aws.client("sts")
+    arn = target.iam_arn("role", role_name)
+    answer = until_consistent(
+        lambda: sts.assume_role(
+            RoleArn=arn, RoleSessionName=session_name, DurationSeconds=ROLE_SESSION_SECONDS
+        ),
+        retry_on=ROLE_NOT_YET_ASSUMABLE,
+        timeout=target.propagation_timeout,
+        what=f"role {role_name} to be assumable",
+    )
+    credentials = answer["Credentials"]
+    return RoleSession(
+        credentials["AccessKeyId"],
+        credentials["SecretAccessKey"],
+        credentials["SessionToken"],
+        credentials.get("Expiration"),
+    )
+
+
+class RoleAttachmentHandler(NothingToConfigure):
+    """A managed policy attached to a role. It cannot carry tags; it is ours when its role is."""
+
+    kind: ClassVar[ResourceKind] = ResourceKind.IAM_ROLE_POLICY_ATTACHMENT
+    permissions: ClassVar[dict[str, tuple[str, ...]]] = {
+        "create": ("iam:AttachRolePolicy",),
+        "inspect": ("iam:ListRoleTags", "iam:ListAttachedRolePolicies"),
+        "delete": ("iam:DetachRolePolicy",),
+    }
+
+    def create(self, target: Target, subject: Subject) -> Created:
+        iam = target.aws.client("iam")
+        role, policy_arn = subject.attributes["role_name"], subject.attributes["policy_arn"]
+        # Attaching twice is not an error in IAM, so a retried create is harmless.
+        with refused_means_not_created():
+            until_consistent(
+                lambda: iam.attach_role_policy(RoleName=role, PolicyArn=policy_arn),
+                retry_on={GONE},
+                # A role or policy created a moment ago may not be visible to the next call yet.
+                timeout=target.propagation_timeout,
+                what=f"role {role} and policy {policy_arn}",
+            )
+        return Created(f"{role}|{policy_arn}")
+
+    def inspect(self, target: Target, subject: Subject) -> Found:
+        role, policy_arn = subject.attributes["role_name"], subject.attributes["policy_arn"]
+        owner = inspect_role(target, role)
+        if owner.presence is not Presence.OURS:
+            # No role, no attachment; a foreign role's attachments are not ours to judge.
+            return owner if owner.presence is Presence.FOREIGN else ABSENT
+        iam = target.aws.client("iam")
+        try:
+            attached = {
+                policy["PolicyArn"]
+                for policy in _pages(
+                    iam, "list_attached_role_policies", "AttachedPolicies", RoleName=role
+                )
+            }
+        except ClientError as error:
+            if error_code(error) == GONE:
+                return ABSENT
+            raise
+        return Found(Presence.OURS, f"{role}|{policy_arn}") if policy_arn in attached else ABSENT
+
+    def delete(self, target: Target, subject: Subject) -> None:
+        iam = target.aws.client("iam")
+        _ignore_gone(
+            iam.detach_role_policy,
+            RoleName=subject.attributes["role_name"],
+            PolicyArn=subject.attributes["policy_arn"],
+        )
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from job.aws.handler import Handler
-from job.aws.iam import AccessKeyHandler, AttachmentHandler, PolicyHandler, UserHandler
+from job.aws.iam import (
+    AccessKeyHandler,
+    AttachmentHandler,
+    PolicyHandler,
+    RoleAttachmentHandler,
+    RoleHandler,
+    UserHandler,
+)
 from job.aws.s3 import BucketHandler, ObjectHandler
 from job.vocabulary import ResourceKind
 
@@ -16,6 +23,8 @@ HANDLERS: dict[ResourceKind, Handler] = {
         PolicyHandler(),
         AttachmentHandler(),
         AccessKeyHandler(),
+        RoleHandler(),
+        RoleAttachmentHandler(),
     )
 }
 

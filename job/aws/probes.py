@@ -1,5 +1,6 @@
-"""The calls verify makes with a principal's own keys: one per action it checks, and what each
-answer says about the principal's permission.
+"""The calls verify makes with a principal's own credentials: one per action it checks, each with
+the IAM actions a principal needs for it to succeed declared beside it, and what each answer says
+about the principal's permission.
 
 A probe returns when AWS allowed the call and raises when it did not. Only an authorization refusal
 is a denial. Anything else is no answer about permissions at all: S3 answers NoSuchBucket (404) for
@@ -11,8 +12,25 @@ https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from job.aws.session import Aws
+
+ProbeCall = Callable[[Aws, str | None, str | None], None]
+
+
+@dataclass(frozen=True)
+class Probe:
+    # The action a scenario's expectation names (the registry's key).
+    action: str
+    # The call, as the principal: (its Aws, the bucket, the key) -> None, or an AWS error.
+    call: ProbeCall
+    # The IAM actions a principal's policies must allow for the call to succeed.
+    needs: tuple[str, ...]
+    # True when no IAM policy can deny the call: a scenario may only expect it allowed.
+    always_allowed: bool = False
+    # Whether the call is aimed at a bucket (and then, perhaps, an object in it).
+    on_bucket: bool = True
 
 
 def _get_object(aws: Aws, bucket: str | None, key: str | None) -> None:
@@ -37,14 +55,34 @@ def _list_users(aws: Aws, bucket: str | None, key: str | None) -> None:
     aws.client("iam").list_users(MaxItems=1)
 
 
-PROBES: dict[str, Callable[[Aws, str | None, str | None], None]] = {
-    "s3:GetObject": _get_object,
-    "s3:PutObject": _put_object,
-    "s3:DeleteObject": _delete_object,
-    "s3:ListBucket": _list_bucket,
-    "iam:ListUsers": _list_users,
+def _get_caller_identity(aws: Aws, bucket: str | None, key: str | None) -> None:
+    aws.client("sts").get_caller_identity()
+
+
+PROBES: dict[str, Probe] = {
+    probe.action: probe
+    for probe in (
+        Probe("s3:GetObject", _get_object, ("s3:GetObject",)),
+        Probe("s3:PutObject", _put_object, ("s3:PutObject",)),
+        Probe("s3:DeleteObject", _delete_object, ("s3:DeleteObject",)),
+        # ListObjectsV2 is authorized as s3:ListBucket, on the bucket.
+        # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
+        Probe("s3:ListBucket", _list_bucket, ("s3:ListBucket",)),
+        Probe("iam:ListUsers", _list_users, ("iam:ListUsers",), on_bucket=False),
+        # "No permissions are required to perform this operation. If an administrator attaches a
+        # policy to your identity that explicitly denies access to the sts:GetCallerIdentity
+        # action, you can still perform this operation."
+        # https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html
+        Probe(
+            "sts:GetCallerIdentity",
+            _get_caller_identity,
+            (),
+            always_allowed=True,
+            on_bucket=False,
+        ),
+    )
 }
 
 
 def probe(aws: Aws, action: str, bucket: str | None = None, key: str | None = None) -> None:
-    PROBES[action](aws, bucket, key)
+    PROBES[action].call(aws, bucket, key)

@@ -75,6 +75,35 @@ def while_unseen(
     raise AssertionError("unreachable: the delays never end")
 
 
+def until_refused(
+    call: Callable[[], object],
+    *,
+    refused: Collection[str],
+    timeout: timedelta,
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> float | None:
+    """The other way round: call until AWS refuses it with one of `refused`'s codes (a deleted
+    credential that still worked for a while), polling every 0.25 s to 2 s. Returns the seconds
+    from the first call to the refusal, or None when `timeout` passed first. Any other error is
+    raised as it is."""
+    start = clock()
+    deadline = start + max(timeout.total_seconds(), 0.0)
+    delay = 0.25
+    while True:
+        try:
+            call()
+        except ClientError as error:
+            if error_code(error) in refused:
+                return clock() - start
+            raise
+        if clock() + delay > deadline:
+            return None
+        _wait(what, "still accepted", delay, sleep)
+        delay = min(delay * 2, 2.0)
+
+
 def _wait(what: str, why: str, delay: float, sleep: Callable[[float], None]) -> None:
     log.info("waiting for AWS to see %s (%s); retrying in %.1fs", what, why, delay, extra=WAITING)
     sleep(delay)

@@ -83,8 +83,8 @@ def iam_action(operation: str) -> str:
     """The IAM action that authorises an API operation the job makes."""
     if operation in _S3_OPERATIONS:
         return _S3_ACTIONS.get(operation, f"s3:{operation}")
-    if operation == "GetCallerIdentity":
-        return "sts:GetCallerIdentity"
+    if operation in ("GetCallerIdentity", "AssumeRole"):
+        return f"sts:{operation}"
     return f"iam:{operation}"
 
 
@@ -160,7 +160,7 @@ class Aws:
         endpoint_url: str | None = None,
         max_attempts: int = 8,
         call_hooks: Sequence[Callable[..., Any]] = (),
-        keys: tuple[str, str] | None = None,
+        keys: tuple[str, str, str | None] | None = None,
         session_lock: threading.Lock | None = None,
         propagation_timeout: timedelta = DEFAULT_PROPAGATION_TIMEOUT,
     ) -> None:
@@ -169,7 +169,8 @@ class Aws:
         self.propagation_timeout = propagation_timeout
         # Guards the session, which with_keys shares: made clients are safe, making them is not.
         self._session_lock = session_lock or threading.Lock()
-        # Another principal's access key id and secret, for its clients (see with_keys).
+        # Another principal's access key id, secret and session token (temporary credentials
+        # only), for its clients (see with_keys). Never shown: Aws has no repr that includes them.
         self._keys = keys
         # botocore event handlers put on every client, on the event named by their `event`
         # attribute ("before-call" when they have none): how tests count calls and inject faults
@@ -208,13 +209,14 @@ class Aws:
     def _make_client(self, service: str) -> Any:
         try:
             session: Any = self._session  # boto3-stubs wants a literal service name
-            key_id, secret = self._keys or (None, None)
+            key_id, secret, token = self._keys or (None, None, None)
             client = session.client(
                 service,
                 config=self._config,
                 endpoint_url=self.endpoint_url,
                 aws_access_key_id=key_id,
                 aws_secret_access_key=secret,
+                aws_session_token=token,
             )
         except NoRegionError:
             raise BadInput(
@@ -230,15 +232,18 @@ class Aws:
         self._clients[service] = client
         return client
 
-    def with_keys(self, access_key_id: str, secret_access_key: str) -> Aws:
-        """The same region and endpoint, as another principal (a probe user). The session is
-        shared, so its clients reuse the service models already loaded."""
+    def with_keys(
+        self, access_key_id: str, secret_access_key: str, session_token: str | None = None
+    ) -> Aws:
+        """The same region and endpoint, as another principal: a probe user's access key, or an
+        assumed role's temporary credentials (with their session token). The session is shared,
+        so its clients reuse the service models already loaded."""
         return Aws(
             self._session,
             region=self.region,
             endpoint_url=self.endpoint_url,
             call_hooks=self.call_hooks,
-            keys=(access_key_id, secret_access_key),
+            keys=(access_key_id, secret_access_key, session_token),
             session_lock=self._session_lock,
             propagation_timeout=self.propagation_timeout,
         )

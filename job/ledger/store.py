@@ -150,6 +150,15 @@ class Store:
         run.updated_at = utcnow()
         self._commit()
 
+    @_serialized
+    def set_measurements(self, run: Run, measurements: dict[str, Any]) -> None:
+        """What the latest verify measured of AWS (job.ledger.models.Run.measurements), in place
+        of what an earlier one did. A new dict: SQLAlchemy sees a JSON column change only when
+        the value is replaced."""
+        run.measurements = {name: dict(values) for name, values in measurements.items()}
+        run.updated_at = utcnow()
+        self._commit()
+
     # Resources
 
     @_serialized

@@ -26,7 +26,7 @@ from job.phases.common import (
     subject_of,
     target_for,
 )
-from job.scenario import ResourceSpec, RunOptions
+from job.scenario import ResourceSpec, RunOptions, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,16 @@ def start_run(store: Store, aws: Aws, prefix: str, options: RunOptions | None = 
 
 
 def provision(
-    store: Store, aws: Aws, *, run_id: str, concurrency: int = DEFAULT_CONCURRENCY
+    store: Store,
+    aws: Aws,
+    *,
+    run_id: str,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    scenario: Scenario | None = None,
 ) -> Run:
     """Create what is missing of the run's resources (all of them, for a run just started), each
-    once what it needs exists, up to `concurrency` at once."""
+    once what it needs exists, up to `concurrency` at once. `scenario`: the run's own unless
+    given (by a caller that already holds it)."""
     run = store.get_run(run_id)
     if any(attempt.phase is Phase.TEARDOWN for attempt in run.attempts):
         raise BadInput(
@@ -58,7 +64,7 @@ def provision(
         )
     target = target_for(run, aws)
     with phase(store, run, Phase.PROVISION, RunStatus.PROVISIONING):
-        specs = scenario_of(run, target).resources
+        specs = (scenario or scenario_of(run, target)).resources
         run_graph(
             {spec.logical_name: partial(ensure, store, target, run, spec) for spec in specs},
             {spec.logical_name: spec.needs for spec in specs},

@@ -26,12 +26,21 @@ from job.phases.common import (
     subject_of,
     target_for,
 )
-from job.scenario import teardown_needs
+from job.scenario import Scenario, teardown_needs
 
 log = logging.getLogger(__name__)
 
 
-def teardown(store: Store, aws: Aws, *, run_id: str, concurrency: int = DEFAULT_CONCURRENCY) -> Run:
+def teardown(
+    store: Store,
+    aws: Aws,
+    *,
+    run_id: str,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    scenario: Scenario | None = None,
+) -> Run:
+    """`scenario`: the run's own unless given (by a caller that already holds it); it only orders
+    the deletes, what is deleted is what the ledger recorded."""
     run = store.get_run(run_id)
     target = target_for(run, aws)
     with phase(store, run, Phase.TEARDOWN, RunStatus.TEARING_DOWN):
@@ -49,7 +58,7 @@ def teardown(store: Store, aws: Aws, *, run_id: str, concurrency: int = DEFAULT_
         # Newest first: with concurrency 1 that alone deletes dependents first (creation order
         # is dependency order); with more, each waits for what needs it.
         rows = sorted(run.resources, key=lambda resource: resource.id, reverse=True)
-        scenario = scenario_of(run, target)
+        scenario = scenario or scenario_of(run, target)
         run_graph(
             {row.logical_name: partial(delete, row) for row in rows},
             teardown_needs(scenario, rows),

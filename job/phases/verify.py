@@ -1,26 +1,36 @@
 """Verify: prove, with each principal's own credentials, that it can do exactly what it should.
 
-For each principal an access key is created (recorded first; its secret lives only in this
-process's memory), the expected-allowed calls are tried until they succeed or the propagation
-timeout passes, and only then the expected-denied ones: a denial seen before the principal's allowed
-calls work could be IAM not having caught up yet, and proves nothing. The keys are deleted at the
-end, whatever happened.
+A user principal gets an access key (recorded first; its secret lives only in this process's
+memory), deleted at the end, whatever happened. A role principal is assumed by the job's own
+principal (sts:AssumeRole, retried while AWS does not know the new role yet): its temporary
+credentials, in memory only, expire by themselves after 15 minutes. With either, the
+expected-allowed calls are tried until they succeed or the propagation timeout passes, and only
+then the expected-denied ones: a denial seen before the principal's allowed calls work could be IAM
+not having caught up yet, and proves nothing.
+
+What AWS took is measured, not assumed, and kept with the run (Run.measurements): for each
+principal, the seconds from its credentials' creation (a user's key; a role's policy attachment, or
+the role if later) to its first allowed call succeeding ("propagation_seconds"); and, when asked,
+for each user, the seconds from its key's deletion to AWS refusing the key ("revocation_seconds").
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 
 from botocore.exceptions import ClientError
 
 from job.aws.handler import Target
+from job.aws.iam import assume_role
 from job.aws.kinds import handler_for
 from job.aws.probes import probe
-from job.aws.retry import until_consistent
-from job.aws.session import AWS_ERRORS, DENIED, Aws, error_code, is_denial
+from job.aws.retry import until_consistent, until_refused
+from job.aws.session import AWS_ERRORS, DENIED, Aws, describe_aws_error, error_code, is_denial
 from job.config import DEFAULT_CONCURRENCY
 from job.errors import BadInput
 from job.ledger.models import (
@@ -33,6 +43,7 @@ from job.ledger.models import (
     Run,
     RunStatus,
     Verdict,
+    utcnow,
 )
 from job.ledger.store import Store
 from job.parallel import run_each, run_graph
@@ -57,8 +68,13 @@ def verify(
     *,
     run_id: str,
     concurrency: int = DEFAULT_CONCURRENCY,
+    scenario: Scenario | None = None,
+    measure_revocation: bool = False,
 ) -> Run:
-    """Waits up to the AWS principal's propagation timeout for each principal's access to work."""
+    """Waits up to the AWS principal's propagation timeout for each principal's access to work.
+    `scenario`: the run's own unless given (by a caller that already holds it). With
+    `measure_revocation`, each user's deleted key is tried until AWS refuses it (up to the
+    propagation timeout), and the time that took is recorded."""
     run = store.get_run(run_id)
     # By what happened, not by the status: a verify that failed or was killed leaves the run
     # "failed" or "verifying", and verifying it again is exactly what should come next.
@@ -70,18 +86,21 @@ def verify(
             f"run {run.id} is not provisioned yet; run `job provision --run-id {run.id}` first"
         )
     target = target_for(run, aws)
-    scenario = scenario_of(run, target)
+    scenario = scenario or scenario_of(run, target)
     with phase(store, run, Phase.VERIFY, RunStatus.VERIFYING) as attempt:
-        verification = _Verification(store, target, run, attempt, scenario, concurrency)
+        verification = _Verification(
+            store, target, run, attempt, scenario, concurrency, measure_revocation
+        )
         passed = verification.carry_out()
         store.set_status(run, RunStatus.VERIFIED if passed else RunStatus.VERIFY_FAILED)
     return run
 
 
 class _Verification:
-    """One verify attempt as a graph: each principal's key, then its expected-allowed calls (at
-    once, each retried through propagation), then, once all of those worked, its expected
-    denials. The principals proceed side by side. The methods below come in the order they run."""
+    """One verify attempt as a graph: each principal's credentials (a user's new key, a role's
+    session), then its expected-allowed calls (at once, each retried through propagation), then,
+    once all of those worked, its expected denials. The principals proceed side by side. The
+    methods below come in the order they run."""
 
     def __init__(
         self,
@@ -91,36 +110,77 @@ class _Verification:
         attempt: PhaseAttempt,
         scenario: Scenario,
         concurrency: int,
+        measure_revocation: bool = False,
     ) -> None:
         self.store, self.target, self.run, self.attempt = store, target, run, attempt
+        self.scenario = scenario
         self.expectations = scenario.expectations
         self.concurrency = concurrency
-        # Every principal must exist before any key is made.
-        self.users = {principal: self._user(principal) for principal in scenario.principals}
+        self.measure_revocation = measure_revocation
+        # Every principal must exist before any credentials are made.
+        self.principals = {
+            principal: self._principal(principal) for principal in scenario.principals
+        }
         # Keys a verify killed earlier may have left (AWS allows two per user), by user name:
         # read here, before the worker threads start adding this attempt's keys to the run.
         self.leftover_keys: dict[str, list[Resource]] = {}
         for row in run.resources:
             if row.kind == ResourceKind.IAM_ACCESS_KEY and row.state is not ResourceState.DELETED:
                 self.leftover_keys.setdefault(row.attributes.get("user_name", ""), []).append(row)
-        self.keys: list[Resource] = []  # this attempt's, recorded: deleted whatever happens
+        # A role's permissions are in force from its policy attachment's creation, or the role's
+        # if that came later: when the ledger marked each created, as AWS answered. Read here,
+        # before the worker threads start adding rows to the run.
+        self.role_ready_at: dict[str, datetime] = {}
+        for principal, row in self.principals.items():
+            if row.kind == ResourceKind.IAM_ROLE:
+                self.role_ready_at[principal] = max(
+                    [
+                        row.updated_at,
+                        *(
+                            other.updated_at
+                            for other in run.resources
+                            if other.kind == ResourceKind.IAM_ROLE_POLICY_ATTACHMENT
+                            and other.state is ResourceState.CREATED
+                            and other.attributes.get("role_name") == row.name
+                        ),
+                    ]
+                )
+        # This attempt's keys, recorded, by principal: deleted whatever happens.
+        self.keys: dict[str, Resource] = {}
         self.principal_aws: dict[str, Aws] = {}
         self.checks: dict[Expectation, Check] = {}
+        # Measurements: when each principal's credentials came to be, and its first success.
+        self._measuring = threading.Lock()
+        self.credentials_since: dict[str, datetime] = {}
+        self.first_success: dict[str, datetime] = {}
+        self.revocation: dict[str, float] = {}
 
-    def _user(self, principal: str) -> Resource:
-        user = self.store.find_resource(self.run, principal)
-        if user is None or user.state is not ResourceState.CREATED:
-            raise BadInput(f"run {self.run.id} has no user {principal!r}; provision it again first")
-        return user
+    def _principal(self, principal: str) -> Resource:
+        try:
+            kind = self.scenario.principal_kind(principal)
+        except KeyError:
+            raise BadInput(
+                f"the scenario of run {self.run.id} expects permissions of {principal!r}, which "
+                "it does not create as a user or role"
+            ) from None
+        row = self.store.find_resource(self.run, principal)
+        if row is None or row.state is not ResourceState.CREATED:
+            what = "role" if kind is ResourceKind.IAM_ROLE else "user"
+            raise BadInput(
+                f"run {self.run.id} has no {what} {principal!r}; provision it again first"
+            )
+        return row
 
     def carry_out(self) -> bool:
-        """Make the keys and the checks, delete the keys; True when every check passed."""
+        """Make the credentials and the checks, delete the keys, record what was measured; True
+        when every check passed."""
         try:
             tasks, needs = self.plan()
             run_graph(tasks, needs, concurrency=self.concurrency)
         finally:
             # Whatever happened above, no key may outlive verify.
             self.delete_keys()
+        self.store.set_measurements(self.run, self.measurements())
         return all(check.passed for check in self.checks.values())
 
     def plan(self) -> tuple[dict[str, Callable[[], object]], dict[str, list[str]]]:
@@ -128,7 +188,7 @@ class _Verification:
         needs: dict[str, list[str]] = {}
         for principal in dict.fromkeys(e.principal for e in self.expectations):
             key_task = f"key:{principal}"
-            tasks[key_task] = partial(self.make_key, principal)
+            tasks[key_task] = partial(self.make_credentials, principal)
             mine = [e for e in self.expectations if e.principal == principal]
             allowed = [e for e in mine if e.expected is Verdict.ALLOW]
             allowed_tasks = [f"check:{principal}:{index}" for index in range(len(allowed))]
@@ -142,8 +202,31 @@ class _Verification:
                 needs[name] = [key_task, *allowed_tasks]
         return tasks, needs
 
+    def make_credentials(self, principal: str) -> None:
+        if self.principals[principal].kind == ResourceKind.IAM_ROLE:
+            self.assume(principal)
+        else:
+            self.make_key(principal)
+
+    def assume(self, principal: str) -> None:
+        role = self.principals[principal]
+        try:
+            session = assume_role(self.target, role.name, f"job-{self.run.id}")
+        except AWS_ERRORS as error:
+            waited = self.target.propagation_timeout.total_seconds()
+            raise describe_aws_error(
+                error,
+                f"assuming role {role.name} (sts:AssumeRole, retried for {waited:g}s while AWS "
+                "caught up with the new role)",
+            ) from None
+        with self._measuring:
+            self.credentials_since[principal] = self.role_ready_at[principal]
+        self.principal_aws[principal] = self.target.aws.with_keys(
+            session.access_key_id, session.secret_access_key, session.session_token
+        )
+
     def make_key(self, principal: str) -> None:
-        user = self.users[principal]
+        user = self.principals[principal]
         for row in self.leftover_keys.get(user.name, []):
             delete_resource(self.store, self.target, row)
         row = self.store.record_pending(
@@ -153,8 +236,10 @@ class _Verification:
             name=f"access key of {user.name}",
             attributes={"user_name": user.name},
         )
-        self.keys.append(row)
+        self.keys[principal] = row
         key = self._create_key(row)
+        with self._measuring:
+            self.credentials_since[principal] = utcnow()
         self.principal_aws[principal] = self.target.aws.with_keys(
             key.access_key_id, key.secret_access_key
         )
@@ -191,6 +276,12 @@ class _Verification:
             detail = error_code(error) if isinstance(error, ClientError) else str(error)
             self.record(expectation, verdict_of(error), detail)
             return
+        if wait_for_access:
+            now = utcnow()
+            with self._measuring:
+                first = self.first_success.get(expectation.principal)
+                if first is None or now < first:
+                    self.first_success[expectation.principal] = now
         self.record(expectation, verdict_of(None), None)
 
     def check_denial(self, expectation: Expectation, allowed: list[Expectation]) -> None:
@@ -234,12 +325,61 @@ class _Verification:
     def delete_keys(self) -> None:
         run_each(
             {
-                row.logical_name: partial(delete_resource, self.store, self.target, row)
-                for row in self.keys
+                row.logical_name: partial(self.delete_key, principal, row)
+                for principal, row in self.keys.items()
             },
             concurrency=self.concurrency,
             keep_going=True,
         )
+
+    def delete_key(self, principal: str, row: Resource) -> None:
+        delete_resource(self.store, self.target, row)
+        principal_aws = self.principal_aws.get(principal)
+        if self.measure_revocation and principal_aws is not None:
+            self.measure_revocation_of(principal, principal_aws)
+
+    def measure_revocation_of(self, principal: str, principal_aws: Aws) -> None:
+        """Use the deleted key until AWS refuses it. GetCallerIdentity needs no permission, so
+        only the key's own validity decides its answer."""
+        try:
+            seconds = until_refused(
+                lambda: principal_aws.client("sts").get_caller_identity(),
+                refused=KEY_NOT_YET_VALID | DENIED,
+                timeout=self.target.propagation_timeout,
+                what=f"{principal}'s deleted key to be refused",
+            )
+        except AWS_ERRORS as error:
+            log.warning(
+                "could not measure how long %s's deleted key kept working: %s",
+                principal,
+                describe_aws_error(error, "calling sts:GetCallerIdentity").message,
+            )
+            return
+        if seconds is None:
+            log.warning(
+                "%s's deleted key still worked after %s; no revocation time recorded",
+                principal,
+                self.target.propagation_timeout,
+            )
+            return
+        with self._measuring:
+            self.revocation[principal] = seconds
+
+    def measurements(self) -> dict[str, dict[str, float]]:
+        with self._measuring:
+            propagation = {
+                principal: round(
+                    max((at - self.credentials_since[principal]).total_seconds(), 0), 3
+                )
+                for principal, at in self.first_success.items()
+                if principal in self.credentials_since
+            }
+            measured = {"propagation_seconds": propagation}
+            if self.measure_revocation:
+                measured["revocation_seconds"] = {
+                    principal: round(seconds, 3) for principal, seconds in self.revocation.items()
+                }
+        return measured
 
 
 def verdict_of(error: BaseException | None) -> Verdict:
