@@ -20,6 +20,7 @@ from job.aws.handler import IAM_PATH
 from job.aws.iam import LISTING_PERMISSIONS as IAM_LISTING_PERMISSIONS
 from job.aws.kinds import HANDLERS
 from job.aws.s3 import LISTING_PERMISSIONS as S3_LISTING_PERMISSIONS
+from job.scenario import Scenario
 from job.vocabulary import ResourceKind
 
 # Actions whose resource is something not the job's, or that IAM does not let a policy scope:
@@ -67,6 +68,15 @@ S3_OBJECT_ACTIONS = {
     "s3:DeleteObjectVersion",
     "s3:AbortMultipartUpload",
 }
+
+
+def scenario_kinds(scenario: Scenario) -> set[ResourceKind]:
+    """The kinds runs of `scenario` make: its resources', and the access keys verify gives its
+    user principals (a role principal is assumed instead, by what its kind declares)."""
+    kinds = {spec.kind for spec in scenario.resources}
+    if any(scenario.principal_kind(p) is ResourceKind.IAM_USER for p in scenario.principals):
+        kinds.add(ResourceKind.IAM_ACCESS_KEY)
+    return kinds
 
 
 def required_actions(kinds: Collection[ResourceKind] | None = None) -> set[str]:

@@ -15,7 +15,7 @@ from job.ledger.store import Store
 from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
-from job.scenario import RunOptions, Scenario
+from job.scenario import RunOptions
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,11 @@ def run_all(
     started: Callable[[str], None] = lambda run_id: None,
     concurrency: int = DEFAULT_CONCURRENCY,
     measure_revocation: bool = False,
-    scenario: Scenario | None = None,
 ) -> RunOutcome:
     """Exit code: verify's (0 or 1), or the phase error's; 4 when teardown could not finish.
     Teardown is attempted whatever happened before it, unless `keep`. The run is held throughout.
     `started` hears the new run's id first, for reports that must name it whatever happens next.
-    `measure_revocation` is verify's; `scenario`, every phase's (the run's own unless given)."""
+    `measure_revocation` is verify's."""
     run = start_run(store, aws, prefix, options)
     started(run.id)
     with hold(run.id):
@@ -54,7 +53,6 @@ def run_all(
             keep,
             concurrency,
             measure_revocation=measure_revocation,
-            scenario=scenario,
         )
 
 
@@ -66,18 +64,16 @@ def _phases(
     concurrency: int,
     *,
     measure_revocation: bool,
-    scenario: Scenario | None,
 ) -> RunOutcome:
     error: JobError | None = None
     exit_code = 0
     try:
-        provision(store, aws, run_id=run.id, concurrency=concurrency, scenario=scenario)
+        provision(store, aws, run_id=run.id, concurrency=concurrency)
         verify(
             store,
             aws,
             run_id=run.id,
             concurrency=concurrency,
-            scenario=scenario,
             measure_revocation=measure_revocation,
         )
         exit_code = 0 if all(check.passed for check in store.latest_checks(run)) else 1
@@ -89,14 +85,14 @@ def _phases(
         if not keep:
             log.warning("stopped; tearing run %s down before exiting", run.id)
             try:
-                teardown(store, aws, run_id=run.id, concurrency=concurrency, scenario=scenario)
+                teardown(store, aws, run_id=run.id, concurrency=concurrency)
             except JobError as failure:
                 log.error("%s", failure.message)
         raise
     if keep:
         return RunOutcome(run, exit_code, error)
     try:
-        teardown(store, aws, run_id=run.id, concurrency=concurrency, scenario=scenario)
+        teardown(store, aws, run_id=run.id, concurrency=concurrency)
     except JobError as failure:
         log.error("%s", failure.message)
         return RunOutcome(run, 4, error or failure)

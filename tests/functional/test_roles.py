@@ -1,19 +1,23 @@
-"""IAM roles as principals: provisioned, assumed by the job's own principal, probed with the
-session's temporary credentials, and torn down as AWS requires (nothing attached or inside)."""
+"""IAM roles as principals: provisioned, assumed by the job's own principal (retried while AWS
+catches up with the new role), probed with the session's temporary credentials, measured, and
+torn down as AWS requires (nothing attached or inside), after a crash too."""
 
 from __future__ import annotations
 
+import json
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from job.aws.session import make_aws
+from job.errors import AwsError
 from job.ledger.models import ResourceState, RunStatus, Verdict
 from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
-from tests.faults import AccountTrust, StrictAws
+from tests.faults import AccountTrust, Crash, FailTimes, StrictAws
 from tests.helpers import EMULATED, admin_client, leftovers, open_store, role_scenario
 
 REGION = "us-east-1"
@@ -24,10 +28,18 @@ def _strict(aws) -> StrictAws:
     return StrictAws(admin_client(aws, "iam"), admin_client(aws, "s3"))
 
 
-def _no_hold(run_id: str) -> Any:
-    from contextlib import nullcontext
+def _job_aws(*hooks: Any, seconds: float = 20) -> Any:
+    # AccountTrust always: moto does not understand the account principal the roles trust.
+    return make_aws(
+        REGION, call_hooks=[AccountTrust(), *hooks], propagation_timeout=timedelta(seconds=seconds)
+    )
 
-    return nullcontext()
+
+def _provisioned(store, job_aws) -> tuple[Any, Any]:
+    run = start_run(store, job_aws, "job", EMULATED)
+    scenario = role_scenario(run, job_aws)
+    provision(store, job_aws, run_id=run.id, scenario=scenario)
+    return run, scenario
 
 
 def test_a_role_scenario_provisions_verifies_and_leaves_nothing(aws, aws_lag, database_url) -> None:
@@ -36,11 +48,10 @@ def test_a_role_scenario_provisions_verifies_and_leaves_nothing(aws, aws_lag, da
         REGION, call_hooks=[strict, trust], propagation_timeout=timedelta(seconds=20)
     )
     with open_store(database_url) as store:
-        run = start_run(store, job_aws, "job", EMULATED)
-        scenario = role_scenario(run, job_aws)
-        provision(store, job_aws, run_id=run.id, scenario=scenario)
+        run, scenario = _provisioned(store, job_aws)
         role = admin_client(aws, "iam").get_role(RoleName=f"job-{run.id}-auditor")["Role"]
         assert role["Path"] == "/job/" and role["MaxSessionDuration"] == 3600
+        assert {t["Key"]: t["Value"] for t in role["Tags"]}["job:run-id"] == run.id
         # The job's own account is trusted, and nobody else.
         [sent] = trust.sent
         assert sent["Statement"] == [
@@ -50,7 +61,6 @@ def test_a_role_scenario_provisions_verifies_and_leaves_nothing(aws, aws_lag, da
                 "Action": "sts:AssumeRole",
             }
         ]
-        assert {t["Key"]: t["Value"] for t in role["Tags"]}["job:run-id"] == run.id
 
         run = verify(store, job_aws, run_id=run.id, scenario=scenario)
         checks = store.latest_checks(run)
@@ -66,11 +76,157 @@ def test_a_role_scenario_provisions_verifies_and_leaves_nothing(aws, aws_lag, da
             ("s3:DeleteObject", Verdict.DENY),
             ("iam:ListUsers", Verdict.DENY),
         }
+        # No access key for a role: it was assumed.
+        keys = [row for row in run.resources if row.kind == "iam_access_key"]
+        assert [row.attributes["user_name"] for row in keys] == [f"job-{run.id}-writer"]
         propagation = run.measurements["propagation_seconds"]
         assert set(propagation) == {"writer", "auditor"}
-        assert all(seconds >= 0 for seconds in propagation.values())
+        # The layer's lags (1 s for a key, 2 s for a user's policy) are in the writer's.
+        assert propagation["writer"] >= 1.0
+        assert propagation["auditor"] >= 0
+        assert "revocation_seconds" not in run.measurements
 
         teardown(store, job_aws, run_id=run.id, scenario=scenario)
         assert {row.state for row in store.get_run(run.id).resources} == {ResourceState.DELETED}
     assert leftovers(aws, run.id) == []
     assert strict.refused == []
+
+
+def test_assume_role_is_retried_while_aws_does_not_know_the_role_yet(aws, sqlite_url) -> None:
+    # What AWS answers to AssumeRole for a while after CreateRole.
+    fault = FailTimes({"AssumeRole"}, "AccessDenied", times=2)
+    with open_store(sqlite_url) as store:
+        run, scenario = _provisioned(store, _job_aws())
+        run = verify(store, _job_aws(fault, seconds=5), run_id=run.id, scenario=scenario)
+        assert fault.seen == 2
+        assert run.status is RunStatus.VERIFIED
+        assert all(check.passed for check in store.latest_checks(run))
+
+
+def test_a_role_never_assumable_fails_verify_clearly_after_the_window(aws, sqlite_url) -> None:
+    fault = FailTimes({"AssumeRole"}, "AccessDenied", times=1000)
+    with open_store(sqlite_url) as store:
+        run, scenario = _provisioned(store, _job_aws())
+        with pytest.raises(AwsError) as failure:
+            verify(store, _job_aws(fault, seconds=1.5), run_id=run.id, scenario=scenario)
+        assert 2 <= fault.seen <= 4, "retried, within the window, then given up"
+        message = failure.value.message
+        assert f"assuming role job-{run.id}-auditor" in message and "AccessDenied" in message
+        assert "lack sts:AssumeRole" in message and failure.value.exit_code == 4
+        run = store.get_run(run.id)
+        assert run.status is RunStatus.FAILED
+        assert "AccessDenied" in (run.attempts[-1].error or "")
+        # The user's key, made alongside, is gone all the same.
+        keys = [row for row in run.resources if row.kind == "iam_access_key"]
+        assert all(row.state is ResourceState.DELETED for row in keys)
+        teardown(store, _job_aws(), run_id=run.id, scenario=scenario)
+    assert leftovers(aws, run.id) == []
+
+
+class CrashAfterCreateRole:
+    """The process dies as AWS answers CreateRole: the role exists, the ledger says pending, and
+    its policy was never attached."""
+
+    event = "after-call"
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        if model.name == "CreateRole":
+            raise Crash("killed after CreateRole")
+
+
+def test_a_crash_between_create_role_and_its_attachment_is_torn_down(aws, sqlite_url) -> None:
+    strict = _strict(aws)
+    with open_store(sqlite_url) as store:
+        run = start_run(store, _job_aws(), "job", EMULATED)
+        scenario = role_scenario(run, _job_aws())
+        with pytest.raises(Crash):
+            provision(
+                store,
+                _job_aws(CrashAfterCreateRole()),
+                run_id=run.id,
+                scenario=scenario,
+                concurrency=1,
+            )
+        rows = {row.logical_name: row for row in store.get_run(run.id).resources}
+        assert rows["auditor"].state is ResourceState.PENDING
+        assert "auditor-attachment" not in rows
+        iam = admin_client(aws, "iam")
+        assert iam.get_role(RoleName=f"job-{run.id}-auditor")["Role"]["Path"] == "/job/"
+
+        teardown(store, _job_aws(strict, seconds=2), run_id=run.id, scenario=scenario)
+        assert {row.state for row in store.get_run(run.id).resources} == {ResourceState.DELETED}
+    assert leftovers(aws, run.id) == []
+
+
+def test_teardown_removes_what_aws_would_refuse_to_delete_a_role_around(aws, sqlite_url) -> None:
+    """moto deletes a role with policies and instance profiles still on it; AWS answers
+    DeleteConflict (StrictAws does too), so the role's delete must remove them first."""
+    iam = admin_client(aws, "iam")
+    strict = _strict(aws)
+    with open_store(sqlite_url) as store:
+        run, scenario = _provisioned(store, _job_aws())
+        role = f"job-{run.id}-auditor"
+        # What a person may have hung on the run's role.
+        iam.put_role_policy(
+            RoleName=role,
+            PolicyName="extra",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+                }
+            ),
+        )
+        other = iam.create_policy(
+            PolicyName=f"other-{run.id}",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "sqs:*", "Resource": "*"}],
+                }
+            ),
+        )["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName=role, PolicyArn=other)
+        iam.create_instance_profile(InstanceProfileName=f"profile-{run.id}")
+        iam.add_role_to_instance_profile(InstanceProfileName=f"profile-{run.id}", RoleName=role)
+
+        # Without the job's care AWS would refuse: the model says so.
+        with pytest.raises(Exception, match="DeleteConflict"):
+            StrictAws(iam, admin_client(aws, "s3"))(
+                type("Model", (), {"name": "DeleteRole"})(), {"arguments": {"RoleName": role}}
+            )
+
+        teardown(store, _job_aws(strict), run_id=run.id, scenario=scenario)
+        assert strict.refused == []
+    assert leftovers(aws, run.id) == [f"policy other-{run.id}"]
+    # The instance profile is somebody else's: only the role was taken out of it.
+    profile = iam.get_instance_profile(InstanceProfileName=f"profile-{run.id}")
+    assert profile["InstanceProfile"]["Roles"] == []
+
+
+def test_measure_revocation_times_each_users_deleted_key(aws, sqlite_url) -> None:
+    from job.phases.run import run_all
+
+    with open_store(sqlite_url) as store:
+        run, scenario = _provisioned(store, _job_aws())
+        run = verify(
+            store, _job_aws(seconds=3), run_id=run.id, scenario=scenario, measure_revocation=True
+        )
+        # Users' keys only: an assumed role's session cannot be revoked by itself.
+        revocation = run.measurements["revocation_seconds"]
+        assert set(revocation) == {"writer"} and 0 <= revocation["writer"] < 3
+        teardown(store, _job_aws(), run_id=run.id, scenario=scenario)
+
+        # And through `job run`'s phases, on the seed scenario's two users.
+        outcome = run_all(
+            store,
+            _job_aws(seconds=3),
+            prefix="job",
+            options=EMULATED,
+            hold=lambda run_id: nullcontext(),
+            measure_revocation=True,
+        )
+        assert outcome.exit_code == 0
+        measured = store.get_run(outcome.run.id).measurements
+        assert set(measured["revocation_seconds"]) == {"writer", "reader"}
+        assert set(measured["propagation_seconds"]) == {"writer", "reader"}
