@@ -231,11 +231,19 @@ JUNIT_XML = click.option(
 # and `job runner-policy` should not pay for SQLAlchemy's ORM and boto3 (most of a second).
 
 
+MEASURE_REVOCATION = click.option(
+    "--measure-revocation",
+    is_flag=True,
+    help="After verify deletes each user's key, time how long AWS still accepts it.",
+)
+
+
 @cli.command("run")
 @click.option("--keep", is_flag=True, help="Leave the resources in place (skip teardown).")
 @JUNIT_XML
+@MEASURE_REVOCATION
 @click.pass_obj
-def run_command(app: App, keep: bool, junit_xml: str | None) -> None:
+def run_command(app: App, keep: bool, junit_xml: str | None, measure_revocation: bool) -> None:
     """Provision, verify, then tear down (always, unless --keep).
 
     Exit code: verify's (0 all checks passed, 1 a check failed), or 4 when teardown could not
@@ -258,6 +266,7 @@ def run_command(app: App, keep: bool, junit_xml: str | None) -> None:
             keep=keep,
             started=concern.found,
             concurrency=settings.concurrency,
+            measure_revocation=measure_revocation,
         )
         if outcome.error is not None:  # returned as an exit code, not raised: reports still say it
             concern.error = outcome.error.message
@@ -297,8 +306,9 @@ def provision_command(app: App, run_id: str | None) -> None:
 @cli.command("verify")
 @click.option("--run-id", required=True, help="The run to verify.")
 @JUNIT_XML
+@MEASURE_REVOCATION
 @click.pass_obj
-def verify_command(app: App, run_id: str, junit_xml: str | None) -> None:
+def verify_command(app: App, run_id: str, junit_xml: str | None, measure_revocation: bool) -> None:
     """Check every principal's real permissions against the expected matrix (exit 1 if any differ).
 
     Example: job verify --run-id abc123
@@ -308,7 +318,13 @@ def verify_command(app: App, run_id: str, junit_xml: str | None) -> None:
 
     junit_xml = junit_path(junit_xml)
     with reporting(app, junit_xml) as concern, app.held_run(run_id, concern.found) as aws:
-        run = verify(app.store, aws, run_id=run_id, concurrency=app.settings.concurrency)
+        run = verify(
+            app.store,
+            aws,
+            run_id=run_id,
+            concurrency=app.settings.concurrency,
+            measure_revocation=measure_revocation,
+        )
         checks = app.store.latest_checks(run)
         emit(app, run_dict(run, checks), run_text(run, checks, show_resources=False))
     raise click.exceptions.Exit(0 if all(check.passed for check in checks) else 1)

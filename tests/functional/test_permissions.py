@@ -23,13 +23,28 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from sqlalchemy import update
 
+from job.aws.handler import Target
+from job.aws.session import make_aws
 from job.config import parse_database_url
 from job.emulator import EmulatorCredentials
+from job.errors import AwsError
 from job.ledger.engine import Ledger
-from job.ledger.models import Run, utcnow
-from job.permissions import required_actions, runner_policy
-from tests.faults import StrictAws
-from tests.helpers import admin_client, grant_inline, invoke, leftovers
+from job.ledger.models import Run, RunStatus, utcnow
+from job.permissions import required_actions, runner_policy, scenario_kinds
+from job.phases.provision import provision, start_run
+from job.phases.teardown import teardown
+from job.phases.verify import verify
+from job.scenario import seed_scenario
+from tests.faults import AccountTrust, StrictAws
+from tests.helpers import (
+    EMULATED,
+    admin_client,
+    grant_inline,
+    invoke,
+    leftovers,
+    open_store,
+    role_scenario,
+)
 
 pytestmark = pytest.mark.usefixtures("aws")
 JOB_TAGS = [{"Key": "job:managed-by", "Value": "job"}, {"Key": "job:run-id", "Value": "orphan0001"}]
@@ -37,7 +52,7 @@ JOB_TAGS = [{"Key": "job:managed-by", "Value": "job"}, {"Key": "job:run-id", "Va
 
 def _for_moto(policy: dict[str, Any], without: frozenset[str]) -> dict[str, Any]:
     for statement in policy["Statement"]:
-        if all(action.startswith("iam:") for action in statement["Action"]):
+        if all(action.startswith(("iam:", "sts:")) for action in statement["Action"]):
             statement["Resource"] = "*"
         if statement["Sid"] == "JobBuckets":
             statement["Action"] += [
@@ -46,11 +61,14 @@ def _for_moto(policy: dict[str, Any], without: frozenset[str]) -> dict[str, Any]
     return policy
 
 
-def _become_least_privileged(aws, monkeypatch, without: frozenset[str] = frozenset()) -> None:
-    """Create a runner holding only the runner policy (less `without`) and use its keys."""
+def _become_least_privileged(
+    aws, monkeypatch, without: frozenset[str] = frozenset(), kinds: Any = None
+) -> None:
+    """Create a runner holding only the runner policy (less `without`; for `kinds` only, when
+    given) and use its keys."""
     iam = admin_client(aws, "iam")
     name = f"least-{len(without)}-{'-'.join(sorted(without)).replace(':', '.')}"[:60]
-    policy = _for_moto(runner_policy("job", without=without), without)
+    policy = _for_moto(runner_policy("job", without=without, kinds=kinds), without)
     arn = iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(policy))["Policy"]["Arn"]
     iam.create_user(UserName=name)
     iam.attach_user_policy(UserName=name, PolicyArn=arn)
@@ -74,11 +92,31 @@ def test_the_policy_is_scoped_and_covers_every_declared_action() -> None:
     assert resources == {
         "Unscoped": "*",
         "JobPolicies": "arn:aws:iam::*:policy/job/canary-*",
+        "JobRoles": "arn:aws:iam::*:role/job/canary-*",
         "JobUsers": "arn:aws:iam::*:user/job/canary-*",
         "JobBuckets": "arn:aws:s3:::canary-*",
         "JobObjects": "arn:aws:s3:::canary-*/*",
     }
     assert "sts:GetCallerIdentity" not in listed, "it needs no permission"
+    # Assuming the job's roles, and only those: no iam:PassRole, nothing unscoped.
+    [roles] = [s for s in policy["Statement"] if s["Sid"] == "JobRoles"]
+    assert "sts:AssumeRole" in roles["Action"] and "iam:PassRole" not in listed
+
+
+def test_a_scenario_without_roles_gets_no_role_permissions(aws) -> None:
+    job_aws = make_aws("us-east-1")
+    target = Target(job_aws, "abcdefghij", "123456789012", "aws")
+    seed = runner_policy("job", kinds=scenario_kinds(seed_scenario("job", target)))
+    listed = {a for statement in seed["Statement"] for a in statement["Action"]}
+    assert not any("Role" in action for action in listed - {"iam:DetachRolePolicy"})
+    assert "sts:AssumeRole" not in listed
+    assert "JobRoles" not in {s["Sid"] for s in seed["Statement"]}
+    # The seed's kinds are every kind but the roles': the same policy as before roles came.
+    everything = runner_policy("job")
+    assert listed == required_actions() - {
+        *{a for s in everything["Statement"] if s["Sid"] == "JobRoles" for a in s["Action"]},
+        "iam:RemoveRoleFromInstanceProfile",
+    }
 
 
 def test_runner_policy_prints_the_document(capsys) -> None:
@@ -171,6 +209,19 @@ NEEDED_IN_A_SITUATION = [
     "s3:AbortMultipartUpload",
 ]
 NEEDED_BY_SWEEP = ["iam:ListUsers", "iam:ListPolicies", "s3:ListAllMyBuckets"]
+# Each of these, taken away, makes a run of a scenario with a role fail, naming the action.
+NEEDED_BY_A_ROLE_RUN = [
+    "iam:CreateRole",
+    "iam:AttachRolePolicy",
+    "iam:ListRoleTags",
+    "iam:ListAttachedRolePolicies",
+    "iam:ListRolePolicies",
+    "iam:ListInstanceProfilesForRole",
+    "iam:DeleteRole",
+    "sts:AssumeRole",
+]
+# Needed to tear a role down only when something hangs on it; `role_situation` makes it.
+NEEDED_IN_A_ROLE_SITUATION = ["iam:DeleteRolePolicy", "iam:RemoveRoleFromInstanceProfile"]
 # What moto cannot show, and why. Each is in the policy for AWS's sake.
 NOT_PROVABLE_ON_MOTO = {
     "iam:TagUser": "moto does not require it for CreateUser with Tags (AWS does)",
@@ -183,12 +234,19 @@ NOT_PROVABLE_ON_MOTO = {
     "s3:DeleteObjectVersion": "moto authorizes DeleteObjects as s3:DeleteObject on the bucket",
     "iam:ListServiceSpecificCredentials": "moto does not implement it",
     "iam:DeleteServiceSpecificCredential": "moto does not implement it",
+    "iam:TagRole": "moto does not require it for CreateRole with Tags (AWS does)",
 }
 
 
 def test_every_action_is_accounted_for() -> None:
     """A new action in a declaration must be shown to be needed, or said why it cannot be."""
-    shown = {*NEEDED_BY_A_RUN, *NEEDED_IN_A_SITUATION, *NEEDED_BY_SWEEP}
+    shown = {
+        *NEEDED_BY_A_RUN,
+        *NEEDED_IN_A_SITUATION,
+        *NEEDED_BY_SWEEP,
+        *NEEDED_BY_A_ROLE_RUN,
+        *NEEDED_IN_A_ROLE_SITUATION,
+    }
     assert shown.isdisjoint(NOT_PROVABLE_ON_MOTO)
     assert shown | set(NOT_PROVABLE_ON_MOTO) == required_actions()
 
@@ -268,8 +326,9 @@ def situation(action: str, aws: EmulatorCredentials, run_id: str) -> None:
         iam.create_group(GroupName=f"g-{run_id}")
         iam.attach_group_policy(GroupName=f"g-{run_id}", PolicyArn=policy)
     elif action == "iam:DetachRolePolicy":
-        iam.create_role(RoleName=f"r-{run_id}", AssumeRolePolicyDocument=ASSUME_ROLE)
-        iam.attach_role_policy(RoleName=f"r-{run_id}", PolicyArn=policy)
+        # Somebody else's role (its name does not carry the run's id: it is not the run's).
+        iam.create_role(RoleName="someone-elses-role", AssumeRolePolicyDocument=ASSUME_ROLE)
+        iam.attach_role_policy(RoleName="someone-elses-role", PolicyArn=policy)
     elif action == "iam:DeletePolicyVersion":
         document = iam.get_policy_version(PolicyArn=policy, VersionId="v1")["PolicyVersion"]
         iam.create_policy_version(
@@ -326,3 +385,84 @@ def test_without_an_action_sweep_fails_and_names_it(action: str, aws, capsys, mo
     result = invoke(capsys, "sweep")
     assert result.exit_code == 4
     assert f"lack {action}" in result.stderr
+
+
+def _role_run(database_url: str, *, situation: Any = None) -> str:
+    """Provision, verify and tear down the role scenario as whoever the environment's keys are;
+    returns the run id. AwsError, naming what the job lacks, when something failed."""
+    job_aws = make_aws(
+        "us-east-1", call_hooks=[AccountTrust()], propagation_timeout=timedelta(seconds=1)
+    )
+    with open_store(database_url) as store:
+        run = start_run(store, job_aws, "job", EMULATED)
+        scenario = role_scenario(run, job_aws)
+        provision(store, job_aws, run_id=run.id, scenario=scenario)
+        run = verify(store, job_aws, run_id=run.id, scenario=scenario)
+        assert run.status is RunStatus.VERIFIED
+        teardown(store, job_aws, run_id=run.id, scenario=scenario)
+    return run.id
+
+
+def _role_kinds() -> Any:
+    job_aws = make_aws("us-east-1")
+    run: Any = type("R", (), {"id": "abcdefghij", "prefix": "job", "account_id": "1" * 12})
+    run.partition = "aws"
+    return scenario_kinds(role_scenario(run, job_aws))
+
+
+def test_a_role_scenario_works_with_exactly_its_derived_policy(
+    aws, sqlite_url: str, monkeypatch
+) -> None:
+    kinds = _role_kinds()
+    assert {"iam_role", "iam_role_policy_attachment", "iam_access_key"} <= set(kinds)
+    _become_least_privileged(aws, monkeypatch, kinds=kinds)
+    run_id = _role_run(sqlite_url)
+    assert leftovers(aws, run_id) == []
+
+
+@pytest.mark.parametrize("action", NEEDED_BY_A_ROLE_RUN)
+def test_without_an_action_a_role_run_fails_and_names_it(
+    action: str, aws, sqlite_url: str, monkeypatch
+) -> None:
+    _become_least_privileged(aws, monkeypatch, without=frozenset({action}), kinds=_role_kinds())
+    with pytest.raises(AwsError, match=f"lack {action}"):
+        _role_run(sqlite_url)
+
+
+@pytest.mark.parametrize("action", NEEDED_IN_A_ROLE_SITUATION)
+def test_without_an_action_a_role_situation_cannot_be_torn_down(
+    action: str, aws, sqlite_url: str, monkeypatch
+) -> None:
+    iam = admin_client(aws, "iam")
+    job_aws = make_aws("us-east-1", call_hooks=[AccountTrust()])
+    with open_store(sqlite_url) as store:
+        run = start_run(store, job_aws, "job", EMULATED)
+        scenario = role_scenario(run, job_aws)
+        provision(store, job_aws, run_id=run.id, scenario=scenario)
+    role = f"job-{run.id}-auditor"
+    if action == "iam:DeleteRolePolicy":
+        iam.put_role_policy(
+            RoleName=role,
+            PolicyName="extra",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+                }
+            ),
+        )
+    else:
+        iam.create_instance_profile(InstanceProfileName=f"p-{run.id}")
+        iam.add_role_to_instance_profile(InstanceProfileName=f"p-{run.id}", RoleName=role)
+    strict = StrictAws(iam, admin_client(aws, "s3"))
+    _become_least_privileged(aws, monkeypatch, without=frozenset({action}), kinds=_role_kinds())
+    with open_store(sqlite_url) as store, pytest.raises(AwsError, match=f"lack {action}"):
+        teardown(
+            store, make_aws("us-east-1", call_hooks=[strict]), run_id=run.id, scenario=scenario
+        )
+    _become_least_privileged(aws, monkeypatch, kinds=_role_kinds())
+    with open_store(sqlite_url) as store:
+        teardown(
+            store, make_aws("us-east-1", call_hooks=[strict]), run_id=run.id, scenario=scenario
+        )
+    assert leftovers(aws, run.id) == []

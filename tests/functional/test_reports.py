@@ -166,3 +166,40 @@ def test_unwritable_report_path_is_refused_first(option, sqlite_url, tmp_path, c
     assert not missing.parent.exists()
     with open_store(sqlite_url) as store:
         assert store.list_runs() == []
+
+
+def test_measurements_show_in_runs_show_and_the_metrics_file(
+    aws, sqlite_url, tmp_path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "2s")
+    metrics = tmp_path / "job.prom"
+    result = invoke(
+        capsys,
+        *("run", "--measure-revocation", "--metrics-file", str(metrics)),
+        *("--output", "json", "--database-url", sqlite_url),
+    )
+    assert result.exit_code == 0, result.stderr
+    run_id = result.json()["run_id"]
+    measured = result.json()["measurements"]
+    assert set(measured["propagation_seconds"]) == {"writer", "reader"}
+    assert all(0 <= s < 60 for s in measured["propagation_seconds"].values())
+    assert set(measured["revocation_seconds"]) == {"writer", "reader"}
+    assert all(0 <= s <= 2 for s in measured["revocation_seconds"].values())
+
+    shown = invoke(capsys, "runs", "show", run_id, "--output", "json", "--database-url", sqlite_url)
+    assert shown.json()["measurements"] == measured
+    text = invoke(capsys, "runs", "show", run_id, "--database-url", sqlite_url).stdout
+    assert "propagation: reader " in text and "revocation: reader " in text
+
+    samples = _samples(metrics)
+    base = (("command", "run"), ("prefix", "job"))
+    for principal in ("reader", "writer"):
+        labels = (*base, ("principal", principal))
+        assert samples[("job_propagation_seconds", labels)] == pytest.approx(
+            measured["propagation_seconds"][principal]
+        )
+        assert samples[("job_revocation_seconds", labels)] >= 0
+
+    # Without the flag, verify measures propagation only.
+    plain = invoke(capsys, "run", "--output", "json", "--database-url", sqlite_url)
+    assert set(plain.json()["measurements"]) == {"propagation_seconds"}

@@ -1,0 +1,56 @@
+"""Each probe's declared needs are what a principal needs: granted exactly those, the call works;
+granted nothing, AWS refuses it (unless no policy can refuse it at all)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from job.aws.probes import PROBES, probe
+from job.aws.session import is_denial, make_aws
+from tests.helpers import admin_client
+
+BUCKET = "probe-needs-bucket"
+
+
+def _principal(aws, name: str, actions: tuple[str, ...]) -> object:
+    iam = admin_client(aws, "iam")
+    iam.create_user(UserName=name)
+    if actions:
+        statements = [
+            {
+                "Effect": "Allow",
+                "Action": list(actions),
+                "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"]
+                if all(a.startswith("s3:") for a in actions)
+                else "*",
+            }
+        ]
+        iam.put_user_policy(
+            UserName=name,
+            PolicyName="needs",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+        )
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return make_aws("us-east-1").with_keys(key["AccessKeyId"], key["SecretAccessKey"])
+
+
+@pytest.mark.parametrize("action", sorted(PROBES))
+def test_a_probe_needs_what_it_declares(action: str, aws) -> None:
+    s3 = admin_client(aws, "s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="fixture.txt", Body=b"x")
+    declared = PROBES[action]
+    key = "fixture.txt" if action == "s3:GetObject" else "other.txt"
+    granted = _principal(aws, "granted", declared.needs)
+    probe(granted, action, BUCKET, key)  # type: ignore[arg-type]
+
+    nothing = _principal(aws, "nothing", ())
+    if declared.always_allowed:
+        probe(nothing, action, BUCKET, key)  # type: ignore[arg-type]
+        return
+    with pytest.raises(ClientError) as refused:
+        probe(nothing, action, BUCKET, key)  # type: ignore[arg-type]
+    assert is_denial(refused.value)
