@@ -9,12 +9,14 @@ is theirs, not the runner's, and sts:GetCallerIdentity needs no permission at al
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 
 from job.aws.handler import IAM_PATH
 from job.aws.iam import LISTING_PERMISSIONS as IAM_LISTING_PERMISSIONS
 from job.aws.kinds import HANDLERS
 from job.aws.s3 import LISTING_PERMISSIONS as S3_LISTING_PERMISSIONS
+from job.vocabulary import ResourceKind
 
 # Actions whose resource is something not the job's, or that IAM does not let a policy scope:
 # listings of a whole account, and detaching our policy from a group or role someone else owns
@@ -47,9 +49,13 @@ S3_OBJECT_ACTIONS = {
 }
 
 
-def required_actions() -> set[str]:
+def required_actions(kinds: Collection[ResourceKind] | None = None) -> set[str]:
+    """What the handlers of `kinds` (None: every kind) declare, and the sweep's listings, which
+    every runner makes whatever its scenario."""
     actions = {*IAM_LISTING_PERMISSIONS, *S3_LISTING_PERMISSIONS}
-    for handler in HANDLERS.values():
+    for kind, handler in HANDLERS.items():
+        if kinds is not None and kind not in kinds:
+            continue
         for verb_actions in handler.permissions.values():
             actions.update(verb_actions)
     return actions
@@ -71,11 +77,16 @@ def resource_for(action: str, prefix: str, partition: str = "aws") -> str:
 
 
 def runner_policy(
-    prefix: str = "job", partition: str = "aws", without: frozenset[str] = frozenset()
+    prefix: str = "job",
+    partition: str = "aws",
+    without: frozenset[str] = frozenset(),
+    kinds: Collection[ResourceKind] | None = None,
 ) -> dict[str, Any]:
-    """One statement per resource, actions sorted: stable output to diff and review."""
+    """One statement per resource, actions sorted: stable output to diff and review. `kinds`
+    narrows it to what a scenario creates (job.scenario_file.scenario_kinds); None is every kind
+    the job knows, what a janitor tearing down any run needs."""
     by_resource: dict[str, list[str]] = defaultdict(list)
-    for action in sorted(required_actions() - without):
+    for action in sorted(required_actions(kinds) - without):
         by_resource[resource_for(action, prefix, partition)].append(action)
     statements = [
         {

@@ -22,11 +22,23 @@ from job.vocabulary import ResourceKind, Verdict
 FIXTURE_KEY = "probe/fixture.txt"
 # What a run names its buckets after the prefix and the run id: <prefix>-<run id>-<suffix>.
 DATA_BUCKET, DECOY_BUCKET = "data", "elsewhere"
-BUCKET_SUFFIXES = (DATA_BUCKET, DECOY_BUCKET)
-# Any run's bucket names, so that `job sweep` can tell them from other buckets under the prefix.
-# A run id is a letter and nine letters or digits (as new_run_id makes them).
+# A resource's logical name in a scenario file (a bucket, a user, a role): lowercase letters and
+# digits, single '-' between them, so that "<prefix>-<run id>-<name>" is a valid bucket and IAM
+# name. A run id is ten characters (job.phases.common.new_run_id) and a prefix at most 20, so a
+# name has room for 31 characters in a bucket's 63 and 32 in an IAM user's or role's 64.
+LOGICAL_NAME_PATTERN = "[a-z0-9](-?[a-z0-9])*"
+RUN_ID_LENGTH = 10
+MAX_BUCKET_LOGICAL_NAME = 63 - MAX_PREFIX_LENGTH - RUN_ID_LENGTH - 2
+MAX_PRINCIPAL_LOGICAL_NAME = 64 - MAX_PREFIX_LENGTH - RUN_ID_LENGTH - 2
+# The ledger's column for a logical name (an object's is "<bucket>/<key>").
+MAX_RESOURCE_LOGICAL_NAME = 64
+# Any run's bucket names, so that `job sweep` can tell them from other buckets under the prefix:
+# the prefix, a run id (a letter and nine letters or digits, as new_run_id makes them) and any
+# logical name a scenario file may give a bucket. Sweep still deletes only what carries the job's
+# tags.
 JOB_BUCKET_NAME = re.compile(
-    rf"[a-z0-9-]{{1,{MAX_PREFIX_LENGTH}}}-[a-z][a-z0-9]{{9}}-({'|'.join(BUCKET_SUFFIXES)})"
+    rf"[a-z0-9-]{{1,{MAX_PREFIX_LENGTH}}}-[a-z][a-z0-9]{{{RUN_ID_LENGTH - 1}}}-"
+    rf"(?=[a-z0-9-]{{1,{MAX_BUCKET_LOGICAL_NAME}}}$){LOGICAL_NAME_PATTERN}"
 )
 
 
@@ -193,22 +205,47 @@ def seed_scenario(prefix: str, target: Target, options: RunOptions | None = None
     return Scenario(tuple(resources), tuple(expectations))
 
 
-def teardown_needs(scenario: Scenario, rows: Sequence[Any]) -> dict[str, set[str]]:
+def teardown_needs(rows: Sequence[Any]) -> dict[str, set[str]]:
     """For each of a run's ledger rows (by logical name), the rows that must be deleted before it:
-    those that need it. A verify's access key, not in the scenario, needs its user."""
-    present = {row.logical_name for row in rows}
-    users = {row.name: row.logical_name for row in rows if row.kind == ResourceKind.IAM_USER}
-    needs = {spec.logical_name: spec.needs for spec in scenario.resources}
-    blockers: dict[str, set[str]] = {name: set() for name in present}
+    those that need it. Read from the rows alone, not from a scenario: a run's logical names are
+    whatever its scenario called things when it ran (older runs said "bucket" and "fixture"), and
+    what one resource needs of another is in its attributes. An object needs its bucket; an
+    attachment its user or role and its policy; an access key its user."""
+    by_name: dict[tuple[ResourceKind, str], list[str]] = {}
     for row in rows:
-        if row.kind == ResourceKind.IAM_ACCESS_KEY:
-            needed: tuple[str, ...] = (users.get(row.attributes.get("user_name", ""), ""),)
-        else:
-            needed = needs.get(row.logical_name, ())
-        for need in needed:
-            if need in present:
-                blockers[need].add(row.logical_name)
+        by_name.setdefault((row.kind, row.name), []).append(row.logical_name)
+        if row.kind == ResourceKind.IAM_POLICY and row.physical_id:
+            # Created: its ARN, which attachments name it by.
+            by_name.setdefault((row.kind, row.physical_id), []).append(row.logical_name)
+    blockers: dict[str, set[str]] = {row.logical_name: set() for row in rows}
+    for row in rows:
+        for need in _needed(row):
+            for logical_name in by_name.get(need, []):
+                if logical_name != row.logical_name:
+                    blockers[logical_name].add(row.logical_name)
     return blockers
+
+
+def _needed(row: Any) -> list[tuple[ResourceKind, str]]:
+    """What a row's resource hangs off, as (kind, name) of other rows."""
+    attributes = row.attributes or {}
+    if row.kind == ResourceKind.S3_OBJECT:
+        return [(ResourceKind.S3_BUCKET, attributes.get("bucket", ""))]
+    if row.kind == ResourceKind.IAM_ACCESS_KEY:
+        return [(ResourceKind.IAM_USER, attributes.get("user_name", ""))]
+    owner = {
+        ResourceKind.IAM_USER_POLICY_ATTACHMENT: (ResourceKind.IAM_USER, "user_name"),
+        ResourceKind.IAM_ROLE_POLICY_ATTACHMENT: (ResourceKind.IAM_ROLE, "role_name"),
+    }.get(row.kind)
+    if owner is None:
+        return []
+    policy_arn = str(attributes.get("policy_arn", ""))
+    return [
+        (owner[0], attributes.get(owner[1], "")),
+        (ResourceKind.IAM_POLICY, policy_arn),
+        # A policy row not yet created has no ARN: its name is the ARN's last path part.
+        (ResourceKind.IAM_POLICY, policy_arn.rsplit("/", 1)[-1]),
+    ]
 
 
 def _probe_key(principal: str, action: str) -> str:

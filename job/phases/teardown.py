@@ -22,7 +22,6 @@ from job.phases.common import (
     look_up,
     phase,
     recording_failure,
-    scenario_of,
     subject_of,
     target_for,
 )
@@ -49,10 +48,10 @@ def teardown(store: Store, aws: Aws, *, run_id: str, concurrency: int = DEFAULT_
         # Newest first: with concurrency 1 that alone deletes dependents first (creation order
         # is dependency order); with more, each waits for what needs it.
         rows = sorted(run.resources, key=lambda resource: resource.id, reverse=True)
-        scenario = scenario_of(run, target)
+        # The order comes from the rows themselves: a run's scenario may have changed names since.
         run_graph(
             {row.logical_name: partial(delete, row) for row in rows},
-            teardown_needs(scenario, rows),
+            teardown_needs(rows),
             concurrency=concurrency,
         )
         if failures:
