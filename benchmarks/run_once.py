@@ -21,9 +21,9 @@ from typing import Any
 from job.aws.session import make_aws
 from job.config import parse_database_url
 from job.emulator import bootstrap_runner
+from job.ledger.engine import Ledger
 from job.ledger.store import Store
 from job.phases.run import run_all
-from job.ledger.engine import Ledger
 from job.scenario import RunOptions
 from tests.services.moto_server import moto_server
 

@@ -19,8 +19,8 @@ from sqlalchemy import insert
 
 from benchmarks.harness import clean_environment, job_command, median, progress, run_timed
 from job.config import parse_database_url
-from job.ledger.models import Base, Check, PhaseAttempt, Resource, Run
 from job.ledger.engine import Ledger
+from job.ledger.models import Base, Check, PhaseAttempt, Resource, Run
 
 BATCH = 2000  # runs per INSERT batch
 ACCOUNT = "123456789012"
