@@ -27,11 +27,23 @@ from job.phases.common import (
     target_for,
 )
 from job.scenario import ResourceSpec, RunOptions
+from job.scenario_file import ScenarioSource, seed_source, validate
 
 log = logging.getLogger(__name__)
 
 
-def start_run(store: Store, aws: Aws, prefix: str, options: RunOptions | None = None) -> Run:
+def start_run(
+    store: Store,
+    aws: Aws,
+    prefix: str,
+    options: RunOptions | None = None,
+    scenario: ScenarioSource | None = None,
+) -> Run:
+    """Record a new run, with the scenario it proves (the built-in seed unless another is given):
+    its text and SHA-256 are kept, so that every later phase of the run, on any machine, uses
+    exactly this one. An invalid scenario is refused before anything is recorded."""
+    source = scenario or seed_source()
+    validate(source)
     identity = aws.identity()
     run = store.create_run(
         new_run_id(),
@@ -40,6 +52,8 @@ def start_run(store: Store, aws: Aws, prefix: str, options: RunOptions | None = 
         account_id=identity.account_id,
         partition=identity.partition,
         options=(options or RunOptions()).to_dict(),
+        scenario=source.text,
+        scenario_sha256=source.sha256,
     )
     log.info("started run %s in account %s, %s", run.id, run.account_id, run.region)
     return run
