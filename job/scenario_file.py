@@ -29,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from job.aws.handler import Target
 from job.aws.s3 import bucket_arn
 from job.errors import BadInput
 from job.scenario import (
@@ -46,7 +47,7 @@ from job.vocabulary import ResourceKind, Verdict
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
 
-    from job.aws.handler import Target
+    from job.aws.session import Aws
 
 SEED_ORIGIN = "built-in seed scenario"
 BUCKET_REF = "bucket:"
@@ -198,6 +199,18 @@ def compile_source(
     source: ScenarioSource, prefix: str, target: Target, options: RunOptions | None = None
 ) -> Scenario:
     return compile_scenario(validate(source), prefix, target, options)
+
+
+# What `job scenario show` puts where a run's own values will be, for a scenario not yet run.
+PLACEHOLDER_RUN_ID, PLACEHOLDER_ACCOUNT_ID = "<run-id>", "<account-id>"
+
+
+def naming_target(
+    partition: str, run_id: str = PLACEHOLDER_RUN_ID, account_id: str = PLACEHOLDER_ACCOUNT_ID
+) -> Target:
+    """A Target to name a scenario's resources with, and nothing else: compiling makes no AWS
+    call, so it holds no AWS principal (showing a scenario needs no credentials)."""
+    return Target(aws=cast("Aws", None), run_id=run_id, account_id=account_id, partition=partition)
 
 
 def supported_actions() -> list[str]:
