@@ -221,6 +221,15 @@ def cli() -> None:
     """
 
 
+SCENARIO = click.option(
+    "--scenario",
+    metavar="FILE",
+    expose_value=False,
+    callback=_remember,
+    help="The scenario file a new run proves (YAML or JSON; `job scenario schema`) "
+    "[env JOB_SCENARIO; default the built-in seed].",
+)
+
 JUNIT_XML = click.option(
     "--junit-xml",
     metavar="PATH",
@@ -240,22 +249,26 @@ MEASURE_REVOCATION = click.option(
 
 @cli.command("run")
 @click.option("--keep", is_flag=True, help="Leave the resources in place (skip teardown).")
+@SCENARIO
 @JUNIT_XML
 @MEASURE_REVOCATION
 @click.pass_obj
 def run_command(app: App, keep: bool, junit_xml: str | None, measure_revocation: bool) -> None:
-    """Provision, verify, then tear down (always, unless --keep).
+    """Provision, verify, then tear down (always, unless --keep). The run proves --scenario, or
+    the built-in seed; the scenario's text is stored with the run.
 
     Exit code: verify's (0 all checks passed, 1 a check failed), or 4 when teardown could not
     finish.
 
-    Example: job run
+    Example: job run --scenario examples/three-principals.yaml
     """
     from job.phases.run import run_all
     from job.report import run_dict, run_text
+    from job.scenario_file import source_for
 
     settings = app.settings
     junit_xml = junit_path(junit_xml)
+    scenario = source_for(settings.scenario)  # an invalid file is refused before anything is made
     with reporting(app, junit_xml) as concern:
         outcome = run_all(
             app.store,
@@ -267,6 +280,7 @@ def run_command(app: App, keep: bool, junit_xml: str | None, measure_revocation:
             started=concern.found,
             concurrency=settings.concurrency,
             measure_revocation=measure_revocation,
+            scenario=scenario,
         )
         if outcome.error is not None:  # returned as an exit code, not raised: reports still say it
             concern.error = outcome.error.message
@@ -284,19 +298,25 @@ def run_command(app: App, keep: bool, junit_xml: str | None, measure_revocation:
 
 @cli.command("provision")
 @click.option("--run-id", help="Resume this run instead of starting a new one.")
+@SCENARIO
 @click.pass_obj
 def provision_command(app: App, run_id: str | None) -> None:
-    """Start a new run (or resume one) and create its resources; prints the run id.
+    """Start a new run (or resume one) and create its resources; prints the run id. A new run
+    proves --scenario, or the built-in seed; a resumed run keeps the scenario it started with.
 
-    Example: job provision
+    Example: job provision --scenario examples/three-principals.yaml
     """
     from job.phases.provision import provision, start_run
     from job.report import run_dict
+    from job.scenario_file import source_for
 
     settings = app.settings
     with reporting(app) as concern:
         if run_id is None:
-            run_id = start_run(app.store, app.aws(), settings.prefix, run_options(settings)).id
+            scenario = source_for(settings.scenario)
+            run_id = start_run(
+                app.store, app.aws(), settings.prefix, run_options(settings), scenario
+            ).id
         with app.held_run(run_id, found=concern.found) as aws:
             run = provision(app.store, aws, run_id=run_id, concurrency=settings.concurrency)
         # Text output is the run id alone, so that scripts can say RUN=$(job provision).
@@ -426,10 +446,13 @@ def sweep_command(app: App, older_than: str, execute: bool) -> None:
 
 
 @cli.command("runner-policy")
+@SCENARIO
 @click.pass_obj
 def runner_policy_command(app: App) -> None:
     """Print the least-privilege IAM policy that the job's own credentials need, for --prefix,
-    with ARNs in the partition of --region (aws, aws-cn, aws-us-gov, ...).
+    with ARNs in the partition of --region (aws, aws-cn, aws-us-gov, ...). With --scenario, only
+    what that scenario's runs create and probe need; without, every kind the job knows (what a
+    janitor tearing down runs of any scenario needs).
 
     Example: job runner-policy --prefix canary --region eu-west-1 > runner-policy.json
     """
@@ -437,8 +460,17 @@ def runner_policy_command(app: App) -> None:
     from job.permissions import runner_policy
 
     settings = app.settings
+    partition = partition_for(settings.region)
+    kinds = None
+    if settings.scenario is not None:
+        from job.scenario_file import compile_source, naming_target, read_source, scenario_kinds
+
+        scenario = compile_source(
+            read_source(settings.scenario), settings.prefix, naming_target(partition)
+        )
+        kinds = scenario_kinds(scenario)
     # The policy document itself, in either output mode: it is what an operator pastes.
-    policy = runner_policy(settings.prefix, partition_for(settings.region))
+    policy = runner_policy(settings.prefix, partition, kinds=kinds)
     click.echo(json.dumps(policy, indent=2))
 
 
@@ -482,6 +514,92 @@ def runs_show_command(app: App, run_id: str) -> None:
     run = app.store.get_run(run_id)
     checks = app.store.latest_checks(run)
     emit(app, run_dict(run, checks), run_text(run, checks))
+
+
+@cli.group("scenario")
+def scenario_group() -> None:
+    """Scenario files: what a run creates, and the permissions it proves."""
+
+
+@scenario_group.command("validate")
+@click.argument("file")
+@click.pass_obj
+def scenario_validate_command(app: App, file: str) -> None:
+    """Check a scenario file against the schema and its cross-references: exit 0, or 2 with one
+    line naming the place in the file.
+
+    Example: job scenario validate examples/three-principals.yaml
+    """
+    from job.scenario_file import read_source, validate
+
+    source = read_source(file)
+    document = validate(source)
+    counts = {
+        section: len(document.get(section) or {})
+        for section in ("buckets", "users", "roles", "expect")
+    }
+    emit(
+        app,
+        {"status": "ok", "file": file, "scenario_sha256": source.sha256, **counts},
+        f"{file}: valid ({counts['buckets']} buckets, {counts['users']} users, "
+        f"{counts['roles']} roles, {counts['expect']} checks)",
+    )
+
+
+@scenario_group.command("show")
+@click.argument("file", required=False)
+@click.option("--run-id", help="Show the scenario stored with this run, with its real names.")
+@click.pass_obj
+def scenario_show_command(app: App, file: str | None, run_id: str | None) -> None:
+    """Print a scenario resolved: every resource with its name, every check with its ARN. FILE,
+    else --scenario or JOB_SCENARIO, else the built-in seed, named with a placeholder run id for
+    --prefix; or, with --run-id, what that run stored, with its real names.
+
+    Example: job scenario show examples/three-principals.yaml --prefix canary
+    """
+    from job.report import scenario_dict, scenario_text
+    from job.scenario_file import compile_source, naming_target, source_for
+
+    settings = app.settings
+    if run_id is not None:
+        if file is not None:
+            raise BadInput("give either a FILE or --run-id ID, not both")
+        from job.phases.common import scenario_of
+
+        run = app.store.get_run(run_id)
+        target = naming_target(run.partition, run.id, run.account_id)
+        scenario = scenario_of(run, target)
+        origin = f"run {run.id}" + ("" if run.scenario else " (the seed: it predates scenarios)")
+        prefix, sha256 = run.prefix, run.scenario_sha256
+    else:
+        from job.aws.session import partition_for
+
+        source = source_for(file or settings.scenario)
+        target = naming_target(partition_for(settings.region))
+        scenario = compile_source(source, settings.prefix, target, run_options(settings))
+        origin, prefix, sha256 = source.origin, settings.prefix, source.sha256
+    document = {
+        "status": "ok",
+        "run_id": run_id,
+        "source": origin,
+        "prefix": prefix,
+        "scenario_sha256": sha256,
+        "scenario": scenario_dict(scenario, target),
+    }
+    headline = f"{origin}: prefix {prefix}, run id {target.run_id}"
+    emit(app, document, scenario_text(scenario, target, headline))
+
+
+@scenario_group.command("schema")
+@click.pass_obj
+def scenario_schema_command(app: App) -> None:
+    """Print the JSON Schema (Draft 2020-12) scenario files are held to, in either output mode.
+
+    Example: job scenario schema > scenario.schema.json
+    """
+    from job.scenario_file import SCHEMA
+
+    click.echo(json.dumps(SCHEMA, indent=2))
 
 
 @cli.group("db")

@@ -183,6 +183,9 @@ class Settings:
     # collector reads them), or None.
     metrics_file: str | None = None
     concurrency: int = DEFAULT_CONCURRENCY
+    # The scenario file a new run proves (read by the commands that start runs), or None: the
+    # built-in seed.
+    scenario: str | None = None
 
     @classmethod
     def load(
@@ -197,6 +200,7 @@ class Settings:
         log_format: str | None = None,
         metrics_file: str | None = None,
         concurrency: str | int | None = None,
+        scenario: str | None = None,
         verbosity: int = 0,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
@@ -220,6 +224,9 @@ class Settings:
         metrics_path = _first(metrics_file, env.get("JOB_METRICS_FILE"))
         if metrics_path == "":
             raise BadInput("empty --metrics-file: give a file path, e.g. /var/lib/job/job.prom")
+        scenario_path = _first(scenario, env.get("JOB_SCENARIO"))
+        if scenario_path == "":
+            raise BadInput("empty --scenario: give a scenario file, e.g. examples/seed.yaml")
         return cls(
             database_url=parse_database_url(
                 _or_default(_first(database_url, env.get("JOB_DATABASE_URL")), DEFAULT_DATABASE_URL)
@@ -244,6 +251,7 @@ class Settings:
                     None if concurrency is None else str(concurrency), env.get("JOB_CONCURRENCY")
                 )
             ),
+            scenario=scenario_path,
         )
 
 

@@ -20,7 +20,6 @@ from job.aws.handler import IAM_PATH
 from job.aws.iam import LISTING_PERMISSIONS as IAM_LISTING_PERMISSIONS
 from job.aws.kinds import HANDLERS
 from job.aws.s3 import LISTING_PERMISSIONS as S3_LISTING_PERMISSIONS
-from job.scenario import Scenario
 from job.vocabulary import ResourceKind
 
 # Actions whose resource is something not the job's, or that IAM does not let a policy scope:
@@ -70,22 +69,15 @@ S3_OBJECT_ACTIONS = {
 }
 
 
-def scenario_kinds(scenario: Scenario) -> set[ResourceKind]:
-    """The kinds runs of `scenario` make: its resources', and the access keys verify gives its
-    user principals (a role principal is assumed instead, by what its kind declares)."""
-    kinds = {spec.kind for spec in scenario.resources}
-    if any(scenario.principal_kind(p) is ResourceKind.IAM_USER for p in scenario.principals):
-        kinds.add(ResourceKind.IAM_ACCESS_KEY)
-    return kinds
-
-
 def required_actions(kinds: Collection[ResourceKind] | None = None) -> set[str]:
-    """What the job's credentials need for runs of `kinds` (None: every kind the job knows)."""
+    """What the handlers of `kinds` (None: every kind) declare, and the sweep's listings, which
+    every runner makes whatever its scenario."""
     actions = {*IAM_LISTING_PERMISSIONS, *S3_LISTING_PERMISSIONS}
     for kind, handler in HANDLERS.items():
-        if kinds is None or kind in kinds:
-            for verb_actions in handler.permissions.values():
-                actions.update(verb_actions)
+        if kinds is not None and kind not in kinds:
+            continue
+        for verb_actions in handler.permissions.values():
+            actions.update(verb_actions)
     return actions
 
 
@@ -112,8 +104,9 @@ def runner_policy(
     without: frozenset[str] = frozenset(),
     kinds: Collection[ResourceKind] | None = None,
 ) -> dict[str, Any]:
-    """One statement per resource, actions sorted: stable output to diff and review. `kinds`:
-    the resource kinds the runs will create (a scenario's); None for every kind the job knows."""
+    """One statement per resource, actions sorted: stable output to diff and review. `kinds`
+    narrows it to what a scenario creates (job.scenario_file.scenario_kinds); None is every kind
+    the job knows, what a janitor tearing down any run needs."""
     by_resource: dict[str, list[str]] = defaultdict(list)
     for action in sorted(required_actions(kinds) - without):
         by_resource[resource_for(action, prefix, partition)].append(action)

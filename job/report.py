@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from job.ledger.models import Check, Resource, Run, RunStatus
+
+if TYPE_CHECKING:
+    from job.aws.handler import Target
+    from job.scenario import Scenario
 
 
 def _time(value: Any) -> str | None:
@@ -64,6 +68,8 @@ def run_dict(run: Run, checks: Sequence[Check]) -> dict[str, Any]:
         "account_id": run.account_id,
         "region": run.region,
         "prefix": run.prefix,
+        # Which scenario the run proves (None: started before scenario files, the seed's).
+        "scenario_sha256": run.scenario_sha256,
         "holder": run.holder,
         "held_until": _time(run.held_until),
         "phases": [
@@ -185,3 +191,47 @@ def run_text(run: Run, checks: Sequence[Check], *, show_resources: bool = True) 
     if measured:
         parts += ["", *measured]
     return "\n".join(parts)
+
+
+def scenario_dict(scenario: Scenario, target: Target) -> dict[str, Any]:
+    """A resolved scenario: every resource with its real (or placeholder) names, every cell."""
+    return {
+        "resources": [
+            {
+                "kind": spec.kind.value,
+                "logical_name": spec.logical_name,
+                "name": spec.name,
+                "needs": list(spec.needs),
+                "attributes": spec.attributes,
+            }
+            for spec in scenario.resources
+        ],
+        "expectations": [
+            {
+                "principal": expectation.principal,
+                "principal_kind": scenario.principal_kind(expectation.principal).value,
+                "action": expectation.action,
+                "resource": expectation.resource_arn(target),
+                "expected": expectation.expected.value,
+            }
+            for expectation in scenario.expectations
+        ],
+    }
+
+
+def scenario_text(scenario: Scenario, target: Target, headline: str) -> str:
+    resources = table(
+        ("KIND", "LOGICAL NAME", "NAME", "NEEDS"),
+        [
+            (spec.kind.value, spec.logical_name, spec.name, ", ".join(spec.needs))
+            for spec in scenario.resources
+        ],
+    )
+    cells = table(
+        ("PRINCIPAL", "ACTION", "RESOURCE", "EXPECTED"),
+        [
+            (e.principal, e.action, e.resource_arn(target), e.expected.value)
+            for e in scenario.expectations
+        ],
+    )
+    return "\n".join([headline, "", resources, "", cells])

@@ -1,6 +1,8 @@
-"""What a run creates, and the permissions it expects each principal to have: the AWS example's
-scenario (a bucket, a writer who may put and get objects, a reader who may only get them), plus a
-decoy bucket that neither may read, so that "nothing beyond its bucket" is a real check.
+"""What a run creates, and the permissions it expects each principal to have. A run's scenario
+comes from a scenario file (job.scenario_file), by default the built-in seed
+(job/scenarios/seed.yaml): a bucket, a writer who may put and get objects, a reader who may only
+get them, and a decoy bucket that neither may read, so that "nothing beyond its bucket" is a real
+check.
 
 The scenario is data. Provision creates `resources`, each once what it `needs` exists (independent
 ones at once); teardown deletes each once nothing that needs it is left; verify checks
@@ -19,14 +21,23 @@ from job.aws.s3 import bucket_arn
 from job.config import MAX_PREFIX_LENGTH
 from job.vocabulary import ResourceKind, Verdict
 
-FIXTURE_KEY = "probe/fixture.txt"
-# What a run names its buckets after the prefix and the run id: <prefix>-<run id>-<suffix>.
-DATA_BUCKET, DECOY_BUCKET = "data", "elsewhere"
-BUCKET_SUFFIXES = (DATA_BUCKET, DECOY_BUCKET)
-# Any run's bucket names, so that `job sweep` can tell them from other buckets under the prefix.
-# A run id is a letter and nine letters or digits (as new_run_id makes them).
+# A resource's logical name in a scenario file (a bucket, a user, a role): lowercase letters and
+# digits, single '-' between them, so that "<prefix>-<run id>-<name>" is a valid bucket and IAM
+# name. A run id is ten characters (job.phases.common.new_run_id) and a prefix at most 20, so a
+# name has room for 31 characters in a bucket's 63 and 32 in an IAM user's or role's 64.
+LOGICAL_NAME_PATTERN = "[a-z0-9](-?[a-z0-9])*"
+RUN_ID_LENGTH = 10
+MAX_BUCKET_LOGICAL_NAME = 63 - MAX_PREFIX_LENGTH - RUN_ID_LENGTH - 2
+MAX_PRINCIPAL_LOGICAL_NAME = 64 - MAX_PREFIX_LENGTH - RUN_ID_LENGTH - 2
+# The ledger's column for a logical name (an object's is "<bucket>/<key>").
+MAX_RESOURCE_LOGICAL_NAME = 64
+# Any run's bucket names, so that `job sweep` can tell them from other buckets under the prefix:
+# the prefix, a run id (a letter and nine letters or digits, as new_run_id makes them) and any
+# logical name a scenario file may give a bucket. Sweep still deletes only what carries the job's
+# tags.
 JOB_BUCKET_NAME = re.compile(
-    rf"[a-z0-9-]{{1,{MAX_PREFIX_LENGTH}}}-[a-z][a-z0-9]{{9}}-({'|'.join(BUCKET_SUFFIXES)})"
+    rf"[a-z0-9-]{{1,{MAX_PREFIX_LENGTH}}}-[a-z][a-z0-9]{{{RUN_ID_LENGTH - 1}}}-"
+    rf"(?=[a-z0-9-]{{1,{MAX_BUCKET_LOGICAL_NAME}}}$){LOGICAL_NAME_PATTERN}"
 )
 
 
@@ -76,21 +87,6 @@ class Scenario:
         raise KeyError(f"no user or role {principal!r} in the scenario")
 
 
-def _policy_document(actions: list[str], resource: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}],
-    }
-
-
-# principal -> the object actions its policy grants; every other probed action must be denied.
-GRANTS: dict[str, tuple[str, ...]] = {
-    "writer": ("s3:PutObject", "s3:GetObject"),
-    "reader": ("s3:GetObject",),
-}
-PROBED_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")
-
-
 @dataclass(frozen=True)
 class RunOptions:
     """Choices made when a run starts, kept with the run in the ledger."""
@@ -110,109 +106,44 @@ class RunOptions:
         return cls(options.get("permissions_boundary"), bool(options.get("require_tls", True)))
 
 
-def seed_scenario(prefix: str, target: Target, options: RunOptions | None = None) -> Scenario:
-    options = options or RunOptions()
-    base = f"{prefix}-{target.run_id}"
-    bucket, decoy = f"{base}-{DATA_BUCKET}", f"{base}-{DECOY_BUCKET}"
-    objects = bucket_arn(target, bucket, "*")
-    # The decoy is real, locked down like the data bucket and holding an object: a probe of a
-    # bucket that does not exist would hear NoSuchBucket, which S3 answers before it looks at
-    # permissions, and so would prove nothing.
-    resources: list[ResourceSpec] = []
-    for bucket_role, object_role, name, body in (
-        ("bucket", "fixture", bucket, "read by job verify"),
-        ("elsewhere", "elsewhere-fixture", decoy, "nobody here may read this"),
-    ):
-        resources += [
-            ResourceSpec(
-                ResourceKind.S3_BUCKET, bucket_role, name, {"require_tls": options.require_tls}
-            ),
-            ResourceSpec(
-                ResourceKind.S3_OBJECT,
-                object_role,
-                FIXTURE_KEY,
-                {"bucket": name, "key": FIXTURE_KEY, "body": body},
-                needs=(bucket_role,),
-            ),
-        ]
-    user_attributes = (
-        {"permissions_boundary": options.permissions_boundary}
-        if options.permissions_boundary
-        else {}
-    )
-    for principal in GRANTS:
-        resources.append(
-            ResourceSpec(
-                ResourceKind.IAM_USER, principal, f"{base}-{principal}", dict(user_attributes)
-            )
-        )
-    for principal, actions in GRANTS.items():
-        resources.append(
-            ResourceSpec(
-                ResourceKind.IAM_POLICY,
-                f"{principal}-policy",
-                f"{base}-{principal}",
-                {
-                    "document": _policy_document(list(actions), objects),
-                    "description": f"job run {target.run_id}: {', '.join(actions)} on {bucket}",
-                },
-            )
-        )
-    for principal in GRANTS:
-        resources.append(
-            ResourceSpec(
-                ResourceKind.IAM_USER_POLICY_ATTACHMENT,
-                f"{principal}-attachment",
-                f"{base}-{principal}",
-                {
-                    "user_name": f"{base}-{principal}",
-                    "policy_arn": target.iam_arn("policy", f"{base}-{principal}"),
-                },
-                needs=(principal, f"{principal}-policy"),
-            )
-        )
-    expectations: list[Expectation] = []
-    for principal, granted in GRANTS.items():
-        expectations += [
-            Expectation(
-                principal,
-                action,
-                Verdict.ALLOW if action in granted else Verdict.DENY,
-                bucket,
-                _probe_key(principal, action),
-            )
-            for action in PROBED_ACTIONS
-        ]
-        # The negative space: nothing beyond the bucket's objects, not even another of the run's
-        # own buckets.
-        expectations += [
-            Expectation(principal, "s3:ListBucket", Verdict.DENY, bucket),
-            Expectation(principal, "s3:GetObject", Verdict.DENY, decoy, FIXTURE_KEY),
-            Expectation(principal, "iam:ListUsers", Verdict.DENY),
-        ]
-    return Scenario(tuple(resources), tuple(expectations))
-
-
-def teardown_needs(scenario: Scenario, rows: Sequence[Any]) -> dict[str, set[str]]:
+def teardown_needs(rows: Sequence[Any]) -> dict[str, set[str]]:
     """For each of a run's ledger rows (by logical name), the rows that must be deleted before it:
-    those that need it. A verify's access key, not in the scenario, needs its user."""
-    present = {row.logical_name for row in rows}
-    users = {row.name: row.logical_name for row in rows if row.kind == ResourceKind.IAM_USER}
-    needs = {spec.logical_name: spec.needs for spec in scenario.resources}
-    blockers: dict[str, set[str]] = {name: set() for name in present}
+    those that need it. Read from the rows alone, not from a scenario: a run's logical names are
+    whatever its scenario called things when it ran (older runs said "bucket" and "fixture"), and
+    what one resource needs of another is in its attributes. An object needs its bucket; an
+    attachment its user or role and its policy; an access key its user."""
+    by_name: dict[tuple[ResourceKind, str], list[str]] = {}
     for row in rows:
-        if row.kind == ResourceKind.IAM_ACCESS_KEY:
-            needed: tuple[str, ...] = (users.get(row.attributes.get("user_name", ""), ""),)
-        else:
-            needed = needs.get(row.logical_name, ())
-        for need in needed:
-            if need in present:
-                blockers[need].add(row.logical_name)
+        by_name.setdefault((row.kind, row.name), []).append(row.logical_name)
+        if row.kind == ResourceKind.IAM_POLICY and row.physical_id:
+            # Created: its ARN, which attachments name it by.
+            by_name.setdefault((row.kind, row.physical_id), []).append(row.logical_name)
+    blockers: dict[str, set[str]] = {row.logical_name: set() for row in rows}
+    for row in rows:
+        for need in _needed(row):
+            for logical_name in by_name.get(need, []):
+                if logical_name != row.logical_name:
+                    blockers[logical_name].add(row.logical_name)
     return blockers
 
 
-def _probe_key(principal: str, action: str) -> str:
-    if action == "s3:GetObject":
-        return FIXTURE_KEY
-    verb = action.split(":")[1].lower()
-    return f"probe/{principal}-{verb}.txt"
+def _needed(row: Any) -> list[tuple[ResourceKind, str]]:
+    """What a row's resource hangs off, as (kind, name) of other rows."""
+    attributes = row.attributes or {}
+    if row.kind == ResourceKind.S3_OBJECT:
+        return [(ResourceKind.S3_BUCKET, attributes.get("bucket", ""))]
+    if row.kind == ResourceKind.IAM_ACCESS_KEY:
+        return [(ResourceKind.IAM_USER, attributes.get("user_name", ""))]
+    owner = {
+        ResourceKind.IAM_USER_POLICY_ATTACHMENT: (ResourceKind.IAM_USER, "user_name"),
+        ResourceKind.IAM_ROLE_POLICY_ATTACHMENT: (ResourceKind.IAM_ROLE, "role_name"),
+    }.get(row.kind)
+    if owner is None:
+        return []
+    policy_arn = str(attributes.get("policy_arn", ""))
+    return [
+        (owner[0], attributes.get(owner[1], "")),
+        (ResourceKind.IAM_POLICY, policy_arn),
+        # A policy row not yet created has no ARN: its name is the ARN's last path part.
+        (ResourceKind.IAM_POLICY, policy_arn.rsplit("/", 1)[-1]),
+    ]

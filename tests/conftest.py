@@ -50,6 +50,7 @@ JOB_VARIABLES = (
     "JOB_PROPAGATION_TIMEOUT",
     "JOB_PERMISSIONS_BOUNDARY",
     "JOB_REQUIRE_TLS",
+    "JOB_SCENARIO",
     "AWS_ENDPOINT_URL",
     # A test that forgets the `aws` fixture must fail for want of credentials, never reach a real
     # account with a developer's.

@@ -15,16 +15,13 @@ from typing import Any
 import boto3
 import pytest
 
-from job.aws.handler import Target
-from job.aws.session import Aws
 from job.cli import main
 from job.config import parse_database_url
 from job.emulator import EmulatorCredentials
 from job.ledger.engine import Ledger
-from job.ledger.models import Run
 from job.ledger.store import Store
-from job.scenario import FIXTURE_KEY, Expectation, ResourceSpec, RunOptions, Scenario
-from job.vocabulary import ResourceKind, Verdict
+from job.scenario import RunOptions
+from job.scenario_file import ScenarioSource
 
 
 @dataclass
@@ -174,89 +171,40 @@ def cli_in_fork(args: list[str], hooks: list[Any]) -> int:
 EMULATED = RunOptions(require_tls=False)
 
 
-def _allow(actions: list[str], resource: str | list[str]) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}],
-    }
-
-
-def role_scenario(run: Run, aws: Aws, permissions_boundary: str | None = None) -> Scenario:
-    """A scenario with a user and a role as principals, as a scenario file would give it: the
-    `writer` user may put and get the bucket's objects; the `auditor` role may get them and list
-    the bucket, and nothing else."""
-    target = Target(aws=aws, run_id=run.id, account_id=run.account_id, partition=run.partition)
-    base = f"{run.prefix}-{run.id}"
-    bucket = f"{base}-data"
-    bucket_arn = f"arn:{run.partition}:s3:::{bucket}"
-    role_attributes = {"permissions_boundary": permissions_boundary} if permissions_boundary else {}
-    resources = (
-        ResourceSpec(ResourceKind.S3_BUCKET, "bucket", bucket, {"require_tls": False}),
-        ResourceSpec(
-            ResourceKind.S3_OBJECT,
-            "fixture",
-            FIXTURE_KEY,
-            {"bucket": bucket, "key": FIXTURE_KEY, "body": "read by job verify"},
-            needs=("bucket",),
-        ),
-        ResourceSpec(ResourceKind.IAM_USER, "writer", f"{base}-writer"),
-        ResourceSpec(
-            ResourceKind.IAM_POLICY,
-            "writer-policy",
-            f"{base}-writer",
-            {"document": _allow(["s3:PutObject", "s3:GetObject"], f"{bucket_arn}/*")},
-        ),
-        ResourceSpec(
-            ResourceKind.IAM_USER_POLICY_ATTACHMENT,
-            "writer-attachment",
-            f"{base}-writer",
-            {
-                "user_name": f"{base}-writer",
-                "policy_arn": target.iam_arn("policy", f"{base}-writer"),
-            },
-            needs=("writer", "writer-policy"),
-        ),
-        ResourceSpec(ResourceKind.IAM_ROLE, "auditor", f"{base}-auditor", role_attributes),
-        ResourceSpec(
-            ResourceKind.IAM_POLICY,
-            "auditor-policy",
-            f"{base}-auditor",
-            {
-                "document": {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Action": "s3:GetObject",
-                            "Resource": f"{bucket_arn}/*",
-                        },
-                        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn},
-                    ],
-                }
-            },
-        ),
-        ResourceSpec(
-            ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
-            "auditor-attachment",
-            f"{base}-auditor",
-            {
-                "role_name": f"{base}-auditor",
-                "policy_arn": target.iam_arn("policy", f"{base}-auditor"),
-            },
-            needs=("auditor", "auditor-policy"),
-        ),
-    )
-    allow, deny = Verdict.ALLOW, Verdict.DENY
-    expectations = (
-        Expectation("writer", "s3:PutObject", allow, bucket, "probe/writer-putobject.txt"),
-        Expectation("writer", "s3:GetObject", allow, bucket, FIXTURE_KEY),
-        Expectation("writer", "s3:ListBucket", deny, bucket),
-        Expectation("writer", "iam:ListUsers", deny, resource="*"),
-        Expectation("auditor", "s3:GetObject", allow, bucket, FIXTURE_KEY),
-        Expectation("auditor", "s3:ListBucket", allow, bucket),
-        Expectation("auditor", "sts:GetCallerIdentity", allow, resource="*"),
-        Expectation("auditor", "s3:PutObject", deny, bucket, "probe/auditor-putobject.txt"),
-        Expectation("auditor", "s3:DeleteObject", deny, bucket, "probe/auditor-deleteobject.txt"),
-        Expectation("auditor", "iam:ListUsers", deny, resource="*"),
-    )
-    return Scenario(resources, expectations)
+# A scenario with a user and a role as principals: the `writer` user may put and get the
+# bucket's objects; the `auditor` role may get them and list the bucket, and nothing else.
+ROLE_SCENARIO = ScenarioSource(
+    """
+version: 1
+buckets:
+  data:
+    objects: {probe/fixture.txt: "read by job verify"}
+users:
+  writer:
+    policy:
+      - {effect: Allow, actions: [s3:PutObject, s3:GetObject], resources: ["bucket:data/*"]}
+roles:
+  auditor:
+    policy:
+      - {effect: Allow, actions: [s3:GetObject], resources: ["bucket:data/*"]}
+      - {effect: Allow, actions: [s3:ListBucket], resources: ["bucket:data"]}
+expect:
+  - {principal: writer, action: s3:PutObject, resource: "bucket:data/probe/w.txt", result: allow}
+  - principal: writer
+    action: s3:GetObject
+    resource: "bucket:data/probe/fixture.txt"
+    result: allow
+  - {principal: writer, action: s3:ListBucket, resource: "bucket:data", result: deny}
+  - {principal: writer, action: iam:ListUsers, resource: "*", result: deny}
+  - principal: auditor
+    action: s3:GetObject
+    resource: "bucket:data/probe/fixture.txt"
+    result: allow
+  - {principal: auditor, action: s3:ListBucket, resource: "bucket:data", result: allow}
+  - {principal: auditor, action: sts:GetCallerIdentity, resource: "*", result: allow}
+  - {principal: auditor, action: s3:PutObject, resource: "bucket:data/probe/a.txt", result: deny}
+  - {principal: auditor, action: s3:DeleteObject, resource: "bucket:data/probe/a.txt", result: deny}
+  - {principal: auditor, action: iam:ListUsers, resource: "*", result: deny}
+""",
+    "tests/helpers.py ROLE_SCENARIO",
+)

@@ -82,6 +82,8 @@ class Store:
         account_id: str,
         partition: str,
         options: dict[str, Any] | None = None,
+        scenario: str | None = None,
+        scenario_sha256: str | None = None,
     ) -> Run:
         run = Run(
             id=run_id,
@@ -90,6 +92,8 @@ class Store:
             account_id=account_id,
             partition=partition,
             options=options or {},
+            scenario=scenario,
+            scenario_sha256=scenario_sha256,
             status=RunStatus.PROVISIONING,
         )
         self.session.add(run)

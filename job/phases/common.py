@@ -25,7 +25,8 @@ from job.ledger.models import (
     utcnow,
 )
 from job.ledger.store import Store
-from job.scenario import RunOptions, Scenario, seed_scenario
+from job.scenario import RunOptions, Scenario
+from job.scenario_file import ScenarioSource, compile_source, seed_source
 
 log = logging.getLogger(__name__)
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -62,9 +63,17 @@ def subject_of(row: Resource) -> Subject:
 
 
 def scenario_of(run: Run, target: Target) -> Scenario:
-    """What the run creates and expects: the seed scenario under the run's prefix, shaped by the
-    options recorded when it started. Every phase asks here, so they cannot disagree."""
-    return seed_scenario(run.prefix, target, RunOptions.of(run))
+    """What the run creates and expects: the scenario file stored with the run when it started
+    (whatever that file says now), under the run's prefix, shaped by the options recorded then.
+    A run started before scenario files stored none: it proves the built-in seed. Every phase
+    asks here, so they cannot disagree."""
+    return compile_source(run_scenario_source(run), run.prefix, target, RunOptions.of(run))
+
+
+def run_scenario_source(run: Run) -> ScenarioSource:
+    if run.scenario is None:
+        return seed_source()
+    return ScenarioSource(run.scenario, f"the scenario stored with run {run.id}")
 
 
 def look_up(target: Target, row: Resource, *, known_to_exist: bool = False) -> Found:

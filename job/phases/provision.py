@@ -26,12 +26,24 @@ from job.phases.common import (
     subject_of,
     target_for,
 )
-from job.scenario import ResourceSpec, RunOptions, Scenario
+from job.scenario import ResourceSpec, RunOptions
+from job.scenario_file import ScenarioSource, seed_source, validate
 
 log = logging.getLogger(__name__)
 
 
-def start_run(store: Store, aws: Aws, prefix: str, options: RunOptions | None = None) -> Run:
+def start_run(
+    store: Store,
+    aws: Aws,
+    prefix: str,
+    options: RunOptions | None = None,
+    scenario: ScenarioSource | None = None,
+) -> Run:
+    """Record a new run, with the scenario it proves (the built-in seed unless another is given):
+    its text and SHA-256 are kept, so that every later phase of the run, on any machine, uses
+    exactly this one. An invalid scenario is refused before anything is recorded."""
+    source = scenario or seed_source()
+    validate(source)
     identity = aws.identity()
     run = store.create_run(
         new_run_id(),
@@ -40,6 +52,8 @@ def start_run(store: Store, aws: Aws, prefix: str, options: RunOptions | None = 
         account_id=identity.account_id,
         partition=identity.partition,
         options=(options or RunOptions()).to_dict(),
+        scenario=source.text,
+        scenario_sha256=source.sha256,
     )
     log.info("started run %s in account %s, %s", run.id, run.account_id, run.region)
     return run
@@ -51,11 +65,9 @@ def provision(
     *,
     run_id: str,
     concurrency: int = DEFAULT_CONCURRENCY,
-    scenario: Scenario | None = None,
 ) -> Run:
     """Create what is missing of the run's resources (all of them, for a run just started), each
-    once what it needs exists, up to `concurrency` at once. `scenario`: the run's own unless
-    given (by a caller that already holds it)."""
+    once what it needs exists, up to `concurrency` at once."""
     run = store.get_run(run_id)
     if any(attempt.phase is Phase.TEARDOWN for attempt in run.attempts):
         raise BadInput(
@@ -64,7 +76,7 @@ def provision(
         )
     target = target_for(run, aws)
     with phase(store, run, Phase.PROVISION, RunStatus.PROVISIONING):
-        specs = (scenario or scenario_of(run, target)).resources
+        specs = scenario_of(run, target).resources
         run_graph(
             {spec.logical_name: partial(ensure, store, target, run, spec) for spec in specs},
             {spec.logical_name: spec.needs for spec in specs},

@@ -16,6 +16,7 @@ from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
 from job.scenario import RunOptions
+from job.scenario_file import ScenarioSource
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,14 @@ def run_all(
     started: Callable[[str], None] = lambda run_id: None,
     concurrency: int = DEFAULT_CONCURRENCY,
     measure_revocation: bool = False,
+    scenario: ScenarioSource | None = None,
 ) -> RunOutcome:
     """Exit code: verify's (0 or 1), or the phase error's; 4 when teardown could not finish.
     Teardown is attempted whatever happened before it, unless `keep`. The run is held throughout.
     `started` hears the new run's id first, for reports that must name it whatever happens next.
-    `measure_revocation` is verify's."""
-    run = start_run(store, aws, prefix, options)
+    `scenario`: the file the run proves (the built-in seed when None); `measure_revocation` is
+    verify's."""
+    run = start_run(store, aws, prefix, options, scenario)
     started(run.id)
     with hold(run.id):
         return _phases(

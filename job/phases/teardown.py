@@ -22,11 +22,10 @@ from job.phases.common import (
     look_up,
     phase,
     recording_failure,
-    scenario_of,
     subject_of,
     target_for,
 )
-from job.scenario import Scenario, teardown_needs
+from job.scenario import teardown_needs
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +36,8 @@ def teardown(
     *,
     run_id: str,
     concurrency: int = DEFAULT_CONCURRENCY,
-    scenario: Scenario | None = None,
 ) -> Run:
-    """`scenario`: the run's own unless given (by a caller that already holds it); it only orders
-    the deletes, what is deleted is what the ledger recorded."""
+    """Delete what the ledger recorded for the run, in an order the rows themselves give."""
     run = store.get_run(run_id)
     target = target_for(run, aws)
     with phase(store, run, Phase.TEARDOWN, RunStatus.TEARING_DOWN):
@@ -58,10 +55,10 @@ def teardown(
         # Newest first: with concurrency 1 that alone deletes dependents first (creation order
         # is dependency order); with more, each waits for what needs it.
         rows = sorted(run.resources, key=lambda resource: resource.id, reverse=True)
-        scenario = scenario or scenario_of(run, target)
+        # The order comes from the rows themselves: a run's scenario may have changed names since.
         run_graph(
             {row.logical_name: partial(delete, row) for row in rows},
-            teardown_needs(scenario, rows),
+            teardown_needs(rows),
             concurrency=concurrency,
         )
         if failures:

@@ -68,11 +68,10 @@ def verify(
     *,
     run_id: str,
     concurrency: int = DEFAULT_CONCURRENCY,
-    scenario: Scenario | None = None,
     measure_revocation: bool = False,
 ) -> Run:
     """Waits up to the AWS principal's propagation timeout for each principal's access to work.
-    `scenario`: the run's own unless given (by a caller that already holds it). With
+    With
     `measure_revocation`, each user's deleted key is tried until AWS refuses it (up to the
     propagation timeout), and the time that took is recorded."""
     run = store.get_run(run_id)
@@ -86,7 +85,7 @@ def verify(
             f"run {run.id} is not provisioned yet; run `job provision --run-id {run.id}` first"
         )
     target = target_for(run, aws)
-    scenario = scenario or scenario_of(run, target)
+    scenario = scenario_of(run, target)
     with phase(store, run, Phase.VERIFY, RunStatus.VERIFYING) as attempt:
         verification = _Verification(
             store, target, run, attempt, scenario, concurrency, measure_revocation

@@ -30,20 +30,20 @@ from job.emulator import EmulatorCredentials
 from job.errors import AwsError
 from job.ledger.engine import Ledger
 from job.ledger.models import Run, RunStatus, utcnow
-from job.permissions import required_actions, runner_policy, scenario_kinds
+from job.permissions import required_actions, runner_policy
 from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
-from job.scenario import seed_scenario
+from job.scenario_file import compile_source, naming_target, scenario_kinds, seed_source
 from tests.faults import AccountTrust, StrictAws
 from tests.helpers import (
     EMULATED,
+    ROLE_SCENARIO,
     admin_client,
     grant_inline,
     invoke,
     leftovers,
     open_store,
-    role_scenario,
 )
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -106,7 +106,7 @@ def test_the_policy_is_scoped_and_covers_every_declared_action() -> None:
 def test_a_scenario_without_roles_gets_no_role_permissions(aws) -> None:
     job_aws = make_aws("us-east-1")
     target = Target(job_aws, "abcdefghij", "123456789012", "aws")
-    seed = runner_policy("job", kinds=scenario_kinds(seed_scenario("job", target)))
+    seed = runner_policy("job", kinds=scenario_kinds(compile_source(seed_source(), "job", target)))
     listed = {a for statement in seed["Statement"] for a in statement["Action"]}
     assert not any("Role" in action for action in listed - {"iam:DetachRolePolicy"})
     assert "sts:AssumeRole" not in listed
@@ -394,20 +394,16 @@ def _role_run(database_url: str, *, situation: Any = None) -> str:
         "us-east-1", call_hooks=[AccountTrust()], propagation_timeout=timedelta(seconds=1)
     )
     with open_store(database_url) as store:
-        run = start_run(store, job_aws, "job", EMULATED)
-        scenario = role_scenario(run, job_aws)
-        provision(store, job_aws, run_id=run.id, scenario=scenario)
-        run = verify(store, job_aws, run_id=run.id, scenario=scenario)
+        run = start_run(store, job_aws, "job", EMULATED, ROLE_SCENARIO)
+        provision(store, job_aws, run_id=run.id)
+        run = verify(store, job_aws, run_id=run.id)
         assert run.status is RunStatus.VERIFIED
-        teardown(store, job_aws, run_id=run.id, scenario=scenario)
+        teardown(store, job_aws, run_id=run.id)
     return run.id
 
 
 def _role_kinds() -> Any:
-    job_aws = make_aws("us-east-1")
-    run: Any = type("R", (), {"id": "abcdefghij", "prefix": "job", "account_id": "1" * 12})
-    run.partition = "aws"
-    return scenario_kinds(role_scenario(run, job_aws))
+    return scenario_kinds(compile_source(ROLE_SCENARIO, "job", naming_target("aws")))
 
 
 def test_a_role_scenario_works_with_exactly_its_derived_policy(
@@ -436,9 +432,8 @@ def test_without_an_action_a_role_situation_cannot_be_torn_down(
     iam = admin_client(aws, "iam")
     job_aws = make_aws("us-east-1", call_hooks=[AccountTrust()])
     with open_store(sqlite_url) as store:
-        run = start_run(store, job_aws, "job", EMULATED)
-        scenario = role_scenario(run, job_aws)
-        provision(store, job_aws, run_id=run.id, scenario=scenario)
+        run = start_run(store, job_aws, "job", EMULATED, ROLE_SCENARIO)
+        provision(store, job_aws, run_id=run.id)
     role = f"job-{run.id}-auditor"
     if action == "iam:DeleteRolePolicy":
         iam.put_role_policy(
@@ -457,12 +452,8 @@ def test_without_an_action_a_role_situation_cannot_be_torn_down(
     strict = StrictAws(iam, admin_client(aws, "s3"))
     _become_least_privileged(aws, monkeypatch, without=frozenset({action}), kinds=_role_kinds())
     with open_store(sqlite_url) as store, pytest.raises(AwsError, match=f"lack {action}"):
-        teardown(
-            store, make_aws("us-east-1", call_hooks=[strict]), run_id=run.id, scenario=scenario
-        )
+        teardown(store, make_aws("us-east-1", call_hooks=[strict]), run_id=run.id)
     _become_least_privileged(aws, monkeypatch, kinds=_role_kinds())
     with open_store(sqlite_url) as store:
-        teardown(
-            store, make_aws("us-east-1", call_hooks=[strict]), run_id=run.id, scenario=scenario
-        )
+        teardown(store, make_aws("us-east-1", call_hooks=[strict]), run_id=run.id)
     assert leftovers(aws, run.id) == []

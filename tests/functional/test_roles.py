@@ -18,7 +18,7 @@ from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
 from tests.faults import AccountTrust, Crash, FailTimes, StrictAws
-from tests.helpers import EMULATED, admin_client, leftovers, open_store, role_scenario
+from tests.helpers import EMULATED, ROLE_SCENARIO, admin_client, leftovers, open_store
 
 REGION = "us-east-1"
 pytestmark = pytest.mark.usefixtures("aws")
@@ -36,10 +36,9 @@ def _job_aws(*hooks: Any, seconds: float = 20) -> Any:
 
 
 def _provisioned(store, job_aws) -> tuple[Any, Any]:
-    run = start_run(store, job_aws, "job", EMULATED)
-    scenario = role_scenario(run, job_aws)
-    provision(store, job_aws, run_id=run.id, scenario=scenario)
-    return run, scenario
+    run = start_run(store, job_aws, "job", EMULATED, ROLE_SCENARIO)
+    provision(store, job_aws, run_id=run.id)
+    return run
 
 
 def test_a_role_scenario_provisions_verifies_and_leaves_nothing(aws, aws_lag, database_url) -> None:
@@ -48,7 +47,7 @@ def test_a_role_scenario_provisions_verifies_and_leaves_nothing(aws, aws_lag, da
         REGION, call_hooks=[strict, trust], propagation_timeout=timedelta(seconds=20)
     )
     with open_store(database_url) as store:
-        run, scenario = _provisioned(store, job_aws)
+        run = _provisioned(store, job_aws)
         role = admin_client(aws, "iam").get_role(RoleName=f"job-{run.id}-auditor")["Role"]
         assert role["Path"] == "/job/" and role["MaxSessionDuration"] == 3600
         assert {t["Key"]: t["Value"] for t in role["Tags"]}["job:run-id"] == run.id
@@ -62,7 +61,7 @@ def test_a_role_scenario_provisions_verifies_and_leaves_nothing(aws, aws_lag, da
             }
         ]
 
-        run = verify(store, job_aws, run_id=run.id, scenario=scenario)
+        run = verify(store, job_aws, run_id=run.id)
         checks = store.latest_checks(run)
         assert run.status is RunStatus.VERIFIED, [
             (c.principal, c.action, c.actual, c.detail) for c in checks if not c.passed
@@ -86,7 +85,7 @@ def test_a_role_scenario_provisions_verifies_and_leaves_nothing(aws, aws_lag, da
         assert propagation["auditor"] >= 0
         assert "revocation_seconds" not in run.measurements
 
-        teardown(store, job_aws, run_id=run.id, scenario=scenario)
+        teardown(store, job_aws, run_id=run.id)
         assert {row.state for row in store.get_run(run.id).resources} == {ResourceState.DELETED}
     assert leftovers(aws, run.id) == []
     assert strict.refused == []
@@ -96,8 +95,8 @@ def test_assume_role_is_retried_while_aws_does_not_know_the_role_yet(aws, sqlite
     # What AWS answers to AssumeRole for a while after CreateRole.
     fault = FailTimes({"AssumeRole"}, "AccessDenied", times=2)
     with open_store(sqlite_url) as store:
-        run, scenario = _provisioned(store, _job_aws())
-        run = verify(store, _job_aws(fault, seconds=5), run_id=run.id, scenario=scenario)
+        run = _provisioned(store, _job_aws())
+        run = verify(store, _job_aws(fault, seconds=5), run_id=run.id)
         assert fault.seen == 2
         assert run.status is RunStatus.VERIFIED
         assert all(check.passed for check in store.latest_checks(run))
@@ -106,9 +105,9 @@ def test_assume_role_is_retried_while_aws_does_not_know_the_role_yet(aws, sqlite
 def test_a_role_never_assumable_fails_verify_clearly_after_the_window(aws, sqlite_url) -> None:
     fault = FailTimes({"AssumeRole"}, "AccessDenied", times=1000)
     with open_store(sqlite_url) as store:
-        run, scenario = _provisioned(store, _job_aws())
+        run = _provisioned(store, _job_aws())
         with pytest.raises(AwsError) as failure:
-            verify(store, _job_aws(fault, seconds=1.5), run_id=run.id, scenario=scenario)
+            verify(store, _job_aws(fault, seconds=1.5), run_id=run.id)
         assert 2 <= fault.seen <= 4, "retried, within the window, then given up"
         message = failure.value.message
         assert f"assuming role job-{run.id}-auditor" in message and "AccessDenied" in message
@@ -119,7 +118,7 @@ def test_a_role_never_assumable_fails_verify_clearly_after_the_window(aws, sqlit
         # The user's key, made alongside, is gone all the same.
         keys = [row for row in run.resources if row.kind == "iam_access_key"]
         assert all(row.state is ResourceState.DELETED for row in keys)
-        teardown(store, _job_aws(), run_id=run.id, scenario=scenario)
+        teardown(store, _job_aws(), run_id=run.id)
     assert leftovers(aws, run.id) == []
 
 
@@ -137,14 +136,12 @@ class CrashAfterCreateRole:
 def test_a_crash_between_create_role_and_its_attachment_is_torn_down(aws, sqlite_url) -> None:
     strict = _strict(aws)
     with open_store(sqlite_url) as store:
-        run = start_run(store, _job_aws(), "job", EMULATED)
-        scenario = role_scenario(run, _job_aws())
+        run = start_run(store, _job_aws(), "job", EMULATED, ROLE_SCENARIO)
         with pytest.raises(Crash):
             provision(
                 store,
                 _job_aws(CrashAfterCreateRole()),
                 run_id=run.id,
-                scenario=scenario,
                 concurrency=1,
             )
         rows = {row.logical_name: row for row in store.get_run(run.id).resources}
@@ -153,7 +150,7 @@ def test_a_crash_between_create_role_and_its_attachment_is_torn_down(aws, sqlite
         iam = admin_client(aws, "iam")
         assert iam.get_role(RoleName=f"job-{run.id}-auditor")["Role"]["Path"] == "/job/"
 
-        teardown(store, _job_aws(strict, seconds=2), run_id=run.id, scenario=scenario)
+        teardown(store, _job_aws(strict, seconds=2), run_id=run.id)
         assert {row.state for row in store.get_run(run.id).resources} == {ResourceState.DELETED}
     assert leftovers(aws, run.id) == []
 
@@ -164,7 +161,7 @@ def test_teardown_removes_what_aws_would_refuse_to_delete_a_role_around(aws, sql
     iam = admin_client(aws, "iam")
     strict = _strict(aws)
     with open_store(sqlite_url) as store:
-        run, scenario = _provisioned(store, _job_aws())
+        run = _provisioned(store, _job_aws())
         role = f"job-{run.id}-auditor"
         # What a person may have hung on the run's role.
         iam.put_role_policy(
@@ -196,7 +193,7 @@ def test_teardown_removes_what_aws_would_refuse_to_delete_a_role_around(aws, sql
                 type("Model", (), {"name": "DeleteRole"})(), {"arguments": {"RoleName": role}}
             )
 
-        teardown(store, _job_aws(strict), run_id=run.id, scenario=scenario)
+        teardown(store, _job_aws(strict), run_id=run.id)
         assert strict.refused == []
     assert leftovers(aws, run.id) == [f"policy other-{run.id}"]
     # The instance profile is somebody else's: only the role was taken out of it.
@@ -208,14 +205,12 @@ def test_measure_revocation_times_each_users_deleted_key(aws, sqlite_url) -> Non
     from job.phases.run import run_all
 
     with open_store(sqlite_url) as store:
-        run, scenario = _provisioned(store, _job_aws())
-        run = verify(
-            store, _job_aws(seconds=3), run_id=run.id, scenario=scenario, measure_revocation=True
-        )
+        run = _provisioned(store, _job_aws())
+        run = verify(store, _job_aws(seconds=3), run_id=run.id, measure_revocation=True)
         # Users' keys only: an assumed role's session cannot be revoked by itself.
         revocation = run.measurements["revocation_seconds"]
         assert set(revocation) == {"writer"} and 0 <= revocation["writer"] < 3
-        teardown(store, _job_aws(), run_id=run.id, scenario=scenario)
+        teardown(store, _job_aws(), run_id=run.id)
 
         # And through `job run`'s phases, on the seed scenario's two users.
         outcome = run_all(

@@ -21,7 +21,7 @@ from job.phases.teardown import teardown
 from job.phases.verify import verify
 from job.report import run_dict, run_text
 from tests.faults import AccountTrust, client_error
-from tests.helpers import EMULATED, invoke, open_store, role_scenario
+from tests.helpers import EMULATED, ROLE_SCENARIO, invoke, open_store
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -113,13 +113,12 @@ def test_no_session_token_anywhere(
     catcher = SessionCatcher()
     job_aws = make_aws("us-east-1", call_hooks=[AccountTrust(), catcher, FailAfterKeys()])
     with open_store(database_url) as store:
-        run = start_run(store, job_aws, "job", EMULATED)
-        scenario = role_scenario(run, job_aws)
-        provision(store, job_aws, run_id=run.id, scenario=scenario)
-        run = verify(store, job_aws, run_id=run.id, scenario=scenario, measure_revocation=True)
+        run = start_run(store, job_aws, "job", EMULATED, ROLE_SCENARIO)
+        provision(store, job_aws, run_id=run.id)
+        run = verify(store, job_aws, run_id=run.id, measure_revocation=True)
         # The odd DeleteObject answers fail the auditor's checks: the error paths were taken.
         assert not all(check.passed for check in store.latest_checks(run))
-        teardown(store, job_aws, run_id=run.id, scenario=scenario)
+        teardown(store, job_aws, run_id=run.id)
         shown = [json.dumps(run_dict(run, store.latest_checks(run))), run_text(run, run.checks)]
     assert len(catcher.secrets) == 3  # the auditor's secret and token, the writer's secret
     assert any(r.levelno == logging.DEBUG or r.name.startswith("job") for r in caplog.records)

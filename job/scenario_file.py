@@ -1,0 +1,552 @@
+"""Scenario files: what an operator writes to say what a run creates and which permissions it
+proves. The format is YAML (JSON is accepted too), held to a JSON Schema (`SCHEMA`, Draft 2020-12,
+no property it does not name), then to what a schema cannot say: that every name referred to is
+defined, that every action has a probe, that every name fits AWS's limits under any prefix. Every
+error is one line naming where in the file it is, and is bad input (exit 2).
+
+A valid file compiles into a `job.scenario.Scenario` under a run's prefix and id. The built-in
+scenario is a file too, `job/scenarios/seed.yaml`, shipped in the package.
+
+    version: 1
+    buckets:   {data: {objects: {probe/fixture.txt: "read by job verify"}}}
+    users:     {reader: {policy: [{effect: Allow, actions: [s3:GetObject],
+                                   resources: ["bucket:data/*"]}]}}
+    roles:     {}   # IAM roles the job assumes, in the same shape as users
+    expect:    [{principal: reader, action: s3:GetObject,
+                 resource: "bucket:data/probe/fixture.txt", result: allow}]
+
+`bucket:NAME` and `bucket:NAME/KEY` stand for the run's real bucket `<prefix>-<run id>-NAME` (and
+a key in it), as ARNs in the run's partition; a literal ARN or `*` is used as written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from job.aws.handler import Target
+from job.aws.s3 import bucket_arn
+from job.errors import BadInput
+from job.scenario import (
+    LOGICAL_NAME_PATTERN,
+    MAX_BUCKET_LOGICAL_NAME,
+    MAX_PRINCIPAL_LOGICAL_NAME,
+    MAX_RESOURCE_LOGICAL_NAME,
+    Expectation,
+    ResourceSpec,
+    RunOptions,
+    Scenario,
+)
+from job.vocabulary import ResourceKind, Verdict
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+
+    from job.aws.session import Aws
+
+SEED_ORIGIN = "built-in seed scenario"
+BUCKET_REF = "bucket:"
+# S3 refuses bucket names ending so (the others it reserves hold "--", which no logical name does).
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+RESERVED_BUCKET_SUFFIX = "-s3alias"
+
+_NAME = {"type": "string", "pattern": f"^{LOGICAL_NAME_PATTERN}$"}
+_STATEMENT = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["effect", "actions", "resources"],
+    "properties": {
+        "effect": {"enum": ["Allow", "Deny"]},
+        "actions": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "pattern": r"^(\*|[a-z0-9-]+:[A-Za-z0-9*?]+)$"},
+        },
+        "resources": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"$ref": "#/$defs/resource"},
+        },
+    },
+}
+_PRINCIPAL = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"policy": {"type": "array", "items": {"$ref": "#/$defs/statement"}}},
+}
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "job scenario",
+    "description": "What a job run creates, and the permissions it proves with each principal's "
+    "own credentials.",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["version", "expect"],
+    "properties": {
+        "version": {"const": 1},
+        "buckets": {
+            "description": "logical name -> a bucket named <prefix>-<run id>-<logical name>",
+            "type": "object",
+            "propertyNames": {**_NAME, "maxLength": MAX_BUCKET_LOGICAL_NAME},
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "objects": {
+                        "description": "key -> the object's text",
+                        "type": "object",
+                        "propertyNames": {"minLength": 1, "pattern": "^[^/]"},
+                        "additionalProperties": {"type": "string"},
+                    }
+                },
+            },
+        },
+        "users": {
+            "description": "logical name -> an IAM user under /job/, named "
+            "<prefix>-<run id>-<logical name>, with one customer-managed policy",
+            "type": "object",
+            "propertyNames": {**_NAME, "maxLength": MAX_PRINCIPAL_LOGICAL_NAME},
+            "additionalProperties": {"$ref": "#/$defs/principal"},
+        },
+        "roles": {
+            "description": "logical name -> an IAM role the job assumes, named like a user",
+            "type": "object",
+            "propertyNames": {**_NAME, "maxLength": MAX_PRINCIPAL_LOGICAL_NAME},
+            "additionalProperties": {"$ref": "#/$defs/principal"},
+        },
+        "expect": {
+            "description": "every cell the run proves, with the principal's own credentials",
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["principal", "action", "resource", "result"],
+                "properties": {
+                    "principal": {"type": "string"},
+                    "action": {"type": "string"},
+                    "resource": {"$ref": "#/$defs/resource"},
+                    "result": {"enum": ["allow", "deny"]},
+                },
+            },
+        },
+    },
+    "$defs": {
+        "principal": _PRINCIPAL,
+        "statement": _STATEMENT,
+        "resource": {
+            "description": "bucket:NAME, bucket:NAME/KEY, an ARN, or *",
+            "type": "string",
+            "pattern": r"^(bucket:[a-z0-9-]+(/.+)?|arn:.+|\*)$",
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class ScenarioSource:
+    """A scenario file's text as given, and where it came from (for error messages)."""
+
+    text: str
+    origin: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+def seed_source() -> ScenarioSource:
+    text = resources.files("job").joinpath("scenarios/seed.yaml").read_text(encoding="utf-8")
+    return ScenarioSource(text, SEED_ORIGIN)
+
+
+def read_source(path: str) -> ScenarioSource:
+    """The file at `path`, validated: BadInput (one line) when it cannot be read or is invalid."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as error:
+        raise BadInput(f"cannot read scenario file {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: not UTF-8 text; a scenario file is YAML or JSON") from None
+    source = ScenarioSource(text, path)
+    validate(source)
+    return source
+
+
+def source_for(path: str | None) -> ScenarioSource:
+    """The operator's file, or the built-in seed when none is given."""
+    return seed_source() if path is None else read_source(path)
+
+
+def validate(source: ScenarioSource) -> dict[str, Any]:
+    """The file's document, once it passes the schema and the cross-reference checks."""
+    document = _parse(source)
+    error = _schema_error(document)
+    if error is None:
+        error = next(_cross_reference_errors(document), None)
+    if error is not None:
+        raise BadInput(f"{source.origin}: {error}")
+    return cast(dict[str, Any], document)
+
+
+def compile_source(
+    source: ScenarioSource, prefix: str, target: Target, options: RunOptions | None = None
+) -> Scenario:
+    return compile_scenario(validate(source), prefix, target, options)
+
+
+# What `job scenario show` puts where a run's own values will be, for a scenario not yet run.
+PLACEHOLDER_RUN_ID, PLACEHOLDER_ACCOUNT_ID = "<run-id>", "<account-id>"
+
+
+def naming_target(
+    partition: str, run_id: str = PLACEHOLDER_RUN_ID, account_id: str = PLACEHOLDER_ACCOUNT_ID
+) -> Target:
+    """A Target to name a scenario's resources with, and nothing else: compiling makes no AWS
+    call, so it holds no AWS principal (showing a scenario needs no credentials)."""
+    return Target(aws=cast("Aws", None), run_id=run_id, account_id=account_id, partition=partition)
+
+
+def supported_actions() -> list[str]:
+    """The actions verify can probe: the probes' registry decides, not this module."""
+    from job.aws.probes import PROBES
+
+    return sorted(PROBES)
+
+
+def scenario_kinds(scenario: Scenario) -> set[ResourceKind]:
+    """What a run of the scenario creates: its resources, and the access keys verify makes for
+    its users (roles are assumed, and need none)."""
+    kinds = {spec.kind for spec in scenario.resources}
+    if ResourceKind.IAM_USER in kinds:
+        kinds.add(ResourceKind.IAM_ACCESS_KEY)
+    return kinds
+
+
+# Reading
+
+
+class _UniqueKeyLoader:
+    """Built on first use: PyYAML is imported only by commands that read scenarios."""
+
+    loader: Any = None
+
+    @classmethod
+    def get(cls) -> Any:
+        if cls.loader is None:
+            import yaml
+
+            class Loader(yaml.SafeLoader):
+                pass
+
+            def mapping(loader: Loader, node: Any) -> dict[Any, Any]:
+                # PyYAML keeps the last of two equal keys without a word: a second "writer" would
+                # silently replace the first.
+                seen: set[Any] = set()
+                for key_node, _ in node.value:
+                    key = loader.construct_object(key_node, deep=True)
+                    if key in seen:
+                        mark = key_node.start_mark
+                        raise BadInput(
+                            f"line {mark.line + 1}, column {mark.column + 1}: duplicate key {key!r}"
+                        )
+                    seen.add(key)
+                return dict(loader.construct_pairs(node, deep=True))
+
+            Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+            cls.loader = Loader
+        return cls.loader
+
+
+def _parse(source: ScenarioSource) -> Any:
+    import yaml
+
+    try:
+        if source.text.lstrip().startswith("{"):
+            document = json.loads(source.text)
+        else:
+            document = yaml.load(source.text, Loader=_UniqueKeyLoader.get())  # a SafeLoader
+    except json.JSONDecodeError as error:
+        raise BadInput(
+            f"{source.origin}: line {error.lineno}, column {error.colno}: {error.msg} (JSON)"
+        ) from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise BadInput(f"{source.origin}: {where}{error.problem or error} (YAML)") from None
+    except yaml.YAMLError as error:
+        raise BadInput(f"{source.origin}: not YAML: {error}") from None
+    except BadInput as error:
+        raise BadInput(f"{source.origin}: {error.message}") from None
+    try:
+        _check_keys(document, [])
+    except BadInput as error:
+        raise BadInput(f"{source.origin}: {error.message}") from None
+    return document
+
+
+def _check_keys(node: Any, path: list[str | int]) -> None:
+    """YAML reads `on:`, `yes:` or `1:` as a boolean or a number; every name here is a string."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                raise BadInput(
+                    f"{render_path(path) or 'top level'}: key {key!r} is not a string (YAML reads "
+                    "on, off, yes, no and numbers so): quote the name"
+                )
+            _check_keys(value, [*path, key])
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_keys(value, [*path, index])
+
+
+def render_path(path: Sequence[str | int]) -> str:
+    """`users.writer.policy[0].effect`, from the path jsonschema gives."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+# The schema
+
+
+def _schema_error(document: Any) -> str | None:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    error = best_match(Draft202012Validator(SCHEMA).iter_errors(document))
+    return None if error is None else _describe(error)
+
+
+def _describe(error: ValidationError) -> str:
+    path = list(error.absolute_path)
+    if "propertyNames" in error.absolute_schema_path:
+        # jsonschema reports a bad name at the mapping that holds it; say the name itself.
+        name = str(error.instance)
+        where = render_path([*path, name])
+        if path and path[0] == "buckets" and len(path) > 1:
+            return f"{where}: an object key must not be empty or start with '/'"
+        if error.validator == "maxLength":
+            return f"{where}: {_too_long(str(path[0]), name)}"
+        return (
+            f"{where}: a logical name is lowercase letters and digits, with single '-' between "
+            f"them ({LOGICAL_NAME_PATTERN})"
+        )
+    return f"{render_path(path) or 'top level'}: {error.message}"
+
+
+def _too_long(section: str, name: str) -> str:
+    if section == "buckets":
+        limit, why = MAX_BUCKET_LOGICAL_NAME, "a bucket name in S3's 63 characters"
+    else:
+        limit, why = MAX_PRINCIPAL_LOGICAL_NAME, "an IAM name in IAM's 64 characters"
+    return (
+        f"logical name {name!r} is {len(name)} characters; at most {limit} fit "
+        f"<prefix>-<run id>-<name> as {why} (a prefix may be 20 characters, a run id is 10)"
+    )
+
+
+# What the schema cannot say
+
+
+def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
+    buckets: Mapping[str, Any] = document.get("buckets") or {}
+    principals: dict[str, str] = {}  # logical name -> "users" or "roles"
+    taken: dict[str, str] = {name: f"buckets.{name}" for name in buckets}
+    for name, bucket in buckets.items():
+        if f"-{name}".endswith(RESERVED_BUCKET_SUFFIX):
+            yield f"buckets.{name}: S3 reserves bucket names ending {RESERVED_BUCKET_SUFFIX!r}"
+        for key in bucket.get("objects") or {}:
+            logical = f"{name}/{key}"
+            if len(logical) > MAX_RESOURCE_LOGICAL_NAME:
+                yield (
+                    f'buckets.{name}.objects.{key}: "{logical}" is {len(logical)} characters; '
+                    f"the ledger names an object <bucket>/<key> in at most "
+                    f"{MAX_RESOURCE_LOGICAL_NAME}"
+                )
+    for section in ("users", "roles"):
+        for name in document.get(section) or {}:
+            if name in taken:
+                yield f"{section}.{name}: the name is taken by {taken[name]}; names are unique"
+            taken[name] = f"{section}.{name}"
+            principals[name] = section
+    # What the scenario derives from a principal's name (its policy, its attachment, the access
+    # keys verify makes) must not collide with a name the file gives.
+    for name, section in principals.items():
+        for what in ("policy", "attachment"):
+            if f"{name}-{what}" in taken:
+                yield f"{taken[f'{name}-{what}']}: the name is taken by {section}.{name}'s {what}"
+        for other in taken:
+            rest = other.removeprefix(f"{name}-key-")
+            if rest != other and rest.isdigit():
+                yield f"{taken[other]}: the name is taken by {section}.{name}'s access keys"
+    for section in ("users", "roles"):
+        for name, principal in (document.get(section) or {}).items():
+            for index, statement in enumerate(principal.get("policy") or []):
+                for place, resource in enumerate(statement["resources"]):
+                    yield from _bucket_ref_errors(
+                        f"{section}.{name}.policy[{index}].resources[{place}]", resource, buckets
+                    )
+    supported = supported_actions()
+    cells: dict[tuple[str, str, str], int] = {}
+    for index, cell in enumerate(document["expect"]):
+        where = f"expect[{index}]"
+        if cell["principal"] not in principals:
+            defined = ", ".join(sorted(principals)) or "none"
+            yield (
+                f'{where}.principal: unknown principal "{cell["principal"]}"; the users and roles '
+                f"are: {defined}"
+            )
+        action = cell["action"]
+        if action not in supported:
+            yield (
+                f'{where}.action: "{action}" has no probe; verify can check {", ".join(supported)}'
+            )
+        yield from _bucket_ref_errors(f"{where}.resource", cell["resource"], buckets)
+        yield from _aim_errors(where, action, cell["resource"])
+        cell_key = (cell["principal"], action, cell["resource"])
+        if cell_key in cells:
+            yield f"{where}: the same cell as expect[{cells[cell_key]}]"
+        cells.setdefault(cell_key, index)
+
+
+def _bucket_ref_errors(where: str, resource: str, buckets: Mapping[str, Any]) -> Iterator[str]:
+    if resource.startswith(BUCKET_REF):
+        bucket = resource.removeprefix(BUCKET_REF).split("/", 1)[0]
+        if bucket not in buckets:
+            defined = ", ".join(sorted(buckets)) or "none"
+            yield f'{where}: unknown bucket "{bucket}"; the buckets are: {defined}'
+
+
+def _aim_errors(where: str, action: str, resource: str) -> Iterator[str]:
+    """S3 is probed on the run's own buckets: a call needs the bucket, and an object's the key."""
+    if not action.startswith("s3:"):
+        return
+    on_object = action.endswith("Object")
+    if not resource.startswith(BUCKET_REF):
+        shape = "bucket:NAME/KEY" if on_object else "bucket:NAME"
+        yield f"{where}.resource: {action} is probed on one of the run's buckets: use {shape}"
+    elif on_object != ("/" in resource):
+        shape = "an object, bucket:NAME/KEY" if on_object else "the bucket, bucket:NAME"
+        yield f"{where}.resource: {action} is aimed at {shape}"
+
+
+# Compiling
+
+
+def compile_scenario(
+    document: Mapping[str, Any], prefix: str, target: Target, options: RunOptions | None = None
+) -> Scenario:
+    """The validated document as what a run creates and expects, under `prefix` and the target's
+    run id, account and partition. The names here are a contract with the AWS handlers and
+    verify: they find users, roles and buckets by them."""
+    options = options or RunOptions()
+    base = f"{prefix}-{target.run_id}"
+
+    def real(name: str) -> str:
+        return f"{base}-{name}"
+
+    def arn(resource: str) -> str:
+        if not resource.startswith(BUCKET_REF):
+            return resource
+        bucket, slash, key = resource.removeprefix(BUCKET_REF).partition("/")
+        return bucket_arn(target, real(bucket), key if slash else None)
+
+    specs: list[ResourceSpec] = []
+    for bucket, spec in (document.get("buckets") or {}).items():
+        specs.append(
+            ResourceSpec(
+                ResourceKind.S3_BUCKET, bucket, real(bucket), {"require_tls": options.require_tls}
+            )
+        )
+        for key, body in (spec.get("objects") or {}).items():
+            specs.append(
+                ResourceSpec(
+                    ResourceKind.S3_OBJECT,
+                    f"{bucket}/{key}",
+                    key,
+                    {"bucket": real(bucket), "key": key, "body": body},
+                    needs=(bucket,),
+                )
+            )
+    boundary = (
+        {"permissions_boundary": options.permissions_boundary}
+        if options.permissions_boundary
+        else {}
+    )
+    principals: list[tuple[str, str, list[Mapping[str, Any]]]] = [
+        (section, name, principal.get("policy") or [])
+        for section in ("users", "roles")
+        for name, principal in (document.get(section) or {}).items()
+    ]
+    for section, name, _ in principals:
+        kind = ResourceKind.IAM_USER if section == "users" else ResourceKind.IAM_ROLE
+        specs.append(ResourceSpec(kind, name, real(name), dict(boundary)))
+    for section, name, statements in principals:
+        if not statements:  # a deny-only principal: nothing to attach
+            continue
+        document_ = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": statement["effect"],
+                    "Action": list(statement["actions"]),
+                    "Resource": (
+                        arn(statement["resources"][0])
+                        if len(statement["resources"]) == 1
+                        else [arn(resource) for resource in statement["resources"]]
+                    ),
+                }
+                for statement in statements
+            ],
+        }
+        specs.append(
+            ResourceSpec(
+                ResourceKind.IAM_POLICY,
+                f"{name}-policy",
+                real(name),
+                {
+                    "document": document_,
+                    "description": f"job run {target.run_id}: the policy of {section[:-1]} {name}",
+                },
+            )
+        )
+    for section, name, statements in principals:
+        if not statements:
+            continue
+        policy_arn = target.iam_arn("policy", real(name))
+        if section == "users":
+            kind, attributes = (
+                ResourceKind.IAM_USER_POLICY_ATTACHMENT,
+                {"user_name": real(name), "policy_arn": policy_arn},
+            )
+        else:
+            kind, attributes = (
+                ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
+                {"role_name": real(name), "policy_arn": policy_arn},
+            )
+        specs.append(
+            ResourceSpec(
+                kind, f"{name}-attachment", real(name), attributes, needs=(name, f"{name}-policy")
+            )
+        )
+    expectations = []
+    for cell in document["expect"]:
+        resource: str = cell["resource"]
+        verdict = Verdict(cell["result"])
+        if resource.startswith(BUCKET_REF):
+            bucket, slash, key = resource.removeprefix(BUCKET_REF).partition("/")
+            expectation = Expectation(
+                cell["principal"], cell["action"], verdict, real(bucket), key if slash else None
+            )
+        else:
+            expectation = Expectation(cell["principal"], cell["action"], verdict, resource=resource)
+        expectations.append(expectation)
+    return Scenario(tuple(specs), tuple(expectations))

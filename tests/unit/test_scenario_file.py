@@ -1,0 +1,583 @@
+"""Scenario files: the schema's and the cross-reference checks' one-line errors, each naming where
+in the file it is; compiling into the Scenario the phases use; the packaged seed and the examples
+(the CI check that every shipped scenario is valid)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+import yaml
+
+from job.aws.handler import Target
+from job.aws.probes import PROBES
+from job.aws.s3 import bucket_arn
+from job.errors import BadInput
+from job.permissions import required_actions, runner_policy
+from job.scenario import (
+    JOB_BUCKET_NAME,
+    MAX_BUCKET_LOGICAL_NAME,
+    MAX_PRINCIPAL_LOGICAL_NAME,
+    Expectation,
+    ResourceSpec,
+    RunOptions,
+    Scenario,
+    teardown_needs,
+)
+from job.scenario_file import (
+    SCHEMA,
+    ScenarioSource,
+    compile_scenario,
+    compile_source,
+    scenario_kinds,
+    seed_source,
+    validate,
+)
+from job.vocabulary import ResourceKind, Verdict
+
+ROOT = Path(__file__).parents[2]
+RUN_ID = "abcdefghij"
+
+
+def target(partition: str = "aws", account_id: str = "123456789012") -> Target:
+    # Compiling names things; it makes no AWS call, so no AWS principal is needed.
+    return Target(aws=cast(Any, None), run_id=RUN_ID, account_id=account_id, partition=partition)
+
+
+def error_of(document: Any, origin: str = "s.yaml") -> str:
+    text = document if isinstance(document, str) else yaml.safe_dump(document, sort_keys=False)
+    with pytest.raises(BadInput) as raised:
+        validate(ScenarioSource(text, origin))
+    assert raised.value.exit_code == 2
+    message = raised.value.message
+    assert "\n" not in message
+    assert message.startswith(f"{origin}: ")
+    return message.removeprefix(f"{origin}: ")
+
+
+def seed_document() -> dict[str, Any]:
+    return cast(dict[str, Any], yaml.safe_load(seed_source().text))
+
+
+def test_the_seed_and_the_examples_are_valid() -> None:
+    """The CI check: every scenario we ship passes the schema and the cross-reference checks."""
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(SCHEMA)
+    files = sorted((ROOT / "examples").glob("*.yaml")) + sorted((ROOT / "examples").glob("*.json"))
+    assert {path.name for path in files} >= {"seed.yaml", "roles.yaml", "three-principals.yaml"}
+    validate(seed_source())
+    for path in files:
+        validate(ScenarioSource(path.read_text(), str(path)))
+    assert (ROOT / "examples" / "seed.yaml").read_text() == seed_source().text
+
+
+def test_json_is_accepted() -> None:
+    text = json.dumps(seed_document())
+    assert compile_source(ScenarioSource(text, "s.json"), "job", target()) == compile_source(
+        seed_source(), "job", target()
+    )
+
+
+BAD = [
+    pytest.param(
+        lambda d: d["users"]["writer"]["policy"][0].update(effect="Alow"),
+        "users.writer.policy[0].effect: 'Alow' is not one of ['Allow', 'Deny']",
+        id="effect",
+    ),
+    pytest.param(
+        lambda d: d["expect"][3].update(principal="auditr"),
+        'expect[3].principal: unknown principal "auditr"; the users and roles are: reader, writer',
+        id="principal",
+    ),
+    pytest.param(
+        lambda d: d["users"]["reader"]["policy"][0].update(resources=["bucket:dta/*"]),
+        'users.reader.policy[0].resources[0]: unknown bucket "dta"; the buckets are: data, '
+        "elsewhere",
+        id="policy bucket",
+    ),
+    pytest.param(
+        lambda d: d["expect"][4].update(resource="bucket:nowhere/probe/fixture.txt"),
+        'expect[4].resource: unknown bucket "nowhere"; the buckets are: data, elsewhere',
+        id="expect bucket",
+    ),
+    pytest.param(
+        lambda d: d["users"]["writer"].update(polcy=d["users"]["writer"].pop("policy")),
+        "users.writer: Additional properties are not allowed ('polcy' was unexpected)",
+        id="unknown property",
+    ),
+    pytest.param(
+        lambda d: d.pop("version"),
+        "top level: 'version' is a required property",
+        id="no version",
+    ),
+    pytest.param(
+        lambda d: d.update(version=2),
+        "version: 1 was expected",
+        id="version",
+    ),
+    pytest.param(
+        lambda d: d["expect"][0].pop("result"),
+        "expect[0]: 'result' is a required property",
+        id="no result",
+    ),
+    pytest.param(
+        lambda d: d["expect"][1].update(result="allowed"),
+        "expect[1].result: 'allowed' is not one of ['allow', 'deny']",
+        id="result",
+    ),
+    pytest.param(
+        lambda d: d["buckets"].update(Data={}),
+        "buckets.Data: a logical name is lowercase letters and digits, with single '-' between "
+        "them ([a-z0-9](-?[a-z0-9])*)",
+        id="uppercase name",
+    ),
+    pytest.param(
+        lambda d: d["roles"].update(writer={}) if "roles" in d else d.update(roles={"writer": {}}),
+        "roles.writer: the name is taken by users.writer; names are unique",
+        id="user and role",
+    ),
+    pytest.param(
+        lambda d: d["buckets"].update(reader={}),
+        "users.reader: the name is taken by buckets.reader; names are unique",
+        id="bucket and user",
+    ),
+    pytest.param(
+        lambda d: d["buckets"].update({"writer-policy": {}}),
+        "buckets.writer-policy: the name is taken by users.writer's policy",
+        id="derived name",
+    ),
+    pytest.param(
+        lambda d: d["expect"][3].update(resource="bucket:data/probe/x.txt"),
+        "expect[3].resource: s3:ListBucket is aimed at the bucket, bucket:NAME",
+        id="list bucket on an object",
+    ),
+    pytest.param(
+        lambda d: d["expect"][1].update(resource="*"),
+        "expect[1].resource: s3:GetObject is probed on one of the run's buckets: use "
+        "bucket:NAME/KEY",
+        id="object action on *",
+    ),
+    pytest.param(
+        lambda d: d["expect"].append(dict(d["expect"][0])),
+        "expect[12]: the same cell as expect[0]",
+        id="duplicate cell",
+    ),
+    pytest.param(
+        lambda d: d["users"]["reader"]["policy"][0].update(resources=["data/*"]),
+        "users.reader.policy[0].resources[0]: 'data/*' does not match "
+        "'^(bucket:[a-z0-9-]+(/.+)?|arn:.+|\\\\*)$'",
+        id="resource shape",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), BAD)
+def test_a_bad_file_is_one_line_naming_the_place(change: Any, expected: str) -> None:
+    document = seed_document()
+    change(document)
+    assert error_of(document) == expected
+
+
+def test_an_action_without_a_probe_lists_the_supported_ones() -> None:
+    document = seed_document()
+    document["expect"][2]["action"] = "s3:GetBucketAcl"
+    message = error_of(document)
+    supported = ", ".join(sorted(PROBES))
+    assert (
+        message == f'expect[2].action: "s3:GetBucketAcl" has no probe; verify can check {supported}'
+    )
+
+
+def test_the_supported_actions_are_the_probe_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe added to the registry (sts:GetCallerIdentity, say) is usable at once."""
+    monkeypatch.setitem(PROBES, "sts:GetCallerIdentity", lambda aws, bucket, key: None)
+    document = seed_document()
+    document["expect"].append(
+        {
+            "principal": "reader",
+            "action": "sts:GetCallerIdentity",
+            "resource": "*",
+            "result": "allow",
+        }
+    )
+    validate(ScenarioSource(yaml.safe_dump(document), "s.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "version: 1\nexpect: [\n",
+            "line 3, column 1: expected the node content, but found '<stream end>' (YAML)",
+        ),
+        (
+            "version: 1\nusers:\n  writer: {}\n  writer: {}\nexpect: []\n",
+            "line 4, column 3: duplicate key 'writer'",
+        ),
+        (
+            "version: 1\nbuckets:\n  on: {}\nexpect: []\n",
+            "buckets: key True is not a string (YAML reads on, off, yes, no and numbers so): quote "
+            "the name",
+        ),
+        (
+            '{"version": 1,}',
+            "line 1, column 15: Expecting property name enclosed in double quotes (JSON)",
+        ),
+        ("- a list\n", "top level: ['a list'] is not of type 'object'"),
+    ],
+    ids=["yaml", "duplicate key", "boolean key", "json", "not a mapping"],
+)
+def test_unreadable_files(text: str, expected: str) -> None:
+    assert error_of(text) == expected
+
+
+def test_a_missing_file_is_bad_input(tmp_path: Path) -> None:
+    from job.scenario_file import read_source
+
+    with pytest.raises(BadInput, match=r"cannot read scenario file .*nope.yaml: No such file"):
+        read_source(str(tmp_path / "nope.yaml"))
+
+
+def test_names_fit_aws_limits_under_the_longest_prefix() -> None:
+    """<prefix>-<run id>-<name>: 20 + 1 + 10 + 1 + 31 = 63 (S3), + 32 = 64 (IAM)."""
+    assert (MAX_BUCKET_LOGICAL_NAME, MAX_PRINCIPAL_LOGICAL_NAME) == (31, 32)
+    document = seed_document()
+    bucket, user = "b" * MAX_BUCKET_LOGICAL_NAME, "u" * MAX_PRINCIPAL_LOGICAL_NAME
+    document["buckets"][bucket] = {}
+    document["users"][user] = {}
+    scenario = compile_scenario(validate(_source(document)), "p" * 20, target())
+    names = {spec.logical_name: spec.name for spec in scenario.resources}
+    assert len(names[bucket]) == 63 and len(names[user]) == 64
+    assert JOB_BUCKET_NAME.fullmatch(names[bucket])
+
+    document["buckets"]["b" * (MAX_BUCKET_LOGICAL_NAME + 1)] = {}
+    assert error_of(document) == (
+        f"buckets.{'b' * 32}: logical name '{'b' * 32}' is 32 characters; at most 31 fit "
+        "<prefix>-<run id>-<name> as a bucket name in S3's 63 characters (a prefix may be 20 "
+        "characters, a run id is 10)"
+    )
+    del document["buckets"]["b" * (MAX_BUCKET_LOGICAL_NAME + 1)]
+    document["roles"] = {"r" * 33: {}}
+    assert error_of(document).startswith(f"roles.{'r' * 33}: logical name '{'r' * 33}' is 33 ")
+
+
+def test_an_object_whose_ledger_name_is_too_long() -> None:
+    document = seed_document()
+    document["buckets"]["data"]["objects"]["k" * 60] = "x"
+    assert error_of(document).startswith(
+        f'buckets.data.objects.{"k" * 60}: "data/{"k" * 60}" is 65 characters'
+    )
+
+
+def test_sweep_knows_any_bucket_a_scenario_may_name() -> None:
+    for name in ("data", "elsewhere", "inbox", "a", "x-1-y", "b" * 31):
+        assert JOB_BUCKET_NAME.fullmatch(f"job-{RUN_ID}-{name}")
+    for name in ("Data", "a--b", "-a", "a-", "b" * 32):
+        assert not JOB_BUCKET_NAME.fullmatch(f"job-{RUN_ID}-{name}")
+    assert not JOB_BUCKET_NAME.fullmatch("job-notarunid-data")
+
+
+def _source(document: dict[str, Any]) -> ScenarioSource:
+    return ScenarioSource(yaml.safe_dump(document, sort_keys=False), "s.yaml")
+
+
+def _old_seed_scenario(prefix: str, target: Target, options: RunOptions) -> Scenario:
+    """job.scenario.seed_scenario as it was before scenario files, kept as the reference the
+    packaged seed must prove the same as (only the logical names of buckets and objects and the
+    policies' descriptions differ)."""
+    base = f"{prefix}-{target.run_id}"
+    bucket, decoy = f"{base}-data", f"{base}-elsewhere"
+    fixture = "probe/fixture.txt"
+    resources: list[ResourceSpec] = []
+    for bucket_role, object_role, name, body in (
+        ("bucket", "fixture", bucket, "read by job verify"),
+        ("elsewhere", "elsewhere-fixture", decoy, "nobody here may read this"),
+    ):
+        resources += [
+            ResourceSpec(
+                ResourceKind.S3_BUCKET, bucket_role, name, {"require_tls": options.require_tls}
+            ),
+            ResourceSpec(
+                ResourceKind.S3_OBJECT,
+                object_role,
+                fixture,
+                {"bucket": name, "key": fixture, "body": body},
+                needs=(bucket_role,),
+            ),
+        ]
+    grants = {"writer": ("s3:PutObject", "s3:GetObject"), "reader": ("s3:GetObject",)}
+    boundary = (
+        {"permissions_boundary": options.permissions_boundary}
+        if options.permissions_boundary
+        else {}
+    )
+    for principal in grants:
+        resources.append(
+            ResourceSpec(ResourceKind.IAM_USER, principal, f"{base}-{principal}", dict(boundary))
+        )
+    for principal, actions in grants.items():
+        document = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": list(actions),
+                    "Resource": bucket_arn(target, bucket, "*"),
+                }
+            ],
+        }
+        resources.append(
+            ResourceSpec(
+                ResourceKind.IAM_POLICY,
+                f"{principal}-policy",
+                f"{base}-{principal}",
+                {"document": document, "description": "(not compared)"},
+            )
+        )
+    for principal in grants:
+        resources.append(
+            ResourceSpec(
+                ResourceKind.IAM_USER_POLICY_ATTACHMENT,
+                f"{principal}-attachment",
+                f"{base}-{principal}",
+                {
+                    "user_name": f"{base}-{principal}",
+                    "policy_arn": target.iam_arn("policy", f"{base}-{principal}"),
+                },
+                needs=(principal, f"{principal}-policy"),
+            )
+        )
+    expectations: list[Expectation] = []
+    for principal, granted in grants.items():
+        for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"):
+            key = (
+                fixture
+                if action == "s3:GetObject"
+                else f"probe/{principal}-{action.split(':')[1].lower()}.txt"
+            )
+            verdict = Verdict.ALLOW if action in granted else Verdict.DENY
+            expectations.append(Expectation(principal, action, verdict, bucket, key))
+        expectations += [
+            Expectation(principal, "s3:ListBucket", Verdict.DENY, bucket),
+            Expectation(principal, "s3:GetObject", Verdict.DENY, decoy, fixture),
+            Expectation(principal, "iam:ListUsers", Verdict.DENY),
+        ]
+    return Scenario(tuple(resources), tuple(expectations))
+
+
+RENAMED = {"bucket": "data", "fixture": "data/probe/fixture.txt"}
+RENAMED["elsewhere-fixture"] = "elsewhere/probe/fixture.txt"
+
+
+def _comparable(scenario: Scenario, tgt: Target, renamed: dict[str, str]) -> Any:
+    def name(logical: str) -> str:
+        return renamed.get(logical, logical)
+
+    resources = [
+        (
+            spec.kind,
+            name(spec.logical_name),
+            spec.name,
+            {k: v for k, v in spec.attributes.items() if k != "description"},
+            tuple(name(need) for need in spec.needs),
+        )
+        for spec in scenario.resources
+    ]
+    cells = [
+        (e.principal, e.action, e.expected, e.bucket, e.key, e.resource_arn(tgt))
+        for e in scenario.expectations
+    ]
+    return resources, cells
+
+
+@pytest.mark.parametrize(
+    "options",
+    [RunOptions(), RunOptions("arn:aws:iam::123456789012:policy/boundary", require_tls=False)],
+)
+def test_the_packaged_seed_proves_what_the_old_seed_did(options: RunOptions) -> None:
+    tgt = target()
+    new = compile_source(seed_source(), "job", tgt, options)
+    old = _old_seed_scenario("job", tgt, options)
+    assert _comparable(new, tgt, {}) == _comparable(old, tgt, RENAMED)
+    assert len(new.expectations) == 12
+    assert new.principal_kind("writer") is ResourceKind.IAM_USER
+
+
+def test_bucket_references_expand_in_the_runs_partition() -> None:
+    document = {
+        "version": 1,
+        "buckets": {"data": {}},
+        "roles": {
+            "analyst": {
+                "policy": [
+                    {
+                        "effect": "Allow",
+                        "actions": ["s3:ListBucket", "s3:GetObject"],
+                        "resources": ["bucket:data", "bucket:data/*"],
+                    },
+                    {
+                        "effect": "Deny",
+                        "actions": ["s3:GetObject"],
+                        "resources": ["arn:aws-cn:s3:::someone-else/*"],
+                    },
+                ]
+            }
+        },
+        "expect": [
+            {
+                "principal": "analyst",
+                "action": "s3:ListBucket",
+                "resource": "bucket:data",
+                "result": "allow",
+            },
+            {
+                "principal": "analyst",
+                "action": "s3:GetObject",
+                "resource": "bucket:data/a/b.txt",
+                "result": "deny",
+            },
+            {"principal": "analyst", "action": "iam:ListUsers", "resource": "*", "result": "deny"},
+        ],
+    }
+    tgt = target("aws-cn", "210987654321")
+    scenario = compile_scenario(validate(_source(document)), "cn", tgt)
+    specs = {spec.logical_name: spec for spec in scenario.resources}
+    bucket = f"cn-{RUN_ID}-data"
+    assert specs["analyst"] == ResourceSpec(
+        ResourceKind.IAM_ROLE, "analyst", f"cn-{RUN_ID}-analyst"
+    )
+    assert specs["analyst-policy"].attributes["document"]["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket", "s3:GetObject"],
+            "Resource": [f"arn:aws-cn:s3:::{bucket}", f"arn:aws-cn:s3:::{bucket}/*"],
+        },
+        {
+            "Effect": "Deny",
+            "Action": ["s3:GetObject"],
+            "Resource": "arn:aws-cn:s3:::someone-else/*",
+        },
+    ]
+    assert specs["analyst-attachment"] == ResourceSpec(
+        ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
+        "analyst-attachment",
+        f"cn-{RUN_ID}-analyst",
+        {
+            "role_name": f"cn-{RUN_ID}-analyst",
+            "policy_arn": f"arn:aws-cn:iam::210987654321:policy/job/cn-{RUN_ID}-analyst",
+        },
+        needs=("analyst", "analyst-policy"),
+    )
+    assert [e.resource_arn(tgt) for e in scenario.expectations] == [
+        f"arn:aws-cn:s3:::{bucket}",
+        f"arn:aws-cn:s3:::{bucket}/a/b.txt",
+        "*",
+    ]
+    assert scenario.expectations[1] == Expectation(
+        "analyst", "s3:GetObject", Verdict.DENY, bucket, "a/b.txt"
+    )
+    assert scenario.expectations[2].resource == "*"
+    assert scenario.principal_kind("analyst") is ResourceKind.IAM_ROLE
+    # Roles are assumed: no access keys, so none in what the runner needs.
+    assert scenario_kinds(scenario) == {
+        ResourceKind.S3_BUCKET,
+        ResourceKind.IAM_ROLE,
+        ResourceKind.IAM_POLICY,
+        ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
+    }
+
+
+def test_a_principal_without_a_policy_gets_no_policy_or_attachment() -> None:
+    scenario = compile_source(
+        ScenarioSource((ROOT / "examples" / "three-principals.yaml").read_text(), "t"),
+        "job",
+        target(),
+    )
+    logical = {spec.logical_name for spec in scenario.resources}
+    assert "outsider" in logical
+    assert not {"outsider-policy", "outsider-attachment"} & logical
+    assert set(scenario.principals) == {"uploader", "auditor", "outsider"}
+
+
+def _row(
+    kind: ResourceKind, logical: str, name: str, physical_id: str | None = None, **attrs: Any
+) -> Any:
+    return SimpleNamespace(
+        kind=kind, logical_name=logical, name=name, physical_id=physical_id, attributes=attrs
+    )
+
+
+def test_teardown_order_comes_from_the_rows_alone() -> None:
+    """An old run's rows (logical names "bucket", "fixture") and a new one's order alike."""
+    arn = "arn:aws:iam::123456789012:policy/job/job-r-writer"
+    rows = [
+        _row(ResourceKind.S3_BUCKET, "bucket", "job-r-data"),
+        _row(ResourceKind.S3_OBJECT, "fixture", "probe/fixture.txt", bucket="job-r-data"),
+        _row(ResourceKind.S3_BUCKET, "elsewhere", "job-r-elsewhere"),
+        _row(ResourceKind.S3_OBJECT, "elsewhere-fixture", "k", bucket="job-r-elsewhere"),
+        _row(ResourceKind.IAM_USER, "writer", "job-r-writer"),
+        _row(ResourceKind.IAM_POLICY, "writer-policy", "job-r-writer", arn),
+        # Pending: no ARN yet; found by its name.
+        _row(ResourceKind.IAM_POLICY, "reader-policy", "job-r-reader"),
+        _row(ResourceKind.IAM_USER, "reader", "job-r-reader"),
+        _row(
+            ResourceKind.IAM_USER_POLICY_ATTACHMENT,
+            "writer-attachment",
+            "job-r-writer",
+            user_name="job-r-writer",
+            policy_arn=arn,
+        ),
+        _row(
+            ResourceKind.IAM_USER_POLICY_ATTACHMENT,
+            "reader-attachment",
+            "job-r-reader",
+            user_name="job-r-reader",
+            policy_arn="arn:aws:iam::123456789012:policy/job/job-r-reader",
+        ),
+        _row(ResourceKind.IAM_ACCESS_KEY, "writer-key-3", "access key", user_name="job-r-writer"),
+        _row(ResourceKind.IAM_ROLE, "analyst", "job-r-analyst"),
+        _row(ResourceKind.IAM_POLICY, "analyst-policy", "job-r-analyst"),
+        _row(
+            ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
+            "analyst-attachment",
+            "job-r-analyst",
+            role_name="job-r-analyst",
+            policy_arn="arn:aws:iam::123456789012:policy/job/job-r-analyst",
+        ),
+    ]
+    assert teardown_needs(rows) == {
+        "bucket": {"fixture"},
+        "fixture": set(),
+        "elsewhere": {"elsewhere-fixture"},
+        "elsewhere-fixture": set(),
+        "writer": {"writer-attachment", "writer-key-3"},
+        "writer-policy": {"writer-attachment"},
+        "reader-policy": {"reader-attachment"},
+        "reader": {"reader-attachment"},
+        "writer-attachment": set(),
+        "reader-attachment": set(),
+        "writer-key-3": set(),
+        "analyst": {"analyst-attachment"},
+        "analyst-policy": {"analyst-attachment"},
+        "analyst-attachment": set(),
+    }
+
+
+def test_the_runner_policy_narrows_to_a_scenarios_kinds() -> None:
+    everything = required_actions()
+    assert required_actions(None) == everything
+    buckets_only = required_actions({ResourceKind.S3_BUCKET})
+    assert "iam:CreateUser" in everything and "iam:CreateUser" not in buckets_only
+    assert "s3:CreateBucket" in buckets_only
+    # The sweep's listings: every runner makes them, whatever its scenario.
+    assert {"iam:ListUsers", "s3:ListAllMyBuckets"} <= buckets_only
+    seed = compile_source(seed_source(), "job", target())
+    # The seed's users get access keys from verify: the runner must be allowed to make them.
+    assert {"iam:CreateUser", "iam:CreateAccessKey", "iam:DeleteAccessKey", "s3:PutObject"} <= (
+        required_actions(scenario_kinds(seed))
+    )
+    assert runner_policy("job", kinds=None) == runner_policy("job")
