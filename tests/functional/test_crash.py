@@ -13,13 +13,14 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from job.emulator import EmulatorCredentials
 from job.ledger.models import ResourceState
-from tests.faults import KillAt
+from tests.faults import AccountTrust, KillAt
 from tests.helpers import admin_client, cli_in_fork, invoke, open_store
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -35,7 +36,8 @@ def _leftovers(aws: EmulatorCredentials) -> list[str]:
     # Paged, as AWS requires of some accounts (the emulator's layer enforces it); one page holds
     # every bucket a test makes.
     buckets = [b["Name"] for b in s3.list_buckets(MaxBuckets=1000).get("Buckets", [])]
-    return users + policies + buckets
+    roles = [r["RoleName"] for r in iam.list_roles(PathPrefix="/job/")["Roles"]]
+    return users + policies + buckets + roles
 
 
 def _kill_each_then_tear_down(
@@ -44,6 +46,7 @@ def _kill_each_then_tear_down(
     capsys: pytest.CaptureFixture[str],
     kills: Callable[[int], list[Any]],
     stride: int = 1,
+    scenario: Path | None = None,
 ) -> int:
     """For index 1, 1 + stride, ...: `job run` in a fork, once killed by each hook of
     `kills(index)`, then `job teardown` of whatever it left; until every run of an index gets
@@ -53,7 +56,10 @@ def _kill_each_then_tear_down(
     for index in itertools.count(1, stride):
         completed = 0
         for kill in kills(index):
-            status = cli_in_fork(["run", "--database-url", database_url], [kill])
+            args = ["run", "--database-url", database_url]
+            # moto cannot read the account principal a role trusts: AccountTrust says it its way.
+            hooks = [kill] if scenario is None else [AccountTrust(), kill]
+            status = cli_in_fork(args + (["--scenario", str(scenario)] if scenario else []), hooks)
             if os.WIFEXITED(status):
                 assert os.WEXITSTATUS(status) == 0, (kill, index)
                 completed += 1
@@ -65,7 +71,13 @@ def _kill_each_then_tear_down(
             if newest:  # killed before the run was recorded: nothing was created either
                 run_id = newest[0].id
                 result = invoke(
-                    capsys, "teardown", "--run-id", run_id, "--database-url", database_url
+                    capsys,
+                    "teardown",
+                    "--run-id",
+                    run_id,
+                    "--database-url",
+                    database_url,
+                    hooks=[AccountTrust()],
                 )
                 assert result.exit_code == 0, (kill, index, result.stderr)
                 with open_store(database_url) as store:
@@ -97,6 +109,21 @@ def test_kill_at_every_call_of_a_run_then_teardown(aws, database_url, capsys, mo
         stride,
     )
     assert points > 160 / stride, "a full run makes more than 80 AWS calls"
+
+
+def test_kill_at_calls_of_a_role_scenario_run_then_teardown(aws, sqlite_url, capsys, monkeypatch):
+    """The same for an operator's scenario with roles (examples/roles.yaml): kinds the seed does
+    not make, torn down from the ledger alone. Every third call, before and after."""
+    monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "1s")
+    points = _kill_each_then_tear_down(
+        aws,
+        sqlite_url,
+        capsys,
+        lambda index: [KillAt("before-call", index), KillAt("after-call", index)],
+        stride=3,
+        scenario=Path(__file__).parents[2] / "examples" / "roles.yaml",
+    )
+    assert points > 40, "a run of the role scenario makes more than 60 AWS calls"
 
 
 @dataclass

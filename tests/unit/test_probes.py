@@ -3,10 +3,14 @@ principal needs for it to succeed."""
 
 from __future__ import annotations
 
-from job.aws.handler import Target
+from pathlib import Path
+
+import pytest
+
 from job.aws.probes import PROBES, Probe
-from job.aws.session import make_aws
-from job.scenario import seed_scenario
+from job.scenario_file import compile_source, naming_target, read_source
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
 def test_each_probe_is_keyed_by_its_action_and_declares_its_needs() -> None:
@@ -33,10 +37,9 @@ def test_get_caller_identity_cannot_be_denied() -> None:
     assert [a for a, p in PROBES.items() if p.always_allowed] == ["sts:GetCallerIdentity"]
 
 
-def test_every_action_the_seed_checks_has_a_probe(monkeypatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
-    target = Target(make_aws("us-east-1"), "abcdefghij", "123456789012", "aws")
-    for expectation in seed_scenario("job", target).expectations:
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_action_the_examples_check_has_a_probe(path: Path) -> None:
+    target = naming_target("aws", "abcdefghij", "123456789012")
+    for expectation in compile_source(read_source(str(path)), "job", target).expectations:
         probe = PROBES[expectation.action]
         assert probe.on_bucket == (expectation.bucket is not None)
