@@ -7,7 +7,8 @@ in verify is theirs, not the runner's (assuming a role is the runner's: sts:Assu
 the role kind), and sts:GetCallerIdentity needs no permission at all.
 
 Given the kinds a scenario uses, the policy holds only what those kinds need: a scenario without
-roles gets no role permissions. The sweep's listings are always there.
+roles gets no role permissions but the sweep's listing of them (iam:ListRoles, iam:ListRoleTags).
+The sweep's listings are always there, so that a leaked role is found whatever the scenario.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from job.vocabulary import ResourceKind
 # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html
 UNSCOPED = {
     "iam:ListUsers",
+    "iam:ListRoles",
     "iam:ListPolicies",
     "iam:RemoveUserFromGroup",
     "iam:DetachGroupPolicy",

@@ -2,18 +2,21 @@
 
 moto is laxer than AWS in ways that hide real bugs: it authorizes before it looks for a bucket, so
 a probe on a bucket that does not exist is denied rather than told "no such bucket"; a new bucket,
-key or policy works the moment its call returns, where AWS takes a while to propagate it; and it
+key, policy, role or role session works the moment its call returns, where AWS takes a while to
+propagate it; it lets anyone allowed sts:AssumeRole assume a role that does not exist; and it
 serves unpaginated ListBuckets, which AWS refuses to some accounts. `AwsLike` is a behaviour for
 benchmarks.proxy.LatencyProxy that puts those back: `layer(moto_url, AwsLike())` is the endpoint
 the tests talk to (tests/conftest.py's `moto_endpoint`).
 
 Everything it knows, it learns from the traffic going through it: which buckets exist (a
 CreateBucket or DeleteBucket answered 2xx, moto's reset), which key belongs to which user (the
-CreateAccessKey answers), when a policy changed. All test traffic goes through the layer, so that
+CreateAccessKey and AssumeRole answers), which roles exist (CreateRole, DeleteRole), when a user's
+or role's policy changed. All test traffic goes through the layer, so that
 is complete; asking moto instead would need credentials the layer does not have.
 
 The knobs are public attributes a test may change at any time, from any thread. A window
-(`bucket_creation_lag`, `new_key_lag`, `new_policy_lag`) is fixed when its event happens: setting a
+(`bucket_creation_lag`, `new_key_lag`, `new_policy_lag`, `new_role_lag`, `new_session_lag`) is
+fixed when its event happens: setting a
 lag affects what is created afterwards, not what already exists (the runner the `aws` fixture
 made, say). Every answer the layer makes up is logged in `refusals`, so that a test can check a
 knob really fired.
@@ -93,8 +96,32 @@ class AwsLike:
     # Seconds after an AttachUserPolicy or PutUserPolicy for a user during which that user's keys
     # are denied everything: the new policy has not reached the endpoints yet (same page as
     # above). Coarser than AWS, where only what the new policy adds is missing; denying all is the
-    # harder case for a caller, and what a brand-new user with its first policy sees.
+    # harder case for a caller, and what a brand-new user with its first policy sees. The same
+    # for a role: after an AttachRolePolicy or PutRolePolicy, its sessions are denied everything.
     new_policy_lag = _Knob(0.0)
+    # Seconds after a CreateRole during which sts:AssumeRole of the new role is refused with
+    # AccessDenied (403), as AWS refuses it while the role and its trust policy have not reached
+    # every endpoint: "Any change that you make in IAM ... takes time to become visible", and the
+    # refusal is the one of "I can't assume a role" (the same page lists the causes; a role not
+    # known yet is indistinguishable from one the caller may not assume).
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_roles.html
+    new_role_lag = _Knob(0.0)
+    # sts:AssumeRole of a role that does not exist refused with AccessDenied (403), never a
+    # NoSuchEntity: STS does not tell a caller whether a role exists. AssumeRole's own errors
+    # (MalformedPolicyDocument, PackedPolicyTooLarge, RegionDisabled, ExpiredToken) have no
+    # "no such role"; the refusal is the common AccessDenied, "User: ... is not authorized to
+    # perform: sts:AssumeRole on resource: <role ARN>", whatever the reason. moto issues
+    # credentials for any role ARN, by design (getmoto/moto#6793).
+    # https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_roles.html
+    assume_missing_role_refused = _Knob(True)
+    # Seconds after an AssumeRole during which the session's temporary credentials are refused
+    # as a new key is (InvalidClientTokenId, InvalidAccessKeyId): a credential just issued has
+    # not reached every endpoint (the eventual-consistency page above). Harder than AWS usually
+    # is, where a session works at once in its own region; a caller that survives a new key's
+    # lag survives this.
+    new_session_lag = _Knob(0.0)
     # Unpaginated ListBuckets (no max-buckets) refused with a 400. "All unpaginated ListBuckets
     # requests will be rejected for AWS accounts with a general purpose bucket quota greater than
     # 10,000", and a job must work in such an account.
@@ -109,8 +136,11 @@ class AwsLike:
         # Monotonic times until which a bucket, a key or a user's policies are not visible yet.
         self._bucket_visible: dict[str, float] = {}
         self._key_valid: dict[str, float] = {}
-        self._policy_effective: dict[str, float] = {}
-        self._key_user: dict[str, str] = {}  # access key id -> user name
+        self._policy_effective: dict[str, float] = {}  # by principal
+        self._role_assumable: dict[str, float] = {}  # by role name
+        self._roles: set[str] = set()  # those that exist, as the traffic told
+        # Access key id -> its principal: a user's name, or "role/NAME" for a role's session.
+        self._key_principal: dict[str, str] = {}
         self._refusals: list[str] = []
         for name, value in knobs.items():
             if name not in _knobs():
@@ -136,7 +166,9 @@ class AwsLike:
         self._bucket_visible.clear()
         self._key_valid.clear()
         self._policy_effective.clear()
-        self._key_user.clear()
+        self._role_assumable.clear()
+        self._roles.clear()
+        self._key_principal.clear()
 
     # The behaviour
 
@@ -146,13 +178,14 @@ class AwsLike:
         now = time.monotonic()
         key = request.access_key_id
         with self._lock:
+            principal = self._key_principal.get(key or "")
             if key is not None and now < self._key_valid.get(key, 0.0):
-                return self._refuse(f"new key lag: {request.operation} {key}", _bad_key(request))
-            user = self._key_user.get(key or "")
-            if user is not None and now < self._policy_effective.get(user, 0.0):
+                lag = "new session lag" if _is_role(principal) else "new key lag"
+                return self._refuse(f"{lag}: {request.operation} {key}", _bad_key(request))
+            if principal is not None and now < self._policy_effective.get(principal, 0.0):
                 return self._refuse(
-                    f"new policy lag: {request.operation} {user} ({key})",
-                    _error(request, 403, "AccessDenied", _denial(request, user)),
+                    f"new policy lag: {request.operation} {principal} ({key})",
+                    _error(request, 403, "AccessDenied", _denial(request, principal)),
                 )
             bucket = request.bucket
             if (
@@ -197,20 +230,63 @@ class AwsLike:
                         " send max-buckets and follow the continuation token.",
                     ),
                 )
-            if request.operation == "iam:CreateAccessKey" and ok:
+            if not ok:
+                return None
+            if request.operation == "iam:CreateAccessKey":
                 key = _xml_text(answer.body, "AccessKeyId")
                 user = _xml_text(answer.body, "UserName")
                 if key is not None and user is not None:
-                    self._key_user[key] = user
+                    self._key_principal[key] = user
                     self._key_valid[key] = now + self.new_key_lag
-            elif request.operation in ("iam:AttachUserPolicy", "iam:PutUserPolicy") and ok:
-                user = _form(request).get("UserName")
-                if user is not None:
-                    # A later change may not shorten the wait an earlier one is still in.
-                    effective = now + self.new_policy_lag
-                    earlier = self._policy_effective.get(user, 0.0)
-                    self._policy_effective[user] = max(earlier, effective)
+            elif request.operation in ("iam:AttachUserPolicy", "iam:PutUserPolicy"):
+                self._policy_changed(_form(request).get("UserName"), now)
+            elif request.operation in ("iam:AttachRolePolicy", "iam:PutRolePolicy"):
+                role = _form(request).get("RoleName")
+                self._policy_changed(None if role is None else f"role/{role}", now)
+            elif request.operation == "iam:CreateRole":
+                role = _form(request).get("RoleName")
+                if role is not None:
+                    self._roles.add(role)
+                    self._role_assumable[role] = now + self.new_role_lag
+            elif request.operation == "iam:DeleteRole":
+                role = _form(request).get("RoleName")
+                self._roles.discard(role or "")
+                self._role_assumable.pop(role or "", None)
+            elif request.operation == "sts:AssumeRole":
+                return self._after_assume_role(request, answer, now)
         return None
+
+    def _policy_changed(self, principal: str | None, now: float) -> None:
+        if principal is not None:
+            # A later change may not shorten the wait an earlier one is still in.
+            effective = now + self.new_policy_lag
+            earlier = self._policy_effective.get(principal, 0.0)
+            self._policy_effective[principal] = max(earlier, effective)
+
+    def _after_assume_role(self, request: Request, answer: Answer, now: float) -> Answer | None:
+        # Only what moto granted: a caller it refused (a key it does not know, no sts:AssumeRole
+        # in the caller's policies) keeps moto's answer, as AWS authenticates first too.
+        arn = _form(request).get("RoleArn", "")
+        role = arn.rpartition("/")[2]  # role/NAME or role/PATH/NAME
+        if role not in self._roles and self.assume_missing_role_refused:
+            return self._refuse(
+                f"no such role: sts:AssumeRole {role}",
+                _error(request, 403, "AccessDenied", self._assume_denial(request, arn)),
+            )
+        if now < self._role_assumable.get(role, 0.0):
+            return self._refuse(
+                f"new role lag: sts:AssumeRole {role}",
+                _error(request, 403, "AccessDenied", self._assume_denial(request, arn)),
+            )
+        key = _xml_text(answer.body, "AccessKeyId")
+        if key is not None:
+            self._key_principal[key] = f"role/{role}"
+            self._key_valid[key] = now + self.new_session_lag
+        return None
+
+    def _assume_denial(self, request: Request, arn: str) -> str:
+        caller = self._key_principal.get(request.access_key_id or "", request.access_key_id)
+        return f"User: {caller} is not authorized to perform: sts:AssumeRole on resource: {arn}"
 
     def _after_s3(self, request: Request, bucket: str, answer: Answer, now: float) -> Answer | None:
         ok = 200 <= answer.status < 300
@@ -230,7 +306,7 @@ class AwsLike:
         # before S3 looks for the bucket, as moto does. A HEAD's refusal has no body to name its
         # code; then a key the layer saw created stands for one that authenticated.
         if code is None and request.method == "HEAD":
-            denied = answer.status == 403 and request.access_key_id in self._key_user
+            denied = answer.status == 403 and request.access_key_id in self._key_principal
         else:
             denied = answer.status == 403 and code == "AccessDenied"
         if denied and bucket not in self._buckets and self.no_such_bucket_first:
@@ -316,10 +392,15 @@ def _bad_key(request: Request) -> Answer:
     return _query_error(request, 403, "InvalidClientTokenId", message)
 
 
-def _denial(request: Request, user: str) -> str:
+def _denial(request: Request, principal: str) -> str:
     if _service(request) == "s3":
         return "Access Denied"
-    return f"User: {user} is not authorized to perform: {request.operation}"
+    return f"User: {principal} is not authorized to perform: {request.operation}"
+
+
+def _is_role(principal: str | None) -> bool:
+    """Whether a key's principal is a role's session (user names cannot hold a slash)."""
+    return principal is not None and principal.startswith("role/")
 
 
 # Reading requests and answers

@@ -10,8 +10,9 @@ Fixture names are a contract for every test module:
 - ``aws``: the emulator and the layer reset (the layer's knobs to their defaults) and a fresh
   admin runner whose keys boto3's default chain now uses; returns its ``EmulatorCredentials``.
 - ``aws_lag``: ``aws``, then AWS's propagation delays in small: a new bucket is not found for
-  1 s, a new key is unknown for 1 s, a new policy is not effective for 2 s; returns the
-  ``AwsLike``.
+  1 s, a new key is unknown for 1 s, a new policy is not effective for 2 s, a new role cannot be
+  assumed for 4 s (longer than a provision takes, so verify meets it), a new role session is
+  unknown for 1 s; returns the ``AwsLike``.
 - ``postgres_server`` (session): admin SQLAlchemy URL of the one PostgreSQL server.
 - ``postgres_url``: URL of a new empty database, dropped after the test.
 - ``sqlite_url``: URL of a SQLite file in the test's tmp_path.
@@ -63,6 +64,14 @@ JOB_VARIABLES = (
 AWS_IDENTITY_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 DATABASE_FIXTURES = {"sqlite": "sqlite_url", "postgresql": "postgres_url"}
+# The `aws_lag` fixture's windows, in seconds.
+LAGS = {
+    "bucket_creation_lag": 1.0,
+    "new_key_lag": 1.0,
+    "new_policy_lag": 2.0,
+    "new_role_lag": 4.0,
+    "new_session_lag": 1.0,
+}
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -133,13 +142,13 @@ def aws(
 def aws_lag(aws: EmulatorCredentials, aws_like: AwsLike) -> Iterator[AwsLike]:
     # Set after `aws` has bootstrapped: the runner's key and policy predate the windows, and
     # are usable at once, like an operator's long-standing credentials.
-    aws_like.bucket_creation_lag = 1.0
-    aws_like.new_key_lag = 1.0
-    aws_like.new_policy_lag = 2.0
+    for name, seconds in LAGS.items():
+        setattr(aws_like, name, seconds)
     yield aws_like
     # Not for the next test (whose `aws` resets them anyway) nor for one that uses the emulator
     # without `aws`: only the lags go, the layer's view of what exists stays true.
-    aws_like.bucket_creation_lag = aws_like.new_key_lag = aws_like.new_policy_lag = 0.0
+    for name in LAGS:
+        setattr(aws_like, name, 0.0)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """IAM users and roles, managed policies, their attachments, and access keys; and the listing that
-finds the job's users and policies whatever the ledger says (for `job sweep`).
+finds the job's users, roles and policies whatever the ledger says (for `job sweep`).
 
 Deleting a user is the subtle part: AWS refuses DeleteUser (DeleteConflict) while anything hangs
 off the user. The usual blockers (keys, attached and inline policies, login profile, groups) are
@@ -44,6 +44,8 @@ GONE = "NoSuchEntity"
 LISTING_PERMISSIONS = (
     "iam:ListUsers",
     "iam:ListUserTags",
+    "iam:ListRoles",
+    "iam:ListRoleTags",
     "iam:ListPolicies",
     "iam:ListPolicyTags",
 )
@@ -558,7 +560,7 @@ class RoleAttachmentHandler(NothingToConfigure):
 
 @dataclass(frozen=True)
 class Listed:
-    """A user or customer-managed policy under the job's IAM path, as a listing found it."""
+    """A user, role or customer-managed policy under the job's IAM path, as a listing found it."""
 
     kind: ResourceKind
     name: str
@@ -572,6 +574,13 @@ def list_job_users(iam: Any) -> Iterator[Listed]:
         yield Listed(ResourceKind.IAM_USER, user["UserName"], user["Arn"], user["CreateDate"])
 
 
+def list_job_roles(iam: Any) -> Iterator[Listed]:
+    """Every role under the job's IAM path, page by page. A leaked role is as bad as a leaked
+    user: whoever its trust policy lets in gets its permissions."""
+    for role in _pages(iam, "list_roles", "Roles", PathPrefix=IAM_PATH):
+        yield Listed(ResourceKind.IAM_ROLE, role["RoleName"], role["Arn"], role["CreateDate"])
+
+
 def list_job_policies(iam: Any) -> Iterator[Listed]:
     """Every customer-managed policy under the job's IAM path, page by page."""
     for policy in _pages(iam, "list_policies", "Policies", PathPrefix=IAM_PATH, Scope="Local"):
@@ -581,10 +590,12 @@ def list_job_policies(iam: Any) -> Iterator[Listed]:
 
 
 def listed_tags(iam: Any, listed: Listed) -> dict[str, str] | None:
-    """The tags of a listed user or policy; None when it is gone since the listing."""
+    """The tags of a listed user, role or policy; None when it is gone since the listing."""
     try:
         if listed.kind is ResourceKind.IAM_USER:
             answer = iam.list_user_tags(UserName=listed.name)
+        elif listed.kind is ResourceKind.IAM_ROLE:
+            answer = iam.list_role_tags(RoleName=listed.name)
         else:
             answer = iam.list_policy_tags(PolicyArn=listed.arn)
     except ClientError as error:

@@ -1,9 +1,9 @@
 """`job sweep`: find what carries the job's tags in the account but is not live in the ledger (the
 ledger was lost, another ledger made it, a bug), and with `execute`, delete it.
 
-Only the job's own places are listed: IAM users and policies under the job's path, buckets named
-as the job names them. Each one's tags are read only when the ledger does not account for it, so
-an account with thousands of the job's users costs one tag read per stranger, not per user.
+Only the job's own places are listed: IAM users, roles and policies under the job's path, buckets
+named as the job names them. Each one's tags are read only when the ledger does not account for
+it, so an account with thousands of the job's users costs one tag read per stranger, not per user.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from itertools import chain
 from botocore.exceptions import ClientError
 
 from job.aws.handler import MANAGED_BY_KEY, MANAGED_BY_VALUE, RUN_ID_KEY, Subject, Target
-from job.aws.iam import list_job_policies, list_job_users, listed_tags
+from job.aws.iam import list_job_policies, list_job_roles, list_job_users, listed_tags
 from job.aws.kinds import handler_for
 from job.aws.s3 import bucket_tags, list_buckets
 from job.aws.session import AWS_ERRORS, Aws, describe_aws_error, error_code
@@ -56,9 +56,9 @@ class Orphan:
 def _tagged_iam(
     aws: Aws, prefix: str, accounted: set[tuple[ResourceKind, str]]
 ) -> Iterator[Orphan]:
-    """Users, then customer-managed policies, under the job's path, with the job's tags."""
+    """Users, roles, then customer-managed policies, under the job's path, with the job's tags."""
     iam = aws.client("iam")
-    for listed in chain(list_job_users(iam), list_job_policies(iam)):
+    for listed in chain(list_job_users(iam), list_job_roles(iam), list_job_policies(iam)):
         # Another prefix's resources are another job's (and outside this runner's policy).
         if not listed.name.startswith(f"{prefix}-") or (listed.kind, listed.name) in accounted:
             continue
@@ -138,9 +138,15 @@ def sweep(
             orphan.error = f"younger than {older_than}: may belong to a run in progress elsewhere"
         else:
             doomed.append(orphan)
-    # Users first: deleting them detaches the policies, which can then go. Within a kind, at once.
-    for kind in (ResourceKind.IAM_USER, ResourceKind.IAM_POLICY, ResourceKind.S3_BUCKET):
+    # Users and roles first: deleting them detaches the policies (a role's delete removes its
+    # inline policies and instance profiles too), which can then go. Within a wave, at once.
+    waves = (
+        {ResourceKind.IAM_USER, ResourceKind.IAM_ROLE},
+        {ResourceKind.IAM_POLICY},
+        {ResourceKind.S3_BUCKET},
+    )
+    for kinds in waves:
         run_each(
-            {id(o): partial(delete, o) for o in doomed if o.kind == kind}, concurrency=concurrency
+            {id(o): partial(delete, o) for o in doomed if o.kind in kinds}, concurrency=concurrency
         )
     return orphans

@@ -108,15 +108,20 @@ def test_a_scenario_without_roles_gets_no_role_permissions(aws) -> None:
     target = Target(job_aws, "abcdefghij", "123456789012", "aws")
     seed = runner_policy("job", kinds=scenario_kinds(compile_source(seed_source(), "job", target)))
     listed = {a for statement in seed["Statement"] for a in statement["Action"]}
-    assert not any("Role" in action for action in listed - {"iam:DetachRolePolicy"})
+    # The sweep's listing of roles stays: a leaked role is found whatever the scenario.
+    sweeps_roles = {"iam:ListRoles", "iam:ListRoleTags"}
+    assert sweeps_roles <= listed
+    assert not any("Role" in a for a in listed - {"iam:DetachRolePolicy", *sweeps_roles})
     assert "sts:AssumeRole" not in listed
-    assert "JobRoles" not in {s["Sid"] for s in seed["Statement"]}
-    # The seed's kinds are every kind but the roles': the same policy as before roles came.
+    [roles] = [s for s in seed["Statement"] if s["Sid"] == "JobRoles"]
+    assert roles["Action"] == ["iam:ListRoleTags"]
+    # The seed's kinds are every kind but the roles': the same policy as before roles came, and
+    # the sweep's listings.
     everything = runner_policy("job")
     assert listed == required_actions() - {
         *{a for s in everything["Statement"] if s["Sid"] == "JobRoles" for a in s["Action"]},
         "iam:RemoveRoleFromInstanceProfile",
-    }
+    } | {"iam:ListRoleTags"}
 
 
 def test_runner_policy_prints_the_document(capsys) -> None:
@@ -127,12 +132,33 @@ def test_runner_policy_prints_the_document(capsys) -> None:
         assert json.loads(result.stdout) == runner_policy(prefix)
 
 
+def _orphan_role(aws: EmulatorCredentials) -> str:
+    """A role of a lost run, tagged as the job's under /job/, with its policy attached."""
+    iam = admin_client(aws, "iam")
+    name = "job-orphan0001-auditor"
+    iam.create_role(
+        RoleName=name, Path="/job/", AssumeRolePolicyDocument=ASSUME_ROLE, Tags=JOB_TAGS
+    )
+    policy = iam.create_policy(
+        PolicyName=f"not-the-jobs-{name}",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}],
+            }
+        ),
+    )
+    iam.attach_role_policy(RoleName=name, PolicyArn=policy["Policy"]["Arn"])
+    return name
+
+
 def test_the_policy_is_enough_for_run_sweep_and_stale_teardown(
     aws: EmulatorCredentials, sqlite_url: str, capsys, monkeypatch
 ) -> None:
     admin_client(aws, "iam").create_user(
         UserName="job-orphan0001-writer", Path="/job/", Tags=JOB_TAGS
     )
+    role = _orphan_role(aws)
     stale = invoke(capsys, "provision", "--database-url", sqlite_url).stdout.strip()  # as admin
     _age_all_runs(sqlite_url)
     _become_least_privileged(aws, monkeypatch)
@@ -158,7 +184,8 @@ def test_the_policy_is_enough_for_run_sweep_and_stale_teardown(
     )
     assert swept.exit_code == 0, swept.stdout
     assert [(r["name"], r["action"]) for r in swept.json()["resources"]] == [
-        ("job-orphan0001-writer", "deleted")
+        ("job-orphan0001-writer", "deleted"),
+        (role, "deleted"),
     ]
     assert leftovers(aws, stale) == [] and leftovers(aws, run.json()["run_id"]) == []
 
@@ -208,7 +235,14 @@ NEEDED_IN_A_SITUATION = [
     "iam:DeleteSSHPublicKey",
     "s3:AbortMultipartUpload",
 ]
-NEEDED_BY_SWEEP = ["iam:ListUsers", "iam:ListPolicies", "s3:ListAllMyBuckets"]
+# With an orphaned role in the account (its tags are read only then).
+NEEDED_BY_SWEEP = [
+    "iam:ListUsers",
+    "iam:ListRoles",
+    "iam:ListRoleTags",
+    "iam:ListPolicies",
+    "s3:ListAllMyBuckets",
+]
 # Each of these, taken away, makes a run of a scenario with a role fail, naming the action.
 NEEDED_BY_A_ROLE_RUN = [
     "iam:CreateRole",
@@ -381,6 +415,7 @@ def test_without_an_action_a_situation_cannot_be_torn_down(
 
 @pytest.mark.parametrize("action", NEEDED_BY_SWEEP)
 def test_without_an_action_sweep_fails_and_names_it(action: str, aws, capsys, monkeypatch) -> None:
+    _orphan_role(aws)
     _become_least_privileged(aws, monkeypatch, without=frozenset({action}))
     result = invoke(capsys, "sweep")
     assert result.exit_code == 4

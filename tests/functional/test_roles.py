@@ -42,6 +42,8 @@ def _provisioned(store, job_aws) -> tuple[Any, Any]:
 
 
 def test_a_role_scenario_provisions_verifies_and_leaves_nothing(aws, aws_lag, database_url) -> None:
+    """Through the layer's lags, roles' included: verify's AssumeRole meets the new role's
+    refusal, and the probes the new session's, and both are waited out."""
     strict, trust = _strict(aws), AccountTrust()
     job_aws = make_aws(
         REGION, call_hooks=[strict, trust], propagation_timeout=timedelta(seconds=20)
@@ -80,10 +82,14 @@ def test_a_role_scenario_provisions_verifies_and_leaves_nothing(aws, aws_lag, da
         assert [row.attributes["user_name"] for row in keys] == [f"job-{run.id}-writer"]
         propagation = run.measurements["propagation_seconds"]
         assert set(propagation) == {"writer", "auditor"}
-        # The layer's lags (1 s for a key, 2 s for a user's policy) are in the writer's.
+        # The layer's lags (1 s for a key, 2 s for a user's policy) are in the writer's; the
+        # role's (4 s from CreateRole, then 1 s for the session) in the auditor's.
         assert propagation["writer"] >= 1.0
-        assert propagation["auditor"] >= 0
+        assert propagation["auditor"] >= 1.0
         assert "revocation_seconds" not in run.measurements
+        role = f"job-{run.id}-auditor"
+        assert f"new role lag: sts:AssumeRole {role}" in aws_lag.refusals, aws_lag.refusals
+        assert any(line.startswith("new session lag: ") for line in aws_lag.refusals)
 
         teardown(store, job_aws, run_id=run.id)
         assert {row.state for row in store.get_run(run.id).resources} == {ResourceState.DELETED}
@@ -119,6 +125,29 @@ def test_a_role_never_assumable_fails_verify_clearly_after_the_window(aws, sqlit
         keys = [row for row in run.resources if row.kind == "iam_access_key"]
         assert all(row.state is ResourceState.DELETED for row in keys)
         teardown(store, _job_aws(), run_id=run.id)
+    assert leftovers(aws, run.id) == []
+
+
+def test_a_role_gone_behind_the_jobs_back_fails_verify_naming_it(aws, aws_like, sqlite_url) -> None:
+    """AWS refuses AssumeRole of a role that does not exist with AccessDenied, as it refuses a
+    role not known yet (moto would hand out credentials): verify waits out the window, then
+    fails naming the role, rather than probing with a session of nothing."""
+    with open_store(sqlite_url) as store:
+        run, scenario = _provisioned(store, _job_aws())
+        role = f"job-{run.id}-auditor"
+        iam = admin_client(aws, "iam")
+        for policy in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
+            iam.detach_role_policy(RoleName=role, PolicyArn=policy["PolicyArn"])
+        iam.delete_role(RoleName=role)
+        with pytest.raises(AwsError) as failure:
+            verify(store, _job_aws(seconds=1.5), run_id=run.id, scenario=scenario)
+        message = failure.value.message
+        assert f"assuming role {role}" in message and "AccessDenied" in message
+        refusals = [line for line in aws_like.refusals if line.startswith("no such role: ")]
+        assert 2 <= len(refusals) <= 4, "retried, within the window, then given up"
+        assert set(refusals) == {f"no such role: sts:AssumeRole {role}"}
+        # Short: the role, recorded a moment ago, is looked for until the window has passed.
+        teardown(store, _job_aws(seconds=1), run_id=run.id, scenario=scenario)
     assert leftovers(aws, run.id) == []
 
 

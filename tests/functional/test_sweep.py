@@ -1,13 +1,20 @@
-"""`job sweep` over an account with more than a thousand users under the job's path."""
+"""`job sweep` over an account with more than a thousand users under the job's path, and the
+roles a lost ledger leaves behind."""
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
+from job.aws.session import make_aws
 from job.emulator import EmulatorCredentials
-from tests.helpers import admin_client, invoke, leftovers
+from job.phases.provision import provision, start_run
+from tests.faults import AccountTrust, StrictAws
+from tests.helpers import EMULATED, admin_client, invoke, leftovers, open_store, role_scenario
 
 pytestmark = pytest.mark.usefixtures("aws")
 JOB_TAGS = [{"Key": "job:managed-by", "Value": "job"}, {"Key": "job:run-id", "Value": "lostrun001"}]
@@ -83,4 +90,105 @@ def test_sweep_lists_then_deletes_only_tagged_orphans(aws, capsys) -> None:
     assert len(leftovers(aws, run_id)) == 6, "the ledger's run is untouched"
 
     again = invoke(capsys, "sweep")
+    assert "nothing of the job's is outside the ledger" in again.stdout
+
+
+TRUST_EC2 = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ec2.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
+ANYTHING_S3 = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    }
+)
+
+
+def _role_exists(iam: Any, name: str) -> bool:
+    try:
+        iam.get_role(RoleName=name)
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "NoSuchEntity", error
+        return False
+    return True
+
+
+def test_sweep_finds_and_deletes_an_orphaned_role_and_nothing_else(
+    aws: EmulatorCredentials, sqlite_url: str, capsys
+) -> None:
+    """A role tagged as the job's under /job/ that no ledger accounts for is listed, then deleted
+    with what AWS would refuse to delete it around; a role the ledger accounts for, one without
+    the job's tags, one outside the job's path and one of another prefix are never touched."""
+    job_aws = make_aws("us-east-1", call_hooks=[AccountTrust()])
+    with open_store(sqlite_url) as store:
+        run = start_run(store, job_aws, "job", EMULATED)
+        provision(store, job_aws, run_id=run.id, scenario=role_scenario(run, job_aws))
+    accounted = f"job-{run.id}-auditor"
+
+    iam = admin_client(aws, "iam")
+    orphan = "job-lostrun003-auditor"
+    iam.create_role(
+        RoleName=orphan, Path="/job/", AssumeRolePolicyDocument=TRUST_EC2, Tags=JOB_TAGS
+    )
+    # What a run's role carries (a managed policy, here somebody else's) and what a person may
+    # have put on it: AWS refuses DeleteRole while either is there (StrictAws below does too).
+    foreign_policy = iam.create_policy(PolicyName="someone-elses", PolicyDocument=ANYTHING_S3)
+    foreign_arn = foreign_policy["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName=orphan, PolicyArn=foreign_arn)
+    iam.put_role_policy(RoleName=orphan, PolicyName="extra", PolicyDocument=ANYTHING_S3)
+    strangers = {
+        "job-lostrun003-untagged": ("/job/", []),  # the job's name, not the job's tags
+        "job-lostrun003-elsewhere": ("/people/", JOB_TAGS),  # not in the job's path
+        "other-lostrun003-auditor": ("/job/", JOB_TAGS),  # another prefix's
+    }
+    for name, (path, tags) in strangers.items():
+        iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=TRUST_EC2, Tags=tags)
+
+    listed = invoke(capsys, "sweep", "--database-url", sqlite_url, "--output", "json")
+    assert listed.exit_code == 0, listed.stderr
+    [found] = listed.json()["resources"]
+    assert {k: found[k] for k in ("kind", "name", "run_id", "action", "error")} == {
+        "kind": "iam_role",
+        "name": orphan,
+        "run_id": "lostrun001",
+        "action": "listed",
+        "error": None,
+    }
+    assert found["created_at"]
+    assert _role_exists(iam, orphan), "a dry run changes nothing"
+
+    strict = StrictAws(iam, admin_client(aws, "s3"))
+    swept = invoke(
+        capsys,
+        "sweep",
+        "--execute",
+        "--older-than",
+        "0s",
+        "--database-url",
+        sqlite_url,
+        "--output",
+        "json",
+        hooks=[strict],
+    )
+    assert swept.exit_code == 0, swept.stdout + swept.stderr
+    assert [(r["kind"], r["name"], r["action"]) for r in swept.json()["resources"]] == [
+        ("iam_role", orphan, "deleted")
+    ]
+    assert strict.refused == []
+    assert not _role_exists(iam, orphan)
+    # Only the role went: the policy it had is somebody else's, detached and kept.
+    assert iam.get_policy(PolicyArn=foreign_arn)["Policy"]["AttachmentCount"] == 0
+    assert all(_role_exists(iam, name) for name in (*strangers, accounted))
+    assert f"role {accounted}" in leftovers(aws, run.id)
+
+    again = invoke(capsys, "sweep", "--database-url", sqlite_url)
     assert "nothing of the job's is outside the ledger" in again.stdout

@@ -21,14 +21,40 @@ LAG = 0.8
 READ_ONLY_S3 = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
 
 
-def client(credentials: EmulatorCredentials, service: str, key: dict[str, str]) -> Any:
+def client(credentials: EmulatorCredentials, service: str, key: dict[str, Any]) -> Any:
+    """A client signing with `key`: an access key, or a role session's credentials."""
     return boto3.client(
         service,
         endpoint_url=credentials.endpoint_url,
         aws_access_key_id=key["AccessKeyId"],
         aws_secret_access_key=key["SecretAccessKey"],
+        aws_session_token=key.get("SessionToken"),
         region_name="us-east-1",
     )
+
+
+# moto matches a trust policy's principals literally (tests/faults.py AccountTrust): "*" lets in
+# whoever may call sts:AssumeRole, the admin runner here.
+TRUST_ANYONE = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
+    }
+)
+ROLE_ARN = "arn:aws:iam::123456789012:role/job/job-t-auditor"
+
+
+def new_role(iam: Any, name: str = "job-t-auditor") -> str:
+    """A role under /job/ that anyone allowed sts:AssumeRole may assume; its ARN."""
+    role = iam.create_role(RoleName=name, Path="/job/", AssumeRolePolicyDocument=TRUST_ANYONE)
+    return str(role["Role"]["Arn"])
+
+
+def assume(sts: Any, arn: str) -> dict[str, Any]:
+    credentials: dict[str, Any] = sts.assume_role(RoleArn=arn, RoleSessionName="job-t")[
+        "Credentials"
+    ]
+    return credentials
 
 
 def new_user(iam: Any, name: str) -> dict[str, str]:
@@ -233,6 +259,8 @@ def test_moto_reset_clears_what_the_layer_knows_but_not_its_knobs(
         0.0,
         0.0,
     )
+    assert (aws_like.new_role_lag, aws_like.new_session_lag) == (0.0, 0.0)
+    assert aws_like.assume_missing_role_refused
     assert aws_like.refusals == []
 
 
@@ -243,14 +271,18 @@ def test_the_lag_fixture_spares_the_runner(aws_lag: AwsLike, aws: EmulatorCreden
         1.0,
         2.0,
     )
-    s3, iam = admin_client(aws, "s3"), admin_client(aws, "iam")
+    assert (aws_lag.new_role_lag, aws_lag.new_session_lag) == (4.0, 1.0)
+    s3, iam, sts = admin_client(aws, "s3"), admin_client(aws, "iam"), admin_client(aws, "sts")
     s3.create_bucket(Bucket="job-t-data")
     assert code(refused(s3.head_bucket, Bucket="job-t-data")) == "404"
     key = new_user(iam, "job-t-nobody")
     assert code(refused(client(aws, "sts", key).get_caller_identity)) == "InvalidClientTokenId"
+    arn = new_role(iam)
+    assert code(refused(sts.assume_role, RoleArn=arn, RoleSessionName="job-t")) == "AccessDenied"
     assert [line.split(":")[0] for line in aws_lag.refusals] == [
         "bucket creation lag",
         "new key lag",
+        "new role lag",
     ]
 
 
@@ -258,3 +290,106 @@ def test_knobs_are_checked() -> None:
     with pytest.raises(TypeError, match="no knob 'new_user_lag'"):
         AwsLike(new_user_lag=1.0)
     assert AwsLike(new_key_lag=0.5, no_such_bucket_first=False).new_key_lag == 0.5
+
+
+def test_a_new_role_cannot_be_assumed_for_a_while(
+    aws: EmulatorCredentials, aws_like: AwsLike
+) -> None:
+    iam, sts = admin_client(aws, "iam"), admin_client(aws, "sts")
+    sts.get_caller_identity()  # the client's first call pays its set-up outside the window
+    aws_like.new_role_lag = LAG
+
+    arn = new_role(iam)
+    assert arn == ROLE_ARN
+    early = refused(sts.assume_role, RoleArn=arn, RoleSessionName="job-t")
+    assert (code(early), status(early)) == ("AccessDenied", 403)
+    message = early.response["Error"]["Message"]
+    assert "is not authorized to perform: sts:AssumeRole on resource" in message
+    assert message.endswith(arn)
+    assert early.response["ResponseMetadata"]["RequestId"]
+    # Only assuming it waits: IAM itself shows the role at once, as AWS's IAM endpoint may.
+    assert iam.get_role(RoleName="job-t-auditor")["Role"]["Arn"] == arn
+
+    wait_out(LAG)
+    session = client(aws, "sts", assume(sts, arn))
+    assert ":assumed-role/job-t-auditor/job-t" in session.get_caller_identity()["Arn"]
+    assert aws_like.refusals == ["new role lag: sts:AssumeRole job-t-auditor"]
+
+
+def test_a_role_that_does_not_exist_cannot_be_assumed(
+    aws: EmulatorCredentials, aws_like: AwsLike
+) -> None:
+    """moto issues credentials for any role ARN; AWS refuses with AccessDenied, as it refuses a
+    role the caller may not assume, and never says NoSuchEntity."""
+    iam, sts = admin_client(aws, "iam"), admin_client(aws, "sts")
+    ghost = refused(sts.assume_role, RoleArn=ROLE_ARN, RoleSessionName="job-t")
+    assert (code(ghost), status(ghost)) == ("AccessDenied", 403)
+    assert ghost.response["Error"]["Message"].endswith(ROLE_ARN)
+
+    new_role(iam)
+    assume(sts, ROLE_ARN)  # it exists now
+    iam.delete_role(RoleName="job-t-auditor")
+    assert code(refused(sts.assume_role, RoleArn=ROLE_ARN, RoleSessionName="job-t")) == (
+        "AccessDenied"
+    )
+    assert aws_like.refusals == ["no such role: sts:AssumeRole job-t-auditor"] * 2
+
+    # Authentication and authorization come first: moto's own answers, untouched.
+    stranger = {"AccessKeyId": "AKIAUNKNOWNUNKNOWN00", "SecretAccessKey": "not-a-known-secret"}
+    by_stranger = refused(
+        client(aws, "sts", stranger).assume_role, RoleArn=ROLE_ARN, RoleSessionName="job-t"
+    )
+    assert code(by_stranger) == "InvalidClientTokenId"
+    nobody = client(aws, "sts", new_user(iam, "job-t-nobody"))
+    assert code(refused(nobody.assume_role, RoleArn=ROLE_ARN, RoleSessionName="job-t")) == (
+        "AccessDenied"
+    )
+    assert len(aws_like.refusals) == 2
+
+    aws_like.assume_missing_role_refused = False  # moto's own answer again
+    assert assume(sts, ROLE_ARN)["AccessKeyId"]
+    assert len(aws_like.refusals) == 2
+
+
+def test_a_new_role_session_is_unknown_for_a_while(
+    aws: EmulatorCredentials, aws_like: AwsLike
+) -> None:
+    iam, sts = admin_client(aws, "iam"), admin_client(aws, "sts")
+    arn = new_role(iam)
+    iam.attach_role_policy(RoleName="job-t-auditor", PolicyArn=READ_ONLY_S3)
+    aws_like.new_session_lag = LAG
+    credentials = assume(sts, arn)
+    session_sts, session_s3 = client(aws, "sts", credentials), client(aws, "s3", credentials)
+
+    by_sts = refused(session_sts.get_caller_identity)
+    assert (code(by_sts), status(by_sts)) == ("InvalidClientTokenId", 403)
+    by_s3 = refused(session_s3.list_buckets, MaxBuckets=10)
+    assert (code(by_s3), status(by_s3)) == ("InvalidAccessKeyId", 403)
+
+    wait_out(LAG)
+    assert ":assumed-role/job-t-auditor/" in session_sts.get_caller_identity()["Arn"]
+    assert session_s3.list_buckets(MaxBuckets=10)["Buckets"] == []
+    key_id = credentials["AccessKeyId"]
+    assert aws_like.refusals == [
+        f"new session lag: sts:GetCallerIdentity {key_id}",
+        f"new session lag: s3:ListBuckets {key_id}",
+    ]
+
+
+def test_a_new_role_policy_is_not_effective_for_its_sessions_for_a_while(
+    aws: EmulatorCredentials, aws_like: AwsLike
+) -> None:
+    iam, sts, s3 = admin_client(aws, "iam"), admin_client(aws, "sts"), admin_client(aws, "s3")
+    s3.create_bucket(Bucket="job-t-data")
+    arn = new_role(iam)
+    aws_like.new_policy_lag = LAG
+    iam.attach_role_policy(RoleName="job-t-auditor", PolicyArn=READ_ONLY_S3)
+    credentials = assume(sts, arn)
+    session_s3 = client(aws, "s3", credentials)
+
+    early = refused(session_s3.list_objects_v2, Bucket="job-t-data")
+    assert (code(early), status(early)) == ("AccessDenied", 403)
+    wait_out(LAG)
+    assert session_s3.list_objects_v2(Bucket="job-t-data")["KeyCount"] == 0
+    key_id = credentials["AccessKeyId"]
+    assert aws_like.refusals == [f"new policy lag: s3:ListObjectsV2 role/job-t-auditor ({key_id})"]
