@@ -133,21 +133,21 @@ def test_a_role_gone_behind_the_jobs_back_fails_verify_naming_it(aws, aws_like, 
     role not known yet (moto would hand out credentials): verify waits out the window, then
     fails naming the role, rather than probing with a session of nothing."""
     with open_store(sqlite_url) as store:
-        run, scenario = _provisioned(store, _job_aws())
+        run = _provisioned(store, _job_aws())
         role = f"job-{run.id}-auditor"
         iam = admin_client(aws, "iam")
         for policy in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
             iam.detach_role_policy(RoleName=role, PolicyArn=policy["PolicyArn"])
         iam.delete_role(RoleName=role)
         with pytest.raises(AwsError) as failure:
-            verify(store, _job_aws(seconds=1.5), run_id=run.id, scenario=scenario)
+            verify(store, _job_aws(seconds=1.5), run_id=run.id)
         message = failure.value.message
         assert f"assuming role {role}" in message and "AccessDenied" in message
         refusals = [line for line in aws_like.refusals if line.startswith("no such role: ")]
         assert 2 <= len(refusals) <= 4, "retried, within the window, then given up"
         assert set(refusals) == {f"no such role: sts:AssumeRole {role}"}
         # Short: the role, recorded a moment ago, is looked for until the window has passed.
-        teardown(store, _job_aws(seconds=1), run_id=run.id, scenario=scenario)
+        teardown(store, _job_aws(seconds=1), run_id=run.id)
     assert leftovers(aws, run.id) == []
 
 

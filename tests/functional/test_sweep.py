@@ -14,7 +14,7 @@ from job.aws.session import make_aws
 from job.emulator import EmulatorCredentials
 from job.phases.provision import provision, start_run
 from tests.faults import AccountTrust, StrictAws
-from tests.helpers import EMULATED, admin_client, invoke, leftovers, open_store, role_scenario
+from tests.helpers import EMULATED, ROLE_SCENARIO, admin_client, invoke, leftovers, open_store
 
 pytestmark = pytest.mark.usefixtures("aws")
 JOB_TAGS = [{"Key": "job:managed-by", "Value": "job"}, {"Key": "job:run-id", "Value": "lostrun001"}]
@@ -130,8 +130,8 @@ def test_sweep_finds_and_deletes_an_orphaned_role_and_nothing_else(
     the job's tags, one outside the job's path and one of another prefix are never touched."""
     job_aws = make_aws("us-east-1", call_hooks=[AccountTrust()])
     with open_store(sqlite_url) as store:
-        run = start_run(store, job_aws, "job", EMULATED)
-        provision(store, job_aws, run_id=run.id, scenario=role_scenario(run, job_aws))
+        run = start_run(store, job_aws, "job", EMULATED, ROLE_SCENARIO)
+        provision(store, job_aws, run_id=run.id)
     accounted = f"job-{run.id}-auditor"
 
     iam = admin_client(aws, "iam")
