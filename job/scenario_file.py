@@ -409,6 +409,10 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
             yield (
                 f'{where}.action: "{action}" has no probe; verify can check {", ".join(supported)}'
             )
+        elif cell["result"] == "deny" and _always_allowed(action):
+            # No policy can deny it (AWS answers it for any valid credentials): the cell could
+            # never pass, and a canary that always fails proves nothing.
+            yield f'{where}.result: {action} is allowed to every principal; expect "allow"'
         yield from _bucket_ref_errors(f"{where}.resource", cell["resource"], buckets)
         yield from _aim_errors(where, action, cell["resource"])
         cell_key = (cell["principal"], action, cell["resource"])
@@ -423,6 +427,12 @@ def _bucket_ref_errors(where: str, resource: str, buckets: Mapping[str, Any]) ->
         if bucket not in buckets:
             defined = ", ".join(sorted(buckets)) or "none"
             yield f'{where}: unknown bucket "{bucket}"; the buckets are: {defined}'
+
+
+def _always_allowed(action: str) -> bool:
+    from job.aws.probes import PROBES
+
+    return PROBES[action].always_allowed
 
 
 def _aim_errors(where: str, action: str, resource: str) -> Iterator[str]:

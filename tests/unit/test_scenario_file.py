@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from job.aws.handler import Target
-from job.aws.probes import PROBES
+from job.aws.probes import PROBES, Probe
 from job.aws.s3 import bucket_arn
 from job.errors import BadInput
 from job.permissions import required_actions, runner_policy
@@ -193,18 +193,29 @@ def test_an_action_without_a_probe_lists_the_supported_ones() -> None:
 
 
 def test_the_supported_actions_are_the_probe_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A probe added to the registry (sts:GetCallerIdentity, say) is usable at once."""
-    monkeypatch.setitem(PROBES, "sts:GetCallerIdentity", lambda aws, bucket, key: None)
+    """A probe added to the registry is usable at once."""
+    probe = Probe("s3:GetBucketAcl", lambda aws, bucket, key: None, needs=("s3:GetBucketAcl",))
+    monkeypatch.setitem(PROBES, "s3:GetBucketAcl", probe)
     document = seed_document()
-    document["expect"].append(
-        {
-            "principal": "reader",
-            "action": "sts:GetCallerIdentity",
-            "resource": "*",
-            "result": "allow",
-        }
-    )
+    document["expect"][2]["action"] = "s3:GetBucketAcl"
+    document["expect"][2]["resource"] = "bucket:data"
     validate(ScenarioSource(yaml.safe_dump(document), "s.yaml"))
+
+
+@pytest.mark.parametrize("result", ["allow", "deny"])
+def test_what_no_policy_can_deny_cannot_be_expected_denied(result: str) -> None:
+    # https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html
+    document = seed_document()
+    cell = {"principal": "reader", "action": "sts:GetCallerIdentity", "resource": "*"}
+    document["expect"].append({**cell, "result": result})
+    if result == "allow":
+        validate(ScenarioSource(yaml.safe_dump(document), "s.yaml"))
+    else:
+        index = len(document["expect"]) - 1
+        assert error_of(document) == (
+            f"expect[{index}].result: sts:GetCallerIdentity is allowed to every principal; "
+            'expect "allow"'
+        )
 
 
 @pytest.mark.parametrize(
