@@ -247,52 +247,69 @@ class PolicyHandler(NothingToConfigure):
                 raise
 
 
-class AttachmentHandler(NothingToConfigure):
-    """A managed policy attached to a user. It cannot carry tags; it is ours when its user is."""
+class _Attachment(NothingToConfigure):
+    """A managed policy attached to a user or a role (the owner). It cannot carry tags; it is
+    ours when its owner is. The two kinds differ only in the IAM calls' names."""
 
+    owner: ClassVar[str]  # "user" or "role": IAM's AttachUserPolicy, AttachRolePolicy...
+
+    def _names(self, subject: Subject) -> tuple[dict[str, str], str]:
+        owner_name = subject.attributes[f"{self.owner}_name"]
+        return {f"{self.owner.title()}Name": owner_name}, subject.attributes["policy_arn"]
+
+    def _inspect_owner(self, target: Target, name: str) -> Found:
+        return (inspect_user if self.owner == "user" else inspect_role)(target, name)
+
+    def create(self, target: Target, subject: Subject) -> Created:
+        iam = target.aws.client("iam")
+        owner, policy_arn = self._names(subject)
+        attach = getattr(iam, f"attach_{self.owner}_policy")
+        # Attaching twice is not an error in IAM, so a retried create is harmless.
+        with refused_means_not_created():
+            until_consistent(
+                lambda: attach(**owner, PolicyArn=policy_arn),
+                retry_on={GONE},
+                # An owner or policy created a moment ago may not be visible to the next call yet.
+                timeout=target.propagation_timeout,
+                what=f"{self.owner} {next(iter(owner.values()))} and policy {policy_arn}",
+            )
+        return Created(f"{next(iter(owner.values()))}|{policy_arn}")
+
+    def inspect(self, target: Target, subject: Subject) -> Found:
+        owner, policy_arn = self._names(subject)
+        owner_name = next(iter(owner.values()))
+        found = self._inspect_owner(target, owner_name)
+        if found.presence is not Presence.OURS:
+            # No owner, no attachment; a foreign owner's attachments are not ours to judge.
+            return found if found.presence is Presence.FOREIGN else ABSENT
+        iam = target.aws.client("iam")
+        listing = f"list_attached_{self.owner}_policies"
+        try:
+            attached = {p["PolicyArn"] for p in _pages(iam, listing, "AttachedPolicies", **owner)}
+        except ClientError as error:
+            if error_code(error) == GONE:  # the owner went since it was inspected
+                return ABSENT
+            raise
+        return (
+            Found(Presence.OURS, f"{owner_name}|{policy_arn}") if policy_arn in attached else ABSENT
+        )
+
+    def delete(self, target: Target, subject: Subject) -> None:
+        owner, policy_arn = self._names(subject)
+        iam = target.aws.client("iam")
+        _ignore_gone(getattr(iam, f"detach_{self.owner}_policy"), **owner, PolicyArn=policy_arn)
+
+
+class AttachmentHandler(_Attachment):
+    """A managed policy attached to a user."""
+
+    owner = "user"
     kind: ClassVar[ResourceKind] = ResourceKind.IAM_USER_POLICY_ATTACHMENT
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:AttachUserPolicy",),
         "inspect": ("iam:ListUserTags", "iam:ListAttachedUserPolicies"),
         "delete": ("iam:DetachUserPolicy",),
     }
-
-    def create(self, target: Target, subject: Subject) -> Created:
-        iam = target.aws.client("iam")
-        user, policy_arn = subject.attributes["user_name"], subject.attributes["policy_arn"]
-        # Attaching twice is not an error in IAM, so a retried create is harmless.
-        with refused_means_not_created():
-            until_consistent(
-                lambda: iam.attach_user_policy(UserName=user, PolicyArn=policy_arn),
-                retry_on={GONE},
-                # A user or policy created a moment ago may not be visible to the next call yet.
-                timeout=target.propagation_timeout,
-                what=f"user {user} and policy {policy_arn}",
-            )
-        return Created(f"{user}|{policy_arn}")
-
-    def inspect(self, target: Target, subject: Subject) -> Found:
-        user, policy_arn = subject.attributes["user_name"], subject.attributes["policy_arn"]
-        owner = inspect_user(target, user)
-        if owner.presence is not Presence.OURS:
-            # No user, no attachment; a foreign user's attachments are not ours to judge.
-            return owner if owner.presence is Presence.FOREIGN else ABSENT
-        iam = target.aws.client("iam")
-        attached = {
-            policy["PolicyArn"]
-            for policy in _pages(
-                iam, "list_attached_user_policies", "AttachedPolicies", UserName=user
-            )
-        }
-        return Found(Presence.OURS, f"{user}|{policy_arn}") if policy_arn in attached else ABSENT
-
-    def delete(self, target: Target, subject: Subject) -> None:
-        iam = target.aws.client("iam")
-        _ignore_gone(
-            iam.detach_user_policy,
-            UserName=subject.attributes["user_name"],
-            PolicyArn=subject.attributes["policy_arn"],
-        )
 
 
 class AccessKeyHandler(NothingToConfigure):
@@ -505,57 +522,16 @@ def assume_role(target: Target, role_name: str, session_name: str) -> RoleSessio
     )
 
 
-class RoleAttachmentHandler(NothingToConfigure):
-    """A managed policy attached to a role. It cannot carry tags; it is ours when its role is."""
+class RoleAttachmentHandler(_Attachment):
+    """A managed policy attached to a role."""
 
+    owner = "role"
     kind: ClassVar[ResourceKind] = ResourceKind.IAM_ROLE_POLICY_ATTACHMENT
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:AttachRolePolicy",),
         "inspect": ("iam:ListRoleTags", "iam:ListAttachedRolePolicies"),
         "delete": ("iam:DetachRolePolicy",),
     }
-
-    def create(self, target: Target, subject: Subject) -> Created:
-        iam = target.aws.client("iam")
-        role, policy_arn = subject.attributes["role_name"], subject.attributes["policy_arn"]
-        # Attaching twice is not an error in IAM, so a retried create is harmless.
-        with refused_means_not_created():
-            until_consistent(
-                lambda: iam.attach_role_policy(RoleName=role, PolicyArn=policy_arn),
-                retry_on={GONE},
-                # A role or policy created a moment ago may not be visible to the next call yet.
-                timeout=target.propagation_timeout,
-                what=f"role {role} and policy {policy_arn}",
-            )
-        return Created(f"{role}|{policy_arn}")
-
-    def inspect(self, target: Target, subject: Subject) -> Found:
-        role, policy_arn = subject.attributes["role_name"], subject.attributes["policy_arn"]
-        owner = inspect_role(target, role)
-        if owner.presence is not Presence.OURS:
-            # No role, no attachment; a foreign role's attachments are not ours to judge.
-            return owner if owner.presence is Presence.FOREIGN else ABSENT
-        iam = target.aws.client("iam")
-        try:
-            attached = {
-                policy["PolicyArn"]
-                for policy in _pages(
-                    iam, "list_attached_role_policies", "AttachedPolicies", RoleName=role
-                )
-            }
-        except ClientError as error:
-            if error_code(error) == GONE:
-                return ABSENT
-            raise
-        return Found(Presence.OURS, f"{role}|{policy_arn}") if policy_arn in attached else ABSENT
-
-    def delete(self, target: Target, subject: Subject) -> None:
-        iam = target.aws.client("iam")
-        _ignore_gone(
-            iam.detach_role_policy,
-            RoleName=subject.attributes["role_name"],
-            PolicyArn=subject.attributes["policy_arn"],
-        )
 
 
 @dataclass(frozen=True)

@@ -113,17 +113,18 @@ def test_kill_at_every_call_of_a_run_then_teardown(aws, database_url, capsys, mo
 
 def test_kill_at_calls_of_a_role_scenario_run_then_teardown(aws, sqlite_url, capsys, monkeypatch):
     """The same for an operator's scenario with roles (examples/roles.yaml): kinds the seed does
-    not make, torn down from the ledger alone. Every third call, before and after."""
+    not make, torn down from the ledger alone. Every fifth call, before and after (the seed's
+    sweep above tries every call of the same code)."""
     monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "1s")
     points = _kill_each_then_tear_down(
         aws,
         sqlite_url,
         capsys,
         lambda index: [KillAt("before-call", index), KillAt("after-call", index)],
-        stride=3,
+        stride=5,
         scenario=Path(__file__).parents[2] / "examples" / "roles.yaml",
     )
-    assert points > 40, "a run of the role scenario makes more than 60 AWS calls"
+    assert points > 24, "a run of the role scenario makes more than 60 AWS calls"
 
 
 @dataclass
