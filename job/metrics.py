@@ -144,7 +144,8 @@ def render(observation: Observation, exit_code: int, previous_success: float | N
     )
     metric(
         "job_revocation_seconds",
-        "Seconds from a user's key's deletion to AWS refusing it (verify --measure-revocation).",
+        "Seconds from revoking a principal's credentials (a user's key deleted, a role's sessions "
+        "denied) to AWS refusing them (verify --measure-revocation).",
         [
             ({**base, "principal": principal}, seconds)
             for principal, seconds in sorted(observation.revocation_seconds.items())

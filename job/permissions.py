@@ -49,6 +49,8 @@ IAM_ROLE_ACTIONS = {
     "iam:ListAttachedRolePolicies",
     "iam:ListRolePolicies",
     "iam:DeleteRolePolicy",
+    "iam:PutRolePolicy",
+    "iam:GetRolePolicy",
     "iam:ListInstanceProfilesForRole",
     "iam:DeleteRole",
     "sts:AssumeRole",

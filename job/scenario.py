@@ -111,7 +111,8 @@ def teardown_needs(rows: Sequence[Any]) -> dict[str, set[str]]:
     those that need it. Read from the rows alone, not from a scenario: a run's logical names are
     whatever its scenario called things when it ran (older runs said "bucket" and "fixture"), and
     what one resource needs of another is in its attributes. An object needs its bucket; an
-    attachment its user or role and its policy; an access key its user."""
+    attachment its user or role and its policy; an access key its user; a session revocation its
+    role."""
     by_name: dict[tuple[ResourceKind, str], list[str]] = {}
     for row in rows:
         by_name.setdefault((row.kind, row.name), []).append(row.logical_name)
@@ -134,6 +135,8 @@ def _needed(row: Any) -> list[tuple[ResourceKind, str]]:
         return [(ResourceKind.S3_BUCKET, attributes.get("bucket", ""))]
     if row.kind == ResourceKind.IAM_ACCESS_KEY:
         return [(ResourceKind.IAM_USER, attributes.get("user_name", ""))]
+    if row.kind == ResourceKind.IAM_ROLE_SESSION_REVOCATION:
+        return [(ResourceKind.IAM_ROLE, attributes.get("role_name", ""))]
     owner = {
         ResourceKind.IAM_USER_POLICY_ATTACHMENT: (ResourceKind.IAM_USER, "user_name"),
         ResourceKind.IAM_ROLE_POLICY_ATTACHMENT: (ResourceKind.IAM_ROLE, "role_name"),

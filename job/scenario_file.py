@@ -221,11 +221,14 @@ def supported_actions() -> list[str]:
 
 
 def scenario_kinds(scenario: Scenario) -> set[ResourceKind]:
-    """What a run of the scenario creates: its resources, and the access keys verify makes for
-    its users (roles are assumed, and need none)."""
+    """What a run of the scenario creates: its resources, the access keys verify makes for its
+    users, and the inline policy verify --measure-revocation puts on a role (roles are assumed, and
+    need no key)."""
     kinds = {spec.kind for spec in scenario.resources}
     if ResourceKind.IAM_USER in kinds:
         kinds.add(ResourceKind.IAM_ACCESS_KEY)
+    if ResourceKind.IAM_ROLE in kinds:
+        kinds.add(ResourceKind.IAM_ROLE_SESSION_REVOCATION)
     return kinds
 
 

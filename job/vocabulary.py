@@ -26,3 +26,5 @@ class ResourceKind(enum.StrEnum):
     IAM_ACCESS_KEY = "iam_access_key"
     IAM_ROLE = "iam_role"
     IAM_ROLE_POLICY_ATTACHMENT = "iam_role_policy_attachment"
+    # Put on a role only by verify --measure-revocation, and taken off again by it.
+    IAM_ROLE_SESSION_REVOCATION = "iam_role_session_revocation"

@@ -522,6 +522,68 @@ def assume_role(target: Target, role_name: str, session_name: str) -> RoleSessio
     )
 
 
+# The inline policy AWS's "Revoke active sessions" puts on a role: deny everything to sessions
+# issued before a moment. Sessions assumed later are not affected, so the role keeps working for the
+# next verify. https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_revoke-sessions.html
+REVOKE_SESSIONS_POLICY = "AWSRevokeOlderSessions"
+
+
+def revoke_sessions_document(issued_before: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": {"DateLessThan": {"aws:TokenIssueTime": issued_before}},
+            }
+        ],
+    }
+
+
+class SessionRevocationHandler(NothingToConfigure):
+    """The revoke-older-sessions inline policy verify --measure-revocation puts on one of the run's
+    roles, to time how long AWS takes to refuse a session it has already issued. Ours when its role
+    is; it goes with the role too (RoleHandler.delete removes inline policies)."""
+
+    kind: ClassVar[ResourceKind] = ResourceKind.IAM_ROLE_SESSION_REVOCATION
+    permissions: ClassVar[dict[str, tuple[str, ...]]] = {
+        "create": ("iam:PutRolePolicy",),
+        "inspect": ("iam:ListRoleTags", "iam:GetRolePolicy"),
+        "delete": ("iam:DeleteRolePolicy",),
+    }
+
+    def create(self, target: Target, subject: Subject) -> Created:
+        role = subject.attributes["role_name"]
+        document = revoke_sessions_document(subject.attributes["issued_before"])
+        with refused_means_not_created():
+            target.aws.client("iam").put_role_policy(
+                RoleName=role, PolicyName=subject.name, PolicyDocument=json.dumps(document)
+            )
+        return Created(f"{role}|{subject.name}")
+
+    def inspect(self, target: Target, subject: Subject) -> Found:
+        role = subject.attributes["role_name"]
+        found = inspect_role(target, role)
+        if found.presence is not Presence.OURS:
+            return found if found.presence is Presence.FOREIGN else ABSENT
+        try:
+            target.aws.client("iam").get_role_policy(RoleName=role, PolicyName=subject.name)
+        except ClientError as error:
+            if error_code(error) == GONE:
+                return ABSENT
+            raise
+        return Found(Presence.OURS, f"{role}|{subject.name}")
+
+    def delete(self, target: Target, subject: Subject) -> None:
+        _ignore_gone(
+            target.aws.client("iam").delete_role_policy,
+            RoleName=subject.attributes["role_name"],
+            PolicyName=subject.name,
+        )
+
+
 class RoleAttachmentHandler(_Attachment):
     """A managed policy attached to a role."""
 

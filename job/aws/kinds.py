@@ -9,6 +9,7 @@ from job.aws.iam import (
     PolicyHandler,
     RoleAttachmentHandler,
     RoleHandler,
+    SessionRevocationHandler,
     UserHandler,
 )
 from job.aws.s3 import BucketHandler, ObjectHandler
@@ -25,6 +26,7 @@ HANDLERS: dict[ResourceKind, Handler] = {
         AccessKeyHandler(),
         RoleHandler(),
         RoleAttachmentHandler(),
+        SessionRevocationHandler(),
     )
 }
 

@@ -11,7 +11,10 @@ not having caught up yet, and proves nothing.
 What AWS took is measured, not assumed, and kept with the run (Run.measurements): for each
 principal, the seconds from its credentials' creation (a user's key; a role's policy attachment, or
 the role if later) to its first allowed call succeeding ("propagation_seconds"); and, when asked,
-for each user, the seconds from its key's deletion to AWS refusing the key ("revocation_seconds").
+the seconds from revoking a principal's credentials to AWS refusing them ("revocation_seconds"): for
+a user, from its key's deletion; for a role, from putting AWS's revoke-older-sessions deny policy on
+it (recorded like any resource, and taken off again at once) to its session's allowed call being
+refused.
 """
 
 from __future__ import annotations
@@ -20,15 +23,15 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from botocore.exceptions import ClientError
 
 from job.aws.handler import Target
-from job.aws.iam import assume_role
+from job.aws.iam import REVOKE_SESSIONS_POLICY, ROLE_SESSION_SECONDS, assume_role
 from job.aws.kinds import handler_for
-from job.aws.probes import probe
+from job.aws.probes import PROBES, probe
 from job.aws.retry import until_consistent, until_refused
 from job.aws.session import AWS_ERRORS, DENIED, Aws, describe_aws_error, error_code, is_denial
 from job.config import DEFAULT_CONCURRENCY
@@ -71,9 +74,9 @@ def verify(
     measure_revocation: bool = False,
 ) -> Run:
     """Waits up to the AWS principal's propagation timeout for each principal's access to work.
-    With
-    `measure_revocation`, each user's deleted key is tried until AWS refuses it (up to the
-    propagation timeout), and the time that took is recorded."""
+    With `measure_revocation`, each principal's credentials are revoked (a user's key deleted, a
+    role's sessions denied) and tried until AWS refuses them (up to the propagation timeout), and
+    the time that took is recorded."""
     run = store.get_run(run_id)
     # By what happened, not by the status: a verify that failed or was killed leaves the run
     # "failed" or "verifying", and verifying it again is exactly what should come next.
@@ -147,6 +150,8 @@ class _Verification:
         # This attempt's keys, recorded, by principal: deleted whatever happens.
         self.keys: dict[str, Resource] = {}
         self.principal_aws: dict[str, Aws] = {}
+        # When STS says each role session was issued (its expiry less its length): AWS's clock.
+        self.session_issued: dict[str, datetime] = {}
         self.checks: dict[Expectation, Check] = {}
         # Measurements: when each principal's credentials came to be, and its first success.
         self._measuring = threading.Lock()
@@ -178,7 +183,7 @@ class _Verification:
             run_graph(tasks, needs, concurrency=self.concurrency)
         finally:
             # Whatever happened above, no key may outlive verify.
-            self.delete_keys()
+            self.end_credentials()
         self.store.set_measurements(self.run, self.measurements())
         return all(check.passed for check in self.checks.values())
 
@@ -220,6 +225,10 @@ class _Verification:
             ) from None
         with self._measuring:
             self.credentials_since[principal] = self.role_ready_at[principal]
+            if session.expiration is not None:
+                self.session_issued[principal] = session.expiration - timedelta(
+                    seconds=ROLE_SESSION_SECONDS
+                )
         self.principal_aws[principal] = self.target.aws.with_keys(
             session.access_key_id, session.secret_access_key, session.session_token
         )
@@ -321,15 +330,17 @@ class _Verification:
         )
         self.checks[expectation] = check
 
-    def delete_keys(self) -> None:
-        run_each(
-            {
-                row.logical_name: partial(self.delete_key, principal, row)
-                for principal, row in self.keys.items()
-            },
-            concurrency=self.concurrency,
-            keep_going=True,
-        )
+    def end_credentials(self) -> None:
+        """Delete every key; with measure_revocation, also time each role's session revocation."""
+        tasks: dict[str, Callable[[], object]] = {
+            row.logical_name: partial(self.delete_key, principal, row)
+            for principal, row in self.keys.items()
+        }
+        if self.measure_revocation:
+            for principal in self.principal_aws:
+                if self.principals[principal].kind == ResourceKind.IAM_ROLE:
+                    tasks[f"revoke:{principal}"] = partial(self.revoke_session, principal)
+        run_each(tasks, concurrency=self.concurrency, keep_going=True)
 
     def delete_key(self, principal: str, row: Resource) -> None:
         delete_resource(self.store, self.target, row)
@@ -340,24 +351,91 @@ class _Verification:
     def measure_revocation_of(self, principal: str, principal_aws: Aws) -> None:
         """Use the deleted key until AWS refuses it. GetCallerIdentity needs no permission, so
         only the key's own validity decides its answer."""
+        self._time_refusal(
+            principal,
+            lambda: principal_aws.client("sts").get_caller_identity(),
+            refused=KEY_NOT_YET_VALID | DENIED,
+            what="deleted key",
+        )
+
+    def revoke_session(self, principal: str) -> None:
+        """Put AWS's revoke-older-sessions policy on the role (recorded first, like everything
+        the job creates), try one of the session's allowed calls until AWS refuses it, and take the
+        policy off again, whatever happened: later sessions of the role are not affected, so the
+        role stays as provision made it. A session is tried with an allowed call that worked: a
+        deny policy cannot refuse sts:GetCallerIdentity, and a principal that is only expected
+        denied has nothing to be refused."""
+        retry = next(
+            (
+                expectation
+                for expectation, check in self.checks.items()
+                if expectation.principal == principal
+                and check.passed
+                and expectation.expected is Verdict.ALLOW
+                and not PROBES[expectation.action].always_allowed
+            ),
+            None,
+        )
+        if retry is None:
+            log.warning(
+                "not timing the revocation of %s's session: none of its allowed calls (other than "
+                "sts:GetCallerIdentity) worked, so there is nothing for AWS to refuse",
+                principal,
+            )
+            return
+        role = self.principals[principal]
+        # The deny covers sessions issued before this moment, by the local clock or, if that is
+        # behind, by STS's own account of when the session began.
+        issued_before = max(utcnow(), self.session_issued.get(principal, utcnow()))
+        row = self.store.record_pending(
+            self.run,
+            kind=ResourceKind.IAM_ROLE_SESSION_REVOCATION,
+            logical_name=f"{principal}-revocation-{self.attempt.id}",
+            name=REVOKE_SESSIONS_POLICY,
+            attributes={
+                "role_name": role.name,
+                "issued_before": (issued_before + timedelta(seconds=1)).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                ),
+            },
+        )
+        try:
+            with recording_failure(self.store, row, f"revoking the sessions of role {role.name}"):
+                created = handler_for(row.kind).create(self.target, subject_of(row))
+            self.store.set_state(row, ResourceState.CREATED, physical_id=created.physical_id)
+            principal_aws = self.principal_aws[principal]
+            self._time_refusal(
+                principal,
+                lambda: probe(principal_aws, retry.action, retry.bucket, retry.key),
+                refused=DENIED,
+                what="revoked session",
+            )
+        finally:
+            delete_resource(self.store, self.target, row)
+
+    def _time_refusal(
+        self, principal: str, call: Callable[[], object], *, refused: frozenset[str], what: str
+    ) -> None:
         try:
             seconds = until_refused(
-                lambda: principal_aws.client("sts").get_caller_identity(),
-                refused=KEY_NOT_YET_VALID | DENIED,
+                call,
+                refused=refused,
                 timeout=self.target.propagation_timeout,
-                what=f"{principal}'s deleted key to be refused",
+                what=f"{principal}'s {what} to be refused",
             )
         except AWS_ERRORS as error:
             log.warning(
-                "could not measure how long %s's deleted key kept working: %s",
+                "could not measure how long %s's %s kept working: %s",
                 principal,
-                describe_aws_error(error, "calling sts:GetCallerIdentity").message,
+                what,
+                describe_aws_error(error, "trying it").message,
             )
             return
         if seconds is None:
             log.warning(
-                "%s's deleted key still worked after %s; no revocation time recorded",
+                "%s's %s still worked after %s; no revocation time recorded",
                 principal,
+                what,
                 self.target.propagation_timeout,
             )
             return

@@ -253,6 +253,9 @@ NEEDED_BY_A_ROLE_RUN = [
     "iam:ListInstanceProfilesForRole",
     "iam:DeleteRole",
     "sts:AssumeRole",
+    # verify --measure-revocation revokes the role's sessions, and takes that off again.
+    "iam:PutRolePolicy",
+    "iam:GetRolePolicy",
 ]
 # Needed to tear a role down only when something hangs on it; `role_situation` makes it.
 NEEDED_IN_A_ROLE_SITUATION = ["iam:DeleteRolePolicy", "iam:RemoveRoleFromInstanceProfile"]
@@ -431,8 +434,9 @@ def _role_run(database_url: str, *, situation: Any = None) -> str:
     with open_store(database_url) as store:
         run = start_run(store, job_aws, "job", EMULATED, ROLE_SCENARIO)
         provision(store, job_aws, run_id=run.id)
-        run = verify(store, job_aws, run_id=run.id)
+        run = verify(store, job_aws, run_id=run.id, measure_revocation=True)
         assert run.status is RunStatus.VERIFIED
+        assert set(run.measurements["revocation_seconds"]) == {"writer", "auditor"}
         teardown(store, job_aws, run_id=run.id)
     return run.id
 
@@ -445,7 +449,12 @@ def test_a_role_scenario_works_with_exactly_its_derived_policy(
     aws, sqlite_url: str, monkeypatch
 ) -> None:
     kinds = _role_kinds()
-    assert {"iam_role", "iam_role_policy_attachment", "iam_access_key"} <= set(kinds)
+    assert {
+        "iam_role",
+        "iam_role_policy_attachment",
+        "iam_access_key",
+        "iam_role_session_revocation",
+    } <= set(kinds)
     _become_least_privileged(aws, monkeypatch, kinds=kinds)
     run_id = _role_run(sqlite_url)
     assert leftovers(aws, run_id) == []

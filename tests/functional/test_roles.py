@@ -17,7 +17,8 @@ from job.ledger.models import ResourceState, RunStatus, Verdict
 from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
-from tests.faults import AccountTrust, Crash, FailTimes, StrictAws
+from job.scenario_file import ScenarioSource
+from tests.faults import AccountTrust, CallLog, Crash, FailTimes, StrictAws
 from tests.helpers import EMULATED, ROLE_SCENARIO, admin_client, leftovers, open_store
 
 REGION = "us-east-1"
@@ -230,15 +231,27 @@ def test_teardown_removes_what_aws_would_refuse_to_delete_a_role_around(aws, sql
     assert profile["InstanceProfile"]["Roles"] == []
 
 
-def test_measure_revocation_times_each_users_deleted_key(aws, sqlite_url) -> None:
+def test_measure_revocation_times_each_users_deleted_key_and_each_roles_revoked_session(
+    aws, sqlite_url
+) -> None:
     from job.phases.run import run_all
 
+    iam = admin_client(aws, "iam")
     with open_store(sqlite_url) as store:
         run = _provisioned(store, _job_aws())
+        role = f"job-{run.id}-auditor"
         run = verify(store, _job_aws(seconds=3), run_id=run.id, measure_revocation=True)
-        # Users' keys only: an assumed role's session cannot be revoked by itself.
         revocation = run.measurements["revocation_seconds"]
-        assert set(revocation) == {"writer"} and 0 <= revocation["writer"] < 3
+        assert set(revocation) == {"writer", "auditor"}
+        assert all(0 <= seconds < 3 for seconds in revocation.values())
+        # The role's revocation was recorded before it was put, and taken off again: the role is
+        # as provision left it, so verifying it again works.
+        [revoked] = [r for r in run.resources if r.kind == "iam_role_session_revocation"]
+        assert revoked.name == "AWSRevokeOlderSessions" and revoked.attributes["role_name"] == role
+        assert revoked.state is ResourceState.DELETED and revoked.error is None
+        assert iam.list_role_policies(RoleName=role)["PolicyNames"] == []
+        again = verify(store, _job_aws(seconds=3), run_id=run.id)
+        assert again.status is RunStatus.VERIFIED
         teardown(store, _job_aws(), run_id=run.id)
 
         # And through `job run`'s phases, on the seed scenario's two users.
@@ -254,3 +267,69 @@ def test_measure_revocation_times_each_users_deleted_key(aws, sqlite_url) -> Non
         measured = store.get_run(outcome.run.id).measurements
         assert set(measured["revocation_seconds"]) == {"writer", "reader"}
         assert set(measured["propagation_seconds"]) == {"writer", "reader"}
+
+
+class DieAtPutRolePolicy:
+    """The process dies as AWS answers PutRolePolicy: the revocation is on the role, the ledger
+    says pending, and nothing after it happens (no call of a dead process gets through)."""
+
+    event = "after-call"
+
+    def __init__(self) -> None:
+        self.dead = False
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        if self.dead or model.name == "PutRolePolicy":
+            self.dead = True
+            raise Crash(f"dead at {model.name}")
+
+
+def test_a_crash_with_a_roles_sessions_revoked_is_torn_down(aws, sqlite_url) -> None:
+    strict = _strict(aws)
+    iam = admin_client(aws, "iam")
+    with open_store(sqlite_url) as store:
+        run = _provisioned(store, _job_aws())
+        with pytest.raises(Crash):
+            verify(store, _job_aws(DieAtPutRolePolicy()), run_id=run.id, measure_revocation=True)
+        rows = store.get_run(run.id).resources
+        [revoked] = [r for r in rows if r.kind == "iam_role_session_revocation"]
+        assert revoked.state is ResourceState.PENDING, "recorded before it was put"
+        role = f"job-{run.id}-auditor"
+        assert iam.list_role_policies(RoleName=role)["PolicyNames"] == ["AWSRevokeOlderSessions"]
+
+        teardown(store, _job_aws(strict, seconds=2), run_id=run.id)
+        assert {row.state for row in store.get_run(run.id).resources} == {ResourceState.DELETED}
+    assert leftovers(aws, run.id) == []
+    assert strict.refused == []
+
+
+DENY_ONLY_ROLE = ScenarioSource(
+    """
+version: 1
+buckets:
+  data:
+    objects: {probe/fixture.txt: "nobody may read this"}
+roles:
+  idle: {}
+expect:
+  - {principal: idle, action: s3:GetObject, resource: "bucket:data/probe/fixture.txt", result: deny}
+  - {principal: idle, action: sts:GetCallerIdentity, resource: "*", result: allow}
+""",
+    "test_roles.py DENY_ONLY_ROLE",
+)
+
+
+def test_a_role_with_nothing_allowed_to_refuse_is_not_revoked(aws, sqlite_url, caplog) -> None:
+    """A deny policy cannot refuse sts:GetCallerIdentity, and a denied call is refused already:
+    with nothing to time, nothing is put on the role, and the run says why."""
+    calls = CallLog()
+    with open_store(sqlite_url) as store:
+        run = start_run(store, _job_aws(), "job", EMULATED, DENY_ONLY_ROLE)
+        provision(store, _job_aws(), run_id=run.id)
+        run = verify(store, _job_aws(calls), run_id=run.id, measure_revocation=True)
+        assert run.status is RunStatus.VERIFIED
+        assert run.measurements["revocation_seconds"] == {}
+        assert "PutRolePolicy" not in calls.names
+        assert "not timing the revocation of idle's session" in caplog.text
+        teardown(store, _job_aws(), run_id=run.id)
+    assert leftovers(aws, run.id) == []

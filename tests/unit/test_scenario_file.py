@@ -493,12 +493,14 @@ def test_bucket_references_expand_in_the_runs_partition() -> None:
     )
     assert scenario.expectations[2].resource == "*"
     assert scenario.principal_kind("analyst") is ResourceKind.IAM_ROLE
-    # Roles are assumed: no access keys, so none in what the runner needs.
+    # Roles are assumed: no access keys, so none in what the runner needs; but verify
+    # --measure-revocation may revoke a role's sessions.
     assert scenario_kinds(scenario) == {
         ResourceKind.S3_BUCKET,
         ResourceKind.IAM_ROLE,
         ResourceKind.IAM_POLICY,
         ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
+        ResourceKind.IAM_ROLE_SESSION_REVOCATION,
     }
 
 
@@ -559,6 +561,12 @@ def test_teardown_order_comes_from_the_rows_alone() -> None:
             role_name="job-r-analyst",
             policy_arn="arn:aws:iam::123456789012:policy/job/job-r-analyst",
         ),
+        _row(
+            ResourceKind.IAM_ROLE_SESSION_REVOCATION,
+            "analyst-revocation-4",
+            "AWSRevokeOlderSessions",
+            role_name="job-r-analyst",
+        ),
     ]
     assert teardown_needs(rows) == {
         "bucket": {"fixture"},
@@ -572,9 +580,10 @@ def test_teardown_order_comes_from_the_rows_alone() -> None:
         "writer-attachment": set(),
         "reader-attachment": set(),
         "writer-key-3": set(),
-        "analyst": {"analyst-attachment"},
+        "analyst": {"analyst-attachment", "analyst-revocation-4"},
         "analyst-policy": {"analyst-attachment"},
         "analyst-attachment": set(),
+        "analyst-revocation-4": set(),
     }
 
 
