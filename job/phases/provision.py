@@ -89,7 +89,7 @@ def provision(
 def ensure(store: Store, target: Target, run: Run, spec: ResourceSpec) -> Resource:
     """Make sure `spec` exists and is this run's, recording it first."""
     handler = handler_for(spec.kind)
-    row = store.find_resource(run, spec.logical_name)
+    row = _recorded(store, run, spec)
     if row is not None and row.state is ResourceState.CREATED:
         return row
     pending_before = row is not None
@@ -116,6 +116,25 @@ def ensure(store: Store, target: Target, run: Run, spec: ResourceSpec) -> Resour
     store.set_state(row, ResourceState.CREATED, physical_id=created.physical_id)
     log.info("created %s %s", spec.kind, spec.name)
     return row
+
+
+def _recorded(store: Store, run: Run, spec: ResourceSpec) -> Resource | None:
+    """The spec's row, by its logical name. A run from before scenario files stored no scenario
+    and named its buckets' and objects' rows otherwise ("bucket", "fixture"): its rows are found
+    by what they stand for (kind, name and bucket), so that resuming it records nothing twice."""
+    row = store.find_resource(run, spec.logical_name)
+    if row is not None or run.scenario is not None:
+        return row
+    return next(
+        (
+            other
+            for other in run.resources
+            if other.kind == spec.kind
+            and other.name == spec.name
+            and (other.attributes or {}).get("bucket") == spec.attributes.get("bucket")
+        ),
+        None,
+    )
 
 
 def _adopt(store: Store, target: Target, row: Resource, *, known_to_exist: bool) -> bool:
