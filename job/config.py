@@ -37,7 +37,9 @@ OUTPUTS = ("text", "json")
 LOG_FORMATS = ("text", "json")
 # Terraform's default parallelism: enough to hide round trips, few enough not to provoke IAM's
 # throttling (its mutating calls are limited to a handful per second per account).
-DEFAULT_CONCURRENCY = 10
+# The seed's widest step (teardown's listings of two users, two policies and two buckets) is
+# 16 calls: fewer, and it takes two round trips instead of one.
+DEFAULT_CONCURRENCY = 16
 MAX_CONCURRENCY = 100
 # How long AWS may take to make a change visible everywhere: a new user, policy, attachment or key
 # (IAM: "usually seconds", and AWS advises building for longer), a new bucket (S3 answers

@@ -8,15 +8,101 @@ turn; here the wall time is the longest chain of dependent calls instead, with a
 Failure stops the graph from growing, not from finishing: once a task fails no new task starts,
 the ones in flight finish (each has recorded what it announced, so nothing is half-known), and the
 first failure is raised. With concurrency 1 everything runs in the calling thread, in order.
+
+Inside a task, `fan_out` makes a resource's own independent calls (a bucket's lock-down, a user's
+listings before it can be deleted) at once. The graph's tasks and those calls share one set of
+`concurrency` slots, so the limit holds for both: a task holds a slot while it runs, and each
+extra call of a fan-out takes a free one or, when there is none, runs in the task's own thread
+after the others. A fan-out never waits for a slot, so it cannot deadlock the graph that runs it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Mapping
+import threading
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TypeVar
+from typing import Any, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+# The slots of the graph whose task this thread is running; unset outside any graph.
+_current = threading.local()
+
+
+def _slots() -> threading.BoundedSemaphore | None:
+    return getattr(_current, "slots", None)
+
+
+def _holding(slots: threading.BoundedSemaphore | None, task: Callable[[], T]) -> Callable[[], T]:
+    """`task`, run in a worker thread that holds one of `slots` (waiting for it) meanwhile."""
+
+    def run() -> T:
+        if slots is None:
+            return task()
+        with slots:
+            _current.slots = slots
+            try:
+                return task()
+            finally:
+                _current.slots = None
+
+    return run
+
+
+def fan_out(calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Make independent calls at once, within the running graph's concurrency; their results in
+    order. Every call is made, even when one fails; then the first failure is raised. Outside a
+    graph, or with no slot free, calls run one after another in this thread; a slot freed
+    meanwhile takes on some of those left."""
+    slots = _slots()
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException | None] = [None] * len(calls)
+    left = list(range(len(calls)))
+    lock = threading.Lock()
+    helpers: list[threading.Thread] = []
+
+    def take() -> int | None:
+        with lock:
+            return left.pop(0) if left else None
+
+    def make(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except BaseException as error:  # raised below, in the caller's thread
+            errors[index] = error
+
+    def helper(first: int) -> None:
+        assert slots is not None
+        _current.slots = slots
+        try:
+            make(first)
+            while (index := take()) is not None:
+                make(index)
+        finally:
+            _current.slots = None
+            slots.release()
+
+    def call_for_help() -> None:
+        # The caller's own slot makes the call it took; each free slot, one of the others.
+        while slots is not None and left and slots.acquire(blocking=False):
+            index = take()
+            if index is None:
+                slots.release()
+                return
+            thread = threading.Thread(target=helper, args=(index,), name="job-fan-out")
+            thread.start()
+            helpers.append(thread)
+
+    while (index := take()) is not None:
+        call_for_help()
+        make(index)
+    for thread in helpers:
+        thread.join()
+    failure = next((error for error in errors if error is not None), None)
+    if failure is not None:
+        raise failure
+    return results
 
 
 def run_graph(
@@ -55,7 +141,13 @@ def run_graph(
                     raise
             else:
                 done.add(key)
+    elif _slots() is not None:
+        # A graph inside a task of another: its tasks one by one in this thread, which holds a
+        # slot of the outer graph already (their fan-outs may still use the outer graph's free
+        # slots). Waiting here for slots of the outer graph could deadlock it.
+        return run_graph(tasks, needs, concurrency=1, keep_going=keep_going)
     else:
+        slots = threading.BoundedSemaphore(concurrency)
         running: dict[Future[object], K] = {}
         with ThreadPoolExecutor(
             max_workers=min(concurrency, len(tasks)) or 1, thread_name_prefix="job-worker"
@@ -63,7 +155,7 @@ def run_graph(
             try:
                 while True:
                     for key in ready():
-                        running[pool.submit(waiting.pop(key))] = key
+                        running[pool.submit(_holding(slots, waiting.pop(key)))] = key
                     if not running:
                         break
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
@@ -36,6 +37,7 @@ from job.aws.handler import (
 )
 from job.aws.retry import until_consistent
 from job.aws.session import error_code
+from job.parallel import fan_out
 from job.vocabulary import ResourceKind
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,38 @@ LISTING_PERMISSIONS = (
 def _pages(client: Any, operation: str, key: str, **params: Any) -> Iterator[Any]:
     for page in client.get_paginator(operation).paginate(**params):
         yield from page.get(key, [])
+
+
+def _listed(client: Any, operation: str, key: str, **params: Any) -> list[Any]:
+    return list(_pages(client, operation, key, **params))
+
+
+Removal = Callable[[Any], Callable[[], object]]
+
+
+def _remove_all(*listings: tuple[Callable[[], list[Any]], Removal | None]) -> None:
+    """Take off everything that hangs off an IAM entity, which AWS would refuse to delete with
+    anything on it: every listing at once, then every removal at once (one already gone is
+    fine). A listing's removal makes, for one item it listed, the call that takes it off."""
+    found = fan_out([listing for listing, _ in listings])
+    fan_out(
+        [
+            partial(_ignore_gone, remove(item))
+            for (_, remove), items in zip(listings, found, strict=True)
+            if remove is not None
+            for item in items
+        ]
+    )
+
+
+def _deleting(call: Any, **params: Any) -> Callable[[], list[Any]]:
+    """A deletion with nothing to list first, made with the listings; it lists nothing."""
+
+    def delete() -> list[Any]:
+        _ignore_gone(call, **params)
+        return []
+
+    return delete
 
 
 def _ignore_gone(call: Any, **params: Any) -> None:
@@ -113,19 +147,40 @@ class UserHandler(NothingToConfigure):
         iam = target.aws.client("iam")
         name = subject.name
         try:
-            for key in _pages(iam, "list_access_keys", "AccessKeyMetadata", UserName=name):
-                _ignore_gone(iam.delete_access_key, UserName=name, AccessKeyId=key["AccessKeyId"])
-            for policy in _pages(
-                iam, "list_attached_user_policies", "AttachedPolicies", UserName=name
-            ):
-                _ignore_gone(iam.detach_user_policy, UserName=name, PolicyArn=policy["PolicyArn"])
-            for policy_name in _pages(iam, "list_user_policies", "PolicyNames", UserName=name):
-                _ignore_gone(iam.delete_user_policy, UserName=name, PolicyName=policy_name)
-            for group in _pages(iam, "list_groups_for_user", "Groups", UserName=name):
-                _ignore_gone(
-                    iam.remove_user_from_group, UserName=name, GroupName=group["GroupName"]
-                )
-            _ignore_gone(iam.delete_login_profile, UserName=name)
+            _remove_all(
+                (
+                    partial(_listed, iam, "list_access_keys", "AccessKeyMetadata", UserName=name),
+                    lambda key: partial(
+                        iam.delete_access_key, UserName=name, AccessKeyId=key["AccessKeyId"]
+                    ),
+                ),
+                (
+                    partial(
+                        _listed,
+                        iam,
+                        "list_attached_user_policies",
+                        "AttachedPolicies",
+                        UserName=name,
+                    ),
+                    lambda policy: partial(
+                        iam.detach_user_policy, UserName=name, PolicyArn=policy["PolicyArn"]
+                    ),
+                ),
+                (
+                    partial(_listed, iam, "list_user_policies", "PolicyNames", UserName=name),
+                    lambda policy: partial(
+                        iam.delete_user_policy, UserName=name, PolicyName=policy
+                    ),
+                ),
+                (
+                    partial(_listed, iam, "list_groups_for_user", "Groups", UserName=name),
+                    lambda group: partial(
+                        iam.remove_user_from_group, UserName=name, GroupName=group["GroupName"]
+                    ),
+                ),
+                # Nothing to list: a login profile is deleted, or it was not there.
+                (_deleting(iam.delete_login_profile, UserName=name), None),
+            )
             try:
                 iam.delete_user(UserName=name)
             except ClientError as error:
@@ -161,6 +216,19 @@ class UserHandler(NothingToConfigure):
                 UserName=name,
                 ServiceSpecificCredentialId=credential["ServiceSpecificCredentialId"],
             )
+
+
+def _entities(iam: Any, arn: str) -> list[tuple[str, dict[str, str]]]:
+    """Who a policy is attached to: ("user", {"UserName": ...}), and groups and roles alike."""
+    entities: list[tuple[str, dict[str, str]]] = []
+    for page in iam.get_paginator("list_entities_for_policy").paginate(PolicyArn=arn):
+        for kind, key, name in (
+            ("user", "PolicyUsers", "UserName"),
+            ("group", "PolicyGroups", "GroupName"),
+            ("role", "PolicyRoles", "RoleName"),
+        ):
+            entities += [(kind, {name: entity[name]}) for entity in page.get(key, [])]
+    return entities
 
 
 def inspect_user(target: Target, name: str) -> Found:
@@ -227,20 +295,27 @@ class PolicyHandler(NothingToConfigure):
         arn = subject.physical_id or target.iam_arn("policy", subject.name)
         try:
             # AWS refuses to delete a policy that is attached anywhere, or has old versions.
-            for page in iam.get_paginator("list_entities_for_policy").paginate(PolicyArn=arn):
-                for user in page.get("PolicyUsers", []):
-                    _ignore_gone(iam.detach_user_policy, UserName=user["UserName"], PolicyArn=arn)
-                for group in page.get("PolicyGroups", []):
-                    _ignore_gone(
-                        iam.detach_group_policy, GroupName=group["GroupName"], PolicyArn=arn
-                    )
-                for role in page.get("PolicyRoles", []):
-                    _ignore_gone(iam.detach_role_policy, RoleName=role["RoleName"], PolicyArn=arn)
-            for version in _pages(iam, "list_policy_versions", "Versions", PolicyArn=arn):
-                if not version["IsDefaultVersion"]:
-                    _ignore_gone(
+            _remove_all(
+                (
+                    partial(_entities, iam, arn),
+                    lambda entity: partial(
+                        getattr(iam, f"detach_{entity[0]}_policy"), **entity[1], PolicyArn=arn
+                    ),
+                ),
+                (
+                    # The default version goes with the policy itself.
+                    lambda: [
+                        version
+                        for version in _listed(
+                            iam, "list_policy_versions", "Versions", PolicyArn=arn
+                        )
+                        if not version["IsDefaultVersion"]
+                    ],
+                    lambda version: partial(
                         iam.delete_policy_version, PolicyArn=arn, VersionId=version["VersionId"]
-                    )
+                    ),
+                ),
+            )
             iam.delete_policy(PolicyArn=arn)
         except ClientError as error:
             if error_code(error) != GONE:
@@ -363,11 +438,21 @@ class AccessKeyHandler(NothingToConfigure):
         return Found(Presence.OURS, keys[0]) if keys else ABSENT
 
     def delete(self, target: Target, subject: Subject) -> None:
+        """The key whose id the create heard is deleted while the user's keys are listed, at once;
+        then whatever else the listing found (a key whose CreateAccessKey answer was lost)."""
         iam = target.aws.client("iam")
         user = subject.attributes["user_name"]
+        known = subject.physical_id
+
+        def delete_known() -> None:
+            if known is not None:
+                _ignore_gone(iam.delete_access_key, UserName=user, AccessKeyId=known)
+
         try:
-            for key_id in self._key_ids(target, subject):
-                _ignore_gone(iam.delete_access_key, UserName=user, AccessKeyId=key_id)
+            _, listed = fan_out([delete_known, lambda: self._key_ids(target, subject)])
+            for key_id in listed:
+                if key_id != known:
+                    _ignore_gone(iam.delete_access_key, UserName=user, AccessKeyId=key_id)
         except ClientError as error:
             if error_code(error) != GONE:
                 raise
@@ -443,21 +528,41 @@ class RoleHandler(NothingToConfigure):
         iam = target.aws.client("iam")
         name = subject.name
         try:
-            for policy in _pages(
-                iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name
-            ):
-                _ignore_gone(iam.detach_role_policy, RoleName=name, PolicyArn=policy["PolicyArn"])
-            for policy_name in _pages(iam, "list_role_policies", "PolicyNames", RoleName=name):
-                _ignore_gone(iam.delete_role_policy, RoleName=name, PolicyName=policy_name)
-            for profile in _pages(
-                iam, "list_instance_profiles_for_role", "InstanceProfiles", RoleName=name
-            ):
-                # The profile is somebody else's: only the role is taken out of it.
-                _ignore_gone(
-                    iam.remove_role_from_instance_profile,
-                    RoleName=name,
-                    InstanceProfileName=profile["InstanceProfileName"],
-                )
+            _remove_all(
+                (
+                    partial(
+                        _listed,
+                        iam,
+                        "list_attached_role_policies",
+                        "AttachedPolicies",
+                        RoleName=name,
+                    ),
+                    lambda policy: partial(
+                        iam.detach_role_policy, RoleName=name, PolicyArn=policy["PolicyArn"]
+                    ),
+                ),
+                (
+                    partial(_listed, iam, "list_role_policies", "PolicyNames", RoleName=name),
+                    lambda policy: partial(
+                        iam.delete_role_policy, RoleName=name, PolicyName=policy
+                    ),
+                ),
+                (
+                    partial(
+                        _listed,
+                        iam,
+                        "list_instance_profiles_for_role",
+                        "InstanceProfiles",
+                        RoleName=name,
+                    ),
+                    # The profile is somebody else's: only the role is taken out of it.
+                    lambda profile: partial(
+                        iam.remove_role_from_instance_profile,
+                        RoleName=name,
+                        InstanceProfileName=profile["InstanceProfileName"],
+                    ),
+                ),
+            )
             iam.delete_role(RoleName=name)
         except ClientError as error:
             if error_code(error) != GONE:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 from botocore.exceptions import ClientError
@@ -25,6 +26,7 @@ from job.aws.handler import (
 from job.aws.retry import until_consistent
 from job.aws.session import error_code
 from job.errors import NotOurs
+from job.parallel import fan_out
 from job.vocabulary import ResourceKind
 
 BUCKET_GONE = {"NoSuchBucket", "404", "NotFound"}
@@ -91,12 +93,33 @@ def on_new_bucket(target: Target, bucket: str, call: Callable[..., T], **params:
     )
 
 
-def inspect_bucket(target: Target, bucket: str) -> Found:
+def _answer(call: Callable[[], T]) -> Callable[[], tuple[T | None, ClientError | None]]:
+    """`call`, made to return AWS's refusal rather than raise it: for calls made side by side
+    whose answers are read together."""
+
+    def made() -> tuple[T | None, ClientError | None]:
+        try:
+            return call(), None
+        except ClientError as error:
+            return None, error
+
+    return made
+
+
+def inspect_bucket(target: Target, bucket: str, *also: Callable[[], Any]) -> Found:
+    """Whether the bucket is there and the run's. HeadBucket (whose account holds it) and
+    GetBucketTagging (whose run) are asked at once, with `also` (calls of the caller's, their
+    outcomes the caller's to read again) beside them."""
     s3 = target.aws.client("s3")
-    try:
-        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=target.account_id)
-    except ClientError as error:
-        code = error_code(error)
+    (_, head_error), (tagging, tagging_error), *_ = fan_out(
+        [
+            _answer(lambda: s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=target.account_id)),
+            _answer(lambda: s3.get_bucket_tagging(Bucket=bucket)),
+            *also,
+        ]
+    )
+    if head_error is not None:
+        code = error_code(head_error)
         if code in BUCKET_GONE:
             return ABSENT
         # A 403 means another account holds the name (names are global), or that we may not
@@ -106,16 +129,15 @@ def inspect_bucket(target: Target, bucket: str) -> Found:
             return Found(
                 Presence.FOREIGN, None, f"bucket {bucket} is another account's; left alone"
             )
-        raise
-    try:
-        tags = tag_dict(s3.get_bucket_tagging(Bucket=bucket)["TagSet"])
-    except ClientError as error:
-        if error_code(error) == "NoSuchTagSet":
-            tags = {}
-        elif error_code(error) in BUCKET_GONE:
-            return ABSENT
-        else:
-            raise
+        raise head_error
+    if tagging_error is None:
+        tags = tag_dict(tagging["TagSet"])
+    elif error_code(tagging_error) == "NoSuchTagSet":
+        tags = {}
+    elif error_code(tagging_error) in BUCKET_GONE:
+        return ABSENT
+    else:
+        raise tagging_error
     return judge_tags(
         target, tags, bucket_arn(target, bucket), untagged_is_ours=True, what=f"bucket {bucket}"
     )
@@ -186,45 +208,58 @@ class BucketHandler:
                     "(its name will differ) or choose another --prefix"
                 ) from None
             raise
-        # A crash here leaves the bucket untagged: the write-ahead row is then the proof it is ours.
-        on_new_bucket(
-            target, subject.name, s3.put_bucket_tagging, Tagging={"TagSet": target.tags()}
+        # Tagged and locked down at once: each is a setting of its own, none needs another. A
+        # crash before the tagging leaves the bucket untagged: the write-ahead row is then the
+        # proof it is ours. The bucket's objects are put only after all of this (they need it).
+        tag = partial(
+            on_new_bucket,
+            target,
+            subject.name,
+            s3.put_bucket_tagging,
+            Tagging={"TagSet": target.tags()},
         )
-        self.configure(target, subject)
+        fan_out([tag, *self._lock_down(target, subject)])
         return Created(bucket_arn(target, subject.name))
 
     def configure(self, target: Target, subject: Subject) -> None:
         """Lock the bucket down. Idempotent: a resumed provision that adopts a bucket an earlier
         attempt created (perhaps killed half way through this) runs it again."""
+        fan_out(self._lock_down(target, subject))
+
+    @staticmethod
+    def _lock_down(target: Target, subject: Subject) -> list[Callable[[], object]]:
         s3, bucket = target.aws.client("s3"), subject.name
-        on_new_bucket(
-            target,
-            bucket,
-            s3.put_public_access_block,
-            PublicAccessBlockConfiguration={
-                "BlockPublicAcls": True,
-                "IgnorePublicAcls": True,
-                "BlockPublicPolicy": True,
-                "RestrictPublicBuckets": True,
-            },
-        )
-        on_new_bucket(
-            target,
-            bucket,
-            s3.put_bucket_ownership_controls,
-            OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
-        )
-        on_new_bucket(
-            target,
-            bucket,
-            s3.put_bucket_encryption,
-            ServerSideEncryptionConfiguration={
-                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-            },
-        )
+        settings: list[tuple[Callable[..., object], dict[str, Any]]] = [
+            (
+                s3.put_public_access_block,
+                {
+                    "PublicAccessBlockConfiguration": {
+                        "BlockPublicAcls": True,
+                        "IgnorePublicAcls": True,
+                        "BlockPublicPolicy": True,
+                        "RestrictPublicBuckets": True,
+                    }
+                },
+            ),
+            (
+                s3.put_bucket_ownership_controls,
+                {"OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}},
+            ),
+            (
+                s3.put_bucket_encryption,
+                {
+                    "ServerSideEncryptionConfiguration": {
+                        "Rules": [
+                            {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                        ]
+                    }
+                },
+            ),
+        ]
         if subject.attributes.get("require_tls", True):
             policy = json.dumps(tls_only_policy(target, bucket))
-            on_new_bucket(target, bucket, s3.put_bucket_policy, Policy=policy)
+            settings.append((s3.put_bucket_policy, {"Policy": policy}))
+        return [partial(on_new_bucket, target, bucket, call, **params) for call, params in settings]
 
     def inspect(self, target: Target, subject: Subject) -> Found:
         return inspect_bucket(target, subject.name)
@@ -232,13 +267,17 @@ class BucketHandler:
     def delete(self, target: Target, subject: Subject) -> None:
         s3 = target.aws.client("s3")
         bucket = subject.name
-        try:
+
+        def abort_uploads() -> None:
             for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
                 for upload in page.get("Uploads", []):
                     s3.abort_multipart_upload(
                         Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                     )
-            _delete_versions(s3, bucket)
+
+        try:
+            # Both must be done before DeleteBucket; neither needs the other.
+            fan_out([abort_uploads, partial(_delete_versions, s3, bucket)])
             s3.delete_bucket(Bucket=bucket, ExpectedBucketOwner=target.account_id)
         except ClientError as error:
             if error_code(error) not in BUCKET_GONE:
@@ -271,15 +310,21 @@ class ObjectHandler(NothingToConfigure):
 
     def inspect(self, target: Target, subject: Subject) -> Found:
         bucket, key = subject.attributes["bucket"], subject.attributes["key"]
-        owner = inspect_bucket(target, bucket)
+        # Asked beside the bucket's own questions; its answer counts only if the bucket is ours.
+        head: list[ClientError | None] = []
+        s3 = target.aws.client("s3")
+
+        def head_object() -> None:
+            head.append(_answer(lambda: s3.head_object(Bucket=bucket, Key=key))()[1])
+
+        owner = inspect_bucket(target, bucket, head_object)
         if owner.presence is not Presence.OURS:
             return owner if owner.presence is Presence.FOREIGN else ABSENT
-        try:
-            target.aws.client("s3").head_object(Bucket=bucket, Key=key)
-        except ClientError as error:
+        [error] = head
+        if error is not None:
             if error_code(error) in OBJECT_GONE | BUCKET_GONE:
                 return ABSENT
-            raise
+            raise error
         return Found(Presence.OURS, bucket_arn(target, bucket, key))
 
     def delete(self, target: Target, subject: Subject) -> None:

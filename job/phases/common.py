@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import string
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -54,6 +55,27 @@ def target_for(run: Run, aws: Aws) -> Target:
             f"set --region {run.region}"
         )
     return Target(aws=aws, run_id=run.id, account_id=run.account_id, partition=run.partition)
+
+
+class CreatedHere:
+    """The resources this process created (or adopted, having looked at them) for one run, while
+    holding that run's hold all along: within one `job run`, provision, verify and teardown share
+    one. Teardown deletes these without asking AWS again whose they are: nobody else may act on the
+    run meanwhile, and the process saw them made. Anything else is looked up first: a teardown in
+    another process (after a crash, or `job teardown --run-id`), rows an earlier attempt left, and
+    rows whose state the ledger no longer gives as created."""
+
+    def __init__(self) -> None:
+        self._ids: set[int] = set()
+        self._lock = threading.Lock()
+
+    def add(self, row: Resource) -> None:
+        with self._lock:
+            self._ids.add(row.id)
+
+    def __contains__(self, row: Resource) -> bool:
+        with self._lock:
+            return row.id in self._ids and row.state is ResourceState.CREATED
 
 
 def subject_of(row: Resource) -> Subject:

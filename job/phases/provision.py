@@ -18,6 +18,7 @@ from job.ledger.models import Phase, Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.parallel import run_graph
 from job.phases.common import (
+    CreatedHere,
     look_up,
     new_run_id,
     phase,
@@ -65,9 +66,11 @@ def provision(
     *,
     run_id: str,
     concurrency: int = DEFAULT_CONCURRENCY,
+    created_here: CreatedHere | None = None,
 ) -> Run:
     """Create what is missing of the run's resources (all of them, for a run just started), each
-    once what it needs exists, up to `concurrency` at once."""
+    once what it needs exists, up to `concurrency` at once. What it creates or adopts goes into
+    `created_here`, for a teardown under the same hold."""
     run = store.get_run(run_id)
     if any(attempt.phase is Phase.TEARDOWN for attempt in run.attempts):
         raise BadInput(
@@ -78,7 +81,10 @@ def provision(
     with phase(store, run, Phase.PROVISION, RunStatus.PROVISIONING):
         specs = scenario_of(run, target).resources
         run_graph(
-            {spec.logical_name: partial(ensure, store, target, run, spec) for spec in specs},
+            {
+                spec.logical_name: partial(ensure, store, target, run, spec, created_here)
+                for spec in specs
+            },
             {spec.logical_name: spec.needs for spec in specs},
             concurrency=concurrency,
         )
@@ -86,12 +92,28 @@ def provision(
     return run
 
 
-def ensure(store: Store, target: Target, run: Run, spec: ResourceSpec) -> Resource:
+def ensure(
+    store: Store,
+    target: Target,
+    run: Run,
+    spec: ResourceSpec,
+    created_here: CreatedHere | None = None,
+) -> Resource:
     """Make sure `spec` exists and is this run's, recording it first."""
-    handler = handler_for(spec.kind)
     row = _recorded(store, run, spec)
     if row is not None and row.state is ResourceState.CREATED:
+        # Created by an earlier attempt, perhaps in another process: not this hold's to vouch for.
         return row
+    row = _ensure(store, target, run, spec, row)
+    if created_here is not None:
+        created_here.add(row)
+    return row
+
+
+def _ensure(
+    store: Store, target: Target, run: Run, spec: ResourceSpec, row: Resource | None
+) -> Resource:
+    handler = handler_for(spec.kind)
     pending_before = row is not None
     if row is None:
         row = store.record_pending(

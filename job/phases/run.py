@@ -12,6 +12,7 @@ from job.config import DEFAULT_CONCURRENCY
 from job.errors import JobError
 from job.ledger.models import Run
 from job.ledger.store import Store
+from job.phases.common import CreatedHere
 from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
@@ -49,6 +50,7 @@ def run_all(
     run = start_run(store, aws, prefix, options, scenario)
     started(run.id)
     with hold(run.id):
+        # One hold from here to the end: what provision creates, teardown may take as seen.
         return _phases(
             store,
             aws,
@@ -70,14 +72,16 @@ def _phases(
 ) -> RunOutcome:
     error: JobError | None = None
     exit_code = 0
+    created_here = CreatedHere()
     try:
-        provision(store, aws, run_id=run.id, concurrency=concurrency)
+        provision(store, aws, run_id=run.id, concurrency=concurrency, created_here=created_here)
         verify(
             store,
             aws,
             run_id=run.id,
             concurrency=concurrency,
             measure_revocation=measure_revocation,
+            created_here=created_here,
         )
         exit_code = 0 if all(check.passed for check in store.latest_checks(run)) else 1
     except JobError as failure:
@@ -88,14 +92,16 @@ def _phases(
         if not keep:
             log.warning("stopped; tearing run %s down before exiting", run.id)
             try:
-                teardown(store, aws, run_id=run.id, concurrency=concurrency)
+                teardown(
+                    store, aws, run_id=run.id, concurrency=concurrency, created_here=created_here
+                )
             except JobError as failure:
                 log.error("%s", failure.message)
         raise
     if keep:
         return RunOutcome(run, exit_code, error)
     try:
-        teardown(store, aws, run_id=run.id, concurrency=concurrency)
+        teardown(store, aws, run_id=run.id, concurrency=concurrency, created_here=created_here)
     except JobError as failure:
         log.error("%s", failure.message)
         return RunOutcome(run, 4, error or failure)

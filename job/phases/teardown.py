@@ -3,6 +3,9 @@ alone. Idempotent: "already gone" is success, and a second teardown finds nothin
 
 Before deleting, each resource is inspected: only what carries this run's tag (or belongs to
 something that does) is deleted. Anything else under our name is left alone; the ledger says why.
+The one exception is what this very process created under the run's hold, in the same `job run`
+(CreatedHere): it saw those made, and nobody else may act on the run meanwhile. The run's objects
+go with their bucket, which is emptied (every version) before it is deleted.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from job.aws.handler import Presence, Target
+from job.aws.handler import Found, Presence, Target
 from job.aws.kinds import handler_for
 from job.aws.session import Aws
 from job.config import DEFAULT_CONCURRENCY
@@ -19,6 +22,7 @@ from job.ledger.models import Phase, Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.parallel import run_graph
 from job.phases.common import (
+    CreatedHere,
     look_up,
     phase,
     recording_failure,
@@ -26,6 +30,7 @@ from job.phases.common import (
     target_for,
 )
 from job.scenario import teardown_needs
+from job.vocabulary import ResourceKind
 
 log = logging.getLogger(__name__)
 
@@ -36,25 +41,31 @@ def teardown(
     *,
     run_id: str,
     concurrency: int = DEFAULT_CONCURRENCY,
+    created_here: CreatedHere | None = None,
 ) -> Run:
-    """Delete what the ledger recorded for the run, in an order the rows themselves give."""
+    """Delete what the ledger recorded for the run, in an order the rows themselves give.
+    `created_here`: what this process made for the run under its hold, deleted without asking AWS
+    whose it is (CreatedHere); everything else is looked up first."""
     run = store.get_run(run_id)
     target = target_for(run, aws)
     with phase(store, run, Phase.TEARDOWN, RunStatus.TEARING_DOWN):
         failures: list[str] = []
+        # Newest first: with concurrency 1 that alone deletes dependents first (creation order
+        # is dependency order); with more, each waits for what needs it.
+        rows = sorted(run.resources, key=lambda resource: resource.id, reverse=True)
+        carried = _carried_objects(rows)
+        rows = [row for row in rows if row.id not in {o.id for os in carried.values() for o in os}]
 
         def delete(row: Resource) -> None:
-            if row.state is ResourceState.DELETED:
-                return
             try:
-                delete_resource(store, target, row)
+                if row.state is not ResourceState.DELETED:
+                    delete_resource(store, target, row, created_here)
+                for carried_object in carried.get(row.id, []):
+                    _settle(store, target, row, carried_object, created_here)
             except AwsError as error:
                 # Go on with the rest: a stuck policy must not keep the users alive.
                 failures.append(error.message)
 
-        # Newest first: with concurrency 1 that alone deletes dependents first (creation order
-        # is dependency order); with more, each waits for what needs it.
-        rows = sorted(run.resources, key=lambda resource: resource.id, reverse=True)
         # The order comes from the rows themselves: a run's scenario may have changed names since.
         run_graph(
             {row.logical_name: partial(delete, row) for row in rows},
@@ -68,11 +79,49 @@ def teardown(
     return run
 
 
-def delete_resource(store: Store, target: Target, row: Resource) -> None:
+def _carried_objects(rows: list[Resource]) -> dict[int, list[Resource]]:
+    """The run's objects by the id of the run's bucket row they are in. Deleting one of the run's
+    buckets deletes every object in it (every version), so its objects' rows need no calls of
+    their own: they are settled once their bucket's deletion is (`_settle`)."""
+    buckets = {row.name: row.id for row in rows if row.kind == ResourceKind.S3_BUCKET}
+    carried: dict[int, list[Resource]] = {}
+    for row in rows:
+        bucket = (row.attributes or {}).get("bucket")
+        if row.kind == ResourceKind.S3_OBJECT and bucket in buckets:
+            carried.setdefault(buckets[bucket], []).append(row)
+    return carried
+
+
+def _settle(
+    store: Store,
+    target: Target,
+    bucket: Resource,
+    carried_object: Resource,
+    created_here: CreatedHere | None,
+) -> None:
+    """After its bucket's deletion: a bucket deleted (or never there) took the object with it,
+    and the ledger says so; a bucket left standing (someone else's) is not emptied, and the
+    object is looked at, and left alone, on its own."""
+    if carried_object.state is ResourceState.DELETED:
+        return
+    if bucket.state is ResourceState.DELETED and bucket.error is None:
+        store.set_state(carried_object, ResourceState.DELETED)
+        log.info("deleted %s %s with its bucket", carried_object.kind, carried_object.name)
+        return
+    delete_resource(store, target, carried_object, created_here)
+
+
+def delete_resource(
+    store: Store, target: Target, row: Resource, created_here: CreatedHere | None = None
+) -> None:
     """Delete one recorded resource if it is there and it is this run's; record the outcome."""
     handler = handler_for(row.kind)
     with recording_failure(store, row, f"deleting {row.kind} {row.name}"):
-        found = look_up(target, row)
+        found = (
+            Found(Presence.OURS, row.physical_id)
+            if created_here is not None and row in created_here
+            else look_up(target, row)
+        )
         if found.presence is Presence.OURS:
             store.set_state(row, ResourceState.DELETING)
             handler.delete(target, subject_of(row))

@@ -50,7 +50,14 @@ from job.ledger.models import (
 )
 from job.ledger.store import Store
 from job.parallel import run_each, run_graph
-from job.phases.common import phase, recording_failure, scenario_of, subject_of, target_for
+from job.phases.common import (
+    CreatedHere,
+    phase,
+    recording_failure,
+    scenario_of,
+    subject_of,
+    target_for,
+)
 from job.phases.teardown import delete_resource
 from job.scenario import Expectation, Scenario
 from job.vocabulary import ResourceKind
@@ -72,6 +79,7 @@ def verify(
     run_id: str,
     concurrency: int = DEFAULT_CONCURRENCY,
     measure_revocation: bool = False,
+    created_here: CreatedHere | None = None,
 ) -> Run:
     """Waits up to the AWS principal's propagation timeout for each principal's access to work.
     With `measure_revocation`, each principal's credentials are revoked (a user's key deleted, a
@@ -91,7 +99,7 @@ def verify(
     scenario = scenario_of(run, target)
     with phase(store, run, Phase.VERIFY, RunStatus.VERIFYING) as attempt:
         verification = _Verification(
-            store, target, run, attempt, scenario, concurrency, measure_revocation
+            store, target, run, attempt, scenario, concurrency, measure_revocation, created_here
         )
         passed = verification.carry_out()
         store.set_status(run, RunStatus.VERIFIED if passed else RunStatus.VERIFY_FAILED)
@@ -113,8 +121,12 @@ class _Verification:
         scenario: Scenario,
         concurrency: int,
         measure_revocation: bool = False,
+        created_here: CreatedHere | None = None,
     ) -> None:
         self.store, self.target, self.run, self.attempt = store, target, run, attempt
+        # This attempt's keys and revocations are made and deleted under one hold, by this
+        # process: deleted without asking AWS whose they are (leftovers of earlier ones are not).
+        self.created_here = created_here if created_here is not None else CreatedHere()
         self.scenario = scenario
         self.expectations = scenario.expectations
         self.concurrency = concurrency
@@ -258,6 +270,7 @@ class _Verification:
         ):
             created = handler_for(row.kind).create(self.target, subject_of(row))
         self.store.set_state(row, ResourceState.CREATED, physical_id=created.physical_id)
+        self.created_here.add(row)
         assert created.secret is not None
         return ProbeKey(created.physical_id, created.secret)
 
@@ -343,7 +356,7 @@ class _Verification:
         run_each(tasks, concurrency=self.concurrency, keep_going=True)
 
     def delete_key(self, principal: str, row: Resource) -> None:
-        delete_resource(self.store, self.target, row)
+        delete_resource(self.store, self.target, row, self.created_here)
         principal_aws = self.principal_aws.get(principal)
         if self.measure_revocation and principal_aws is not None:
             self.measure_revocation_of(principal, principal_aws)
@@ -403,6 +416,7 @@ class _Verification:
             with recording_failure(self.store, row, f"revoking the sessions of role {role.name}"):
                 created = handler_for(row.kind).create(self.target, subject_of(row))
             self.store.set_state(row, ResourceState.CREATED, physical_id=created.physical_id)
+            self.created_here.add(row)
             principal_aws = self.principal_aws[principal]
             self._time_refusal(
                 principal,
@@ -411,7 +425,7 @@ class _Verification:
                 what="revoked session",
             )
         finally:
-            delete_resource(self.store, self.target, row)
+            delete_resource(self.store, self.target, row, self.created_here)
 
     def _time_refusal(
         self, principal: str, call: Callable[[], object], *, refused: frozenset[str], what: str

@@ -107,7 +107,7 @@ def test_bad_concurrency(text: str) -> None:
 
 
 def test_concurrency_from_option_or_environment() -> None:
-    assert Settings.load(database_url="sqlite://", environ={}).concurrency == 10
+    assert Settings.load(database_url="sqlite://", environ={}).concurrency == 16
     assert (
         Settings.load(database_url="sqlite://", environ={"JOB_CONCURRENCY": "4"}).concurrency == 4
     )
