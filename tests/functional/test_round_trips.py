@@ -1,0 +1,135 @@
+"""What `job run` no longer waits for, and the guarantees that still hold: a teardown in the same
+hold as the provision skips the second ownership look, and only then; a bucket's objects are
+settled with their bucket, after a crash too."""
+
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import nullcontext
+from typing import Any
+
+import pytest
+
+from job.aws.session import make_aws
+from job.ledger.models import ResourceState, RunStatus
+from job.phases.common import CreatedHere
+from job.phases.provision import provision, start_run
+from job.phases.run import run_all
+from job.phases.teardown import teardown
+from tests.faults import CallLog, Crash, StrictAws
+from tests.helpers import EMULATED, admin_client, leftovers, open_store
+
+REGION = "us-east-1"
+pytestmark = pytest.mark.usefixtures("aws")
+# The calls that ask AWS whose a resource is (the inspections of every kind the seed makes).
+OWNERSHIP_LOOKS = {"ListUserTags", "ListPolicyTags", "HeadBucket", "GetBucketTagging", "HeadObject"}
+
+
+def _strict(aws) -> StrictAws:
+    return StrictAws(admin_client(aws, "iam"), admin_client(aws, "s3"))
+
+
+def test_a_job_run_tears_down_what_it_made_without_asking_whose_it_is(aws, sqlite_url) -> None:
+    calls, strict = CallLog(), _strict(aws)
+    with open_store(sqlite_url) as store:
+        outcome = run_all(
+            store,
+            make_aws(REGION, call_hooks=[calls, strict]),
+            prefix="job",
+            options=EMULATED,
+            hold=lambda run_id: nullcontext(),
+        )
+        assert outcome.exit_code == 0
+        run = store.get_run(outcome.run.id)
+        assert run.status is RunStatus.TORN_DOWN
+        assert {row.state for row in run.resources} == {ResourceState.DELETED}
+    made = Counter(calls.names)
+    assert {name: made[name] for name in OWNERSHIP_LOOKS if made[name]} == {}
+    # The two objects went with their buckets: one emptying per bucket, none per object.
+    assert made["ListObjectVersions"] == 2 and made["DeleteObjects"] == 2
+    assert strict.refused == []
+    assert leftovers(aws, outcome.run.id) == []
+
+
+def test_a_teardown_outside_the_hold_that_created_looks_at_everything_first(
+    aws, sqlite_url
+) -> None:
+    """`job teardown --run-id` (another process, another hold): no CreatedHere to trust."""
+    with open_store(sqlite_url) as store:
+        job_aws = make_aws(REGION)
+        run = start_run(store, job_aws, "job", EMULATED)
+        provision(store, job_aws, run_id=run.id, created_here=CreatedHere())
+        calls = CallLog()
+        teardown(store, make_aws(REGION, call_hooks=[calls, _strict(aws)]), run_id=run.id)
+    made = Counter(calls.names)
+    # Both users, both policies, both buckets, before deleting them.
+    assert made["ListUserTags"] >= 2 and made["ListPolicyTags"] == 2
+    assert made["HeadBucket"] == 2 and made["GetBucketTagging"] == 2
+    assert leftovers(aws, run.id) == []
+
+
+class DieAfter:
+    """The process dies as AWS answers `operation` (once), and makes no call after that."""
+
+    event = "after-call"
+
+    def __init__(self, operation: str) -> None:
+        self.operation, self.dead = operation, False
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        if self.dead or model.name == self.operation:
+            self.dead = True
+            raise Crash(f"dead at {model.name}")
+
+
+def test_a_resource_an_earlier_attempt_created_is_looked_at_again(aws, sqlite_url) -> None:
+    """Only what this hold made is trusted: after a crash, a resumed provision in a new hold
+    vouches for nothing the dead one made."""
+    with open_store(sqlite_url) as store:
+        run = start_run(store, make_aws(REGION), "job", EMULATED)
+        with pytest.raises(Crash):
+            provision(
+                store,
+                make_aws(REGION, call_hooks=[DieAfter("AttachUserPolicy")]),
+                run_id=run.id,
+                concurrency=1,
+            )
+        created_here = CreatedHere()
+        provision(store, make_aws(REGION), run_id=run.id, created_here=created_here)
+        rows = store.get_run(run.id).resources
+        earlier = [row for row in rows if row.kind in ("iam_user", "iam_policy", "s3_bucket")]
+        assert earlier and not any(row in created_here for row in earlier)
+        assert any(row in created_here for row in rows), "what this attempt made is trusted"
+        calls = CallLog()
+        teardown(
+            store,
+            make_aws(REGION, call_hooks=[calls, _strict(aws)]),
+            run_id=run.id,
+            created_here=created_here,
+        )
+    made = Counter(calls.names)
+    assert made["HeadBucket"] == 2 and made["ListPolicyTags"] == 2
+    assert leftovers(aws, run.id) == []
+
+
+def test_objects_left_by_a_teardown_killed_after_their_bucket_went_are_settled(
+    aws, sqlite_url
+) -> None:
+    with open_store(sqlite_url) as store:
+        job_aws = make_aws(REGION)
+        run = start_run(store, job_aws, "job", EMULATED)
+        provision(store, job_aws, run_id=run.id)
+        with pytest.raises(Crash):
+            teardown(
+                store,
+                make_aws(REGION, call_hooks=[DieAfter("DeleteBucket")]),
+                run_id=run.id,
+                concurrency=1,
+            )
+        rows = store.get_run(run.id).resources
+        objects = [row for row in rows if row.kind == "s3_object"]
+        assert all(row.state is ResourceState.CREATED for row in objects)
+        teardown(store, make_aws(REGION, call_hooks=[_strict(aws)]), run_id=run.id)
+        assert {row.state for row in store.get_run(run.id).resources} == {ResourceState.DELETED}
+        assert all(row.error is None for row in objects)
+    assert leftovers(aws, run.id) == []
