@@ -80,6 +80,26 @@ def _remove_all(*listings: tuple[Callable[[], list[Any]], Removal | None]) -> No
     )
 
 
+def _policies_of(iam: Any, owner: str, name: str) -> list[tuple[Callable[[], list[Any]], Removal]]:
+    """A user's or role's (`owner`) managed and inline policies, for `_remove_all`: IAM names
+    the calls alike for both (ListAttachedUserPolicies, DetachRolePolicy...)."""
+    entity = {f"{owner.title()}Name": name}
+    return [
+        (
+            partial(_listed, iam, f"list_attached_{owner}_policies", "AttachedPolicies", **entity),
+            lambda policy: partial(
+                getattr(iam, f"detach_{owner}_policy"), **entity, PolicyArn=policy["PolicyArn"]
+            ),
+        ),
+        (
+            partial(_listed, iam, f"list_{owner}_policies", "PolicyNames", **entity),
+            lambda policy: partial(
+                getattr(iam, f"delete_{owner}_policy"), **entity, PolicyName=policy
+            ),
+        ),
+    ]
+
+
 def _deleting(call: Any, **params: Any) -> Callable[[], list[Any]]:
     """A deletion with nothing to list first, made with the listings; it lists nothing."""
 
@@ -154,24 +174,7 @@ class UserHandler(NothingToConfigure):
                         iam.delete_access_key, UserName=name, AccessKeyId=key["AccessKeyId"]
                     ),
                 ),
-                (
-                    partial(
-                        _listed,
-                        iam,
-                        "list_attached_user_policies",
-                        "AttachedPolicies",
-                        UserName=name,
-                    ),
-                    lambda policy: partial(
-                        iam.detach_user_policy, UserName=name, PolicyArn=policy["PolicyArn"]
-                    ),
-                ),
-                (
-                    partial(_listed, iam, "list_user_policies", "PolicyNames", UserName=name),
-                    lambda policy: partial(
-                        iam.delete_user_policy, UserName=name, PolicyName=policy
-                    ),
-                ),
+                *_policies_of(iam, "user", name),
                 (
                     partial(_listed, iam, "list_groups_for_user", "Groups", UserName=name),
                     lambda group: partial(
@@ -529,24 +532,7 @@ class RoleHandler(NothingToConfigure):
         name = subject.name
         try:
             _remove_all(
-                (
-                    partial(
-                        _listed,
-                        iam,
-                        "list_attached_role_policies",
-                        "AttachedPolicies",
-                        RoleName=name,
-                    ),
-                    lambda policy: partial(
-                        iam.detach_role_policy, RoleName=name, PolicyArn=policy["PolicyArn"]
-                    ),
-                ),
-                (
-                    partial(_listed, iam, "list_role_policies", "PolicyNames", RoleName=name),
-                    lambda policy: partial(
-                        iam.delete_role_policy, RoleName=name, PolicyName=policy
-                    ),
-                ),
+                *_policies_of(iam, "role", name),
                 (
                     partial(
                         _listed,
