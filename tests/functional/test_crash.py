@@ -108,7 +108,7 @@ def test_kill_at_every_call_of_a_run_then_teardown(aws, database_url, capsys, mo
         lambda index: [KillAt("before-call", index), KillAt("after-call", index)],
         stride,
     )
-    assert points > 160 / stride, "a full run makes more than 80 AWS calls"
+    assert points > 120 / stride, "a full run makes more than 60 AWS calls"
 
 
 def test_kill_at_calls_of_a_role_scenario_run_then_teardown(aws, sqlite_url, capsys, monkeypatch):
@@ -124,7 +124,7 @@ def test_kill_at_calls_of_a_role_scenario_run_then_teardown(aws, sqlite_url, cap
         stride=5,
         scenario=Path(__file__).parents[2] / "examples" / "roles.yaml",
     )
-    assert points > 24, "a run of the role scenario makes more than 60 AWS calls"
+    assert points > 20, "a run of the role scenario makes more than 50 AWS calls"
 
 
 @dataclass
