@@ -262,3 +262,18 @@ class Flaky:
             request.method, request.url, body=request.body, headers=dict(request.headers)
         )
         raise ReadTimeoutError(endpoint_url=request.url)
+
+
+class DieAfter:
+    """The process dies as AWS answers `operation` (the first time), and makes no call after
+    that: what a kill right after the call leaves, without a fork."""
+
+    event = "after-call"
+
+    def __init__(self, operation: str) -> None:
+        self.operation, self.dead = operation, False
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        if self.dead or model.name == self.operation:
+            self.dead = True
+            raise Crash(f"dead at {model.name}")

@@ -35,7 +35,7 @@ from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
 from job.scenario_file import compile_source, naming_target, scenario_kinds, seed_source
-from tests.faults import AccountTrust, StrictAws
+from tests.faults import AccountTrust, Crash, DieAfter, StrictAws
 from tests.helpers import (
     EMULATED,
     ROLE_SCENARIO,
@@ -210,7 +210,6 @@ NEEDED_BY_A_RUN = [
     "s3:CreateBucket",
     "s3:DeleteBucket",
     "s3:DeleteObject",
-    "s3:GetObject",
     "s3:ListBucketMultipartUploads",
     "s3:ListBucketVersions",
     "s3:PutBucketTagging",
@@ -255,10 +254,16 @@ NEEDED_BY_A_ROLE_RUN = [
     "sts:AssumeRole",
     # verify --measure-revocation revokes the role's sessions, and takes that off again.
     "iam:PutRolePolicy",
-    "iam:GetRolePolicy",
 ]
 # Needed to tear a role down only when something hangs on it; `role_situation` makes it.
-NEEDED_IN_A_ROLE_SITUATION = ["iam:DeleteRolePolicy", "iam:RemoveRoleFromInstanceProfile"]
+NEEDED_IN_A_ROLE_SITUATION = [
+    "iam:DeleteRolePolicy",
+    "iam:RemoveRoleFromInstanceProfile",
+    # To look at a session revocation a verify killed half way left on the role.
+    "iam:GetRolePolicy",
+]
+# Needed to resume a provision killed right after it put an object: is the object there?
+NEEDED_TO_RESUME = ["s3:GetObject"]
 # What moto cannot show, and why. Each is in the policy for AWS's sake.
 NOT_PROVABLE_ON_MOTO = {
     "iam:TagUser": "moto does not require it for CreateUser with Tags (AWS does)",
@@ -280,6 +285,7 @@ def test_every_action_is_accounted_for() -> None:
     shown = {
         *NEEDED_BY_A_RUN,
         *NEEDED_BY_A_TEARDOWN_ELSEWHERE,
+        *NEEDED_TO_RESUME,
         *NEEDED_IN_A_SITUATION,
         *NEEDED_BY_SWEEP,
         *NEEDED_BY_A_ROLE_RUN,
@@ -297,6 +303,28 @@ def test_without_an_action_the_run_fails_and_names_it(
     result = invoke(capsys, "run", "--database-url", sqlite_url, "--output", "json")
     assert result.exit_code == 4, result.stdout
     assert f"lack {action}" in result.json()["error"]
+
+
+@pytest.mark.parametrize("action", NEEDED_TO_RESUME)
+def test_without_an_action_a_killed_provision_cannot_be_resumed(
+    action: str, aws, sqlite_url: str, capsys, monkeypatch
+) -> None:
+    with open_store(sqlite_url) as store:
+        run = start_run(store, make_aws("us-east-1"), "job", EMULATED)
+        with pytest.raises(Crash):
+            provision(
+                store,
+                make_aws("us-east-1", call_hooks=[DieAfter("PutObject")]),
+                run_id=run.id,
+                concurrency=1,
+            )
+    _become_least_privileged(aws, monkeypatch, without=frozenset({action}))
+    resumed = invoke(
+        capsys,
+        *("provision", "--run-id", run.id, "--database-url", sqlite_url, "--output", "json"),
+    )
+    assert resumed.exit_code == 4, resumed.stdout
+    assert f"lack {action}" in resumed.json()["error"]
 
 
 @pytest.mark.parametrize("action", NEEDED_BY_A_TEARDOWN_ELSEWHERE)
@@ -506,6 +534,14 @@ def test_without_an_action_a_role_situation_cannot_be_torn_down(
                 }
             ),
         )
+    elif action == "iam:GetRolePolicy":
+        with open_store(sqlite_url) as store, pytest.raises(Crash):
+            verify(
+                store,
+                make_aws("us-east-1", call_hooks=[AccountTrust(), DieAfter("PutRolePolicy")]),
+                run_id=run.id,
+                measure_revocation=True,
+            )
     else:
         iam.create_instance_profile(InstanceProfileName=f"p-{run.id}")
         iam.add_role_to_instance_profile(InstanceProfileName=f"p-{run.id}", RoleName=role)

@@ -18,7 +18,7 @@ from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
 from job.scenario_file import ScenarioSource
-from tests.faults import AccountTrust, CallLog, Crash, FailTimes, StrictAws
+from tests.faults import AccountTrust, CallLog, Crash, DieAfter, FailTimes, StrictAws
 from tests.helpers import EMULATED, ROLE_SCENARIO, admin_client, leftovers, open_store
 
 REGION = "us-east-1"
@@ -269,28 +269,15 @@ def test_measure_revocation_times_each_users_deleted_key_and_each_roles_revoked_
         assert set(measured["propagation_seconds"]) == {"writer", "reader"}
 
 
-class DieAtPutRolePolicy:
-    """The process dies as AWS answers PutRolePolicy: the revocation is on the role, the ledger
-    says pending, and nothing after it happens (no call of a dead process gets through)."""
-
-    event = "after-call"
-
-    def __init__(self) -> None:
-        self.dead = False
-
-    def __call__(self, model: Any, **_: Any) -> None:
-        if self.dead or model.name == "PutRolePolicy":
-            self.dead = True
-            raise Crash(f"dead at {model.name}")
-
-
 def test_a_crash_with_a_roles_sessions_revoked_is_torn_down(aws, sqlite_url) -> None:
     strict = _strict(aws)
     iam = admin_client(aws, "iam")
     with open_store(sqlite_url) as store:
         run = _provisioned(store, _job_aws())
         with pytest.raises(Crash):
-            verify(store, _job_aws(DieAtPutRolePolicy()), run_id=run.id, measure_revocation=True)
+            verify(
+                store, _job_aws(DieAfter("PutRolePolicy")), run_id=run.id, measure_revocation=True
+            )
         rows = store.get_run(run.id).resources
         [revoked] = [r for r in rows if r.kind == "iam_role_session_revocation"]
         assert revoked.state is ResourceState.PENDING, "recorded before it was put"

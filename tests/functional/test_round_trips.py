@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections import Counter
 from contextlib import nullcontext
-from typing import Any
 
 import pytest
 
@@ -16,7 +15,7 @@ from job.phases.common import CreatedHere
 from job.phases.provision import provision, start_run
 from job.phases.run import run_all
 from job.phases.teardown import teardown
-from tests.faults import CallLog, Crash, StrictAws
+from tests.faults import CallLog, Crash, DieAfter, StrictAws
 from tests.helpers import EMULATED, admin_client, leftovers, open_store
 
 REGION = "us-east-1"
@@ -66,20 +65,6 @@ def test_a_teardown_outside_the_hold_that_created_looks_at_everything_first(
     assert made["ListUserTags"] >= 2 and made["ListPolicyTags"] == 2
     assert made["HeadBucket"] == 2 and made["GetBucketTagging"] == 2
     assert leftovers(aws, run.id) == []
-
-
-class DieAfter:
-    """The process dies as AWS answers `operation` (once), and makes no call after that."""
-
-    event = "after-call"
-
-    def __init__(self, operation: str) -> None:
-        self.operation, self.dead = operation, False
-
-    def __call__(self, model: Any, **_: Any) -> None:
-        if self.dead or model.name == self.operation:
-            self.dead = True
-            raise Crash(f"dead at {model.name}")
 
 
 def test_a_resource_an_earlier_attempt_created_is_looked_at_again(aws, sqlite_url) -> None:
