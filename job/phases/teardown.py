@@ -54,7 +54,8 @@ def teardown(
         # is dependency order); with more, each waits for what needs it.
         rows = sorted(run.resources, key=lambda resource: resource.id, reverse=True)
         carried = _carried_objects(rows)
-        rows = [row for row in rows if row.id not in {o.id for os in carried.values() for o in os}]
+        settled_with_bucket = {row.id for rows_in in carried.values() for row in rows_in}
+        rows = [row for row in rows if row.id not in settled_with_bucket]
 
         def delete(row: Resource) -> None:
             try:
