@@ -2,11 +2,14 @@
 finds the job's users, roles and policies whatever the ledger says (for `job sweep`).
 
 Deleting a user is the subtle part: AWS refuses DeleteUser (DeleteConflict) while anything hangs
-off the user. The usual blockers (keys, attached and inline policies, login profile, groups) are
-removed first; the rare ones (MFA devices, signing certificates, SSH keys, service-specific
-credentials) only when AWS still answers DeleteConflict, which keeps a normal teardown short. A
-role is the same: AWS refuses DeleteRole while managed policies are attached to it, inline
-policies are in it, or an instance profile holds it.
+off the user. The job asks first and clears only when refused (`_delete_clearing`): in a teardown
+the ledger's own rows (keys, attachments) are gone before their user, so DeleteUser usually just
+works, and the listings that find blockers cost round trips only when there are some. Refused, the
+usual blockers (keys, attached and inline policies, login profile, groups) are removed; refused
+again, the rare ones (MFA devices, signing certificates, SSH keys, service-specific credentials).
+A role is the same: AWS refuses DeleteRole while managed policies are attached to it, inline
+policies are in it, or an instance profile holds it; and a policy while it is attached anywhere or
+has versions besides its default.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ from job.vocabulary import ResourceKind
 
 log = logging.getLogger(__name__)
 GONE = "NoSuchEntity"
+# What IAM answers a delete of an entity that something still hangs off.
+# https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteUser.html
+CONFLICT = "DeleteConflict"
 # What the listing at the end of this module needs, beyond the kinds' own verbs.
 LISTING_PERMISSIONS = (
     "iam:ListUsers",
@@ -110,6 +116,33 @@ def _deleting(call: Any, **params: Any) -> Callable[[], list[Any]]:
     return delete
 
 
+def _delete_clearing(
+    target: Target, what: str, delete: Callable[[], object], *clearings: Callable[[], None]
+) -> None:
+    """`delete()` an IAM entity. Only when AWS refuses it (DeleteConflict) is the first of
+    `clearings` made, which takes off what may block it, and the delete tried again; and so on.
+    After the last clearing a refusal is retried through the propagation window: IAM may still
+    see, for a moment, a blocker just removed. AWS's refusal is the check: nothing is deleted
+    that AWS would not delete anyway, and moto, which deletes regardless, is made to refuse in
+    the tests (tests.faults.StrictAws)."""
+    for stage, clear in enumerate([None, *clearings]):
+        if clear is not None:
+            log.info("%s still has something attached; removing it", what)
+            clear()
+        last = stage == len(clearings)
+        try:
+            if last:
+                until_consistent(
+                    delete, retry_on={CONFLICT}, timeout=target.propagation_timeout, what=what
+                )
+            else:
+                delete()
+            return
+        except ClientError as error:
+            if error_code(error) != CONFLICT or last:
+                raise
+
+
 def _ignore_gone(call: Any, **params: Any) -> None:
     try:
         call(**params)
@@ -166,32 +199,32 @@ class UserHandler(NothingToConfigure):
     def delete(self, target: Target, subject: Subject) -> None:
         iam = target.aws.client("iam")
         name = subject.name
+        usual = partial(
+            _remove_all,
+            (
+                partial(_listed, iam, "list_access_keys", "AccessKeyMetadata", UserName=name),
+                lambda key: partial(
+                    iam.delete_access_key, UserName=name, AccessKeyId=key["AccessKeyId"]
+                ),
+            ),
+            *_policies_of(iam, "user", name),
+            (
+                partial(_listed, iam, "list_groups_for_user", "Groups", UserName=name),
+                lambda group: partial(
+                    iam.remove_user_from_group, UserName=name, GroupName=group["GroupName"]
+                ),
+            ),
+            # Nothing to list: a login profile is deleted, or it was not there.
+            (_deleting(iam.delete_login_profile, UserName=name), None),
+        )
         try:
-            _remove_all(
-                (
-                    partial(_listed, iam, "list_access_keys", "AccessKeyMetadata", UserName=name),
-                    lambda key: partial(
-                        iam.delete_access_key, UserName=name, AccessKeyId=key["AccessKeyId"]
-                    ),
-                ),
-                *_policies_of(iam, "user", name),
-                (
-                    partial(_listed, iam, "list_groups_for_user", "Groups", UserName=name),
-                    lambda group: partial(
-                        iam.remove_user_from_group, UserName=name, GroupName=group["GroupName"]
-                    ),
-                ),
-                # Nothing to list: a login profile is deleted, or it was not there.
-                (_deleting(iam.delete_login_profile, UserName=name), None),
+            _delete_clearing(
+                target,
+                f"user {name}",
+                partial(iam.delete_user, UserName=name),
+                usual,
+                partial(self._remove_rare_blockers, iam, name),
             )
-            try:
-                iam.delete_user(UserName=name)
-            except ClientError as error:
-                if error_code(error) != "DeleteConflict":
-                    raise
-                log.info("user %s still has credentials attached; removing the rare kinds", name)
-                self._remove_rare_blockers(iam, name)
-                iam.delete_user(UserName=name)
         except ClientError as error:
             if error_code(error) != GONE:
                 raise
@@ -296,30 +329,34 @@ class PolicyHandler(NothingToConfigure):
     def delete(self, target: Target, subject: Subject) -> None:
         iam = target.aws.client("iam")
         arn = subject.physical_id or target.iam_arn("policy", subject.name)
+        # AWS refuses to delete a policy that is attached anywhere, or has old versions.
+        detach_and_prune = partial(
+            _remove_all,
+            (
+                partial(_entities, iam, arn),
+                lambda entity: partial(
+                    getattr(iam, f"detach_{entity[0]}_policy"), **entity[1], PolicyArn=arn
+                ),
+            ),
+            (
+                # The default version goes with the policy itself.
+                lambda: [
+                    version
+                    for version in _listed(iam, "list_policy_versions", "Versions", PolicyArn=arn)
+                    if not version["IsDefaultVersion"]
+                ],
+                lambda version: partial(
+                    iam.delete_policy_version, PolicyArn=arn, VersionId=version["VersionId"]
+                ),
+            ),
+        )
         try:
-            # AWS refuses to delete a policy that is attached anywhere, or has old versions.
-            _remove_all(
-                (
-                    partial(_entities, iam, arn),
-                    lambda entity: partial(
-                        getattr(iam, f"detach_{entity[0]}_policy"), **entity[1], PolicyArn=arn
-                    ),
-                ),
-                (
-                    # The default version goes with the policy itself.
-                    lambda: [
-                        version
-                        for version in _listed(
-                            iam, "list_policy_versions", "Versions", PolicyArn=arn
-                        )
-                        if not version["IsDefaultVersion"]
-                    ],
-                    lambda version: partial(
-                        iam.delete_policy_version, PolicyArn=arn, VersionId=version["VersionId"]
-                    ),
-                ),
+            _delete_clearing(
+                target,
+                f"policy {subject.name}",
+                partial(iam.delete_policy, PolicyArn=arn),
+                detach_and_prune,
             )
-            iam.delete_policy(PolicyArn=arn)
         except ClientError as error:
             if error_code(error) != GONE:
                 raise
@@ -530,26 +567,29 @@ class RoleHandler(NothingToConfigure):
         # https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteRole.html
         iam = target.aws.client("iam")
         name = subject.name
-        try:
-            _remove_all(
-                *_policies_of(iam, "role", name),
-                (
-                    partial(
-                        _listed,
-                        iam,
-                        "list_instance_profiles_for_role",
-                        "InstanceProfiles",
-                        RoleName=name,
-                    ),
-                    # The profile is somebody else's: only the role is taken out of it.
-                    lambda profile: partial(
-                        iam.remove_role_from_instance_profile,
-                        RoleName=name,
-                        InstanceProfileName=profile["InstanceProfileName"],
-                    ),
+        detach_all = partial(
+            _remove_all,
+            *_policies_of(iam, "role", name),
+            (
+                partial(
+                    _listed,
+                    iam,
+                    "list_instance_profiles_for_role",
+                    "InstanceProfiles",
+                    RoleName=name,
                 ),
+                # The profile is somebody else's: only the role is taken out of it.
+                lambda profile: partial(
+                    iam.remove_role_from_instance_profile,
+                    RoleName=name,
+                    InstanceProfileName=profile["InstanceProfileName"],
+                ),
+            ),
+        )
+        try:
+            _delete_clearing(
+                target, f"role {name}", partial(iam.delete_role, RoleName=name), detach_all
             )
-            iam.delete_role(RoleName=name)
         except ClientError as error:
             if error_code(error) != GONE:
                 raise

@@ -197,21 +197,13 @@ NEEDED_BY_A_RUN = [
     "iam:CreatePolicy",
     "iam:CreateUser",
     "iam:DeleteAccessKey",
-    "iam:DeleteLoginProfile",
     "iam:DeletePolicy",
     "iam:DeleteUser",
     "iam:DetachUserPolicy",
     "iam:ListAccessKeys",
-    "iam:ListAttachedUserPolicies",
-    "iam:ListEntitiesForPolicy",
-    "iam:ListGroupsForUser",
-    "iam:ListPolicyVersions",
-    "iam:ListUserPolicies",
     "s3:CreateBucket",
     "s3:DeleteBucket",
     "s3:DeleteObject",
-    "s3:ListBucketMultipartUploads",
-    "s3:ListBucketVersions",
     "s3:PutBucketTagging",
     "s3:PutObject",
 ]
@@ -219,7 +211,17 @@ NEEDED_BY_A_RUN = [
 # not ask, but a teardown in another process (after a crash, the janitor) must.
 NEEDED_BY_A_TEARDOWN_ELSEWHERE = ["iam:ListPolicyTags", "iam:ListUserTags", "s3:GetBucketTagging"]
 # Needed only in a situation a plain run does not meet; `situation` makes it before teardown.
+# The listings among them find what blocks a delete AWS refused: a run's own teardown has
+# taken off everything the run hung on its resources, and is not refused.
 NEEDED_IN_A_SITUATION = [
+    "iam:ListAttachedUserPolicies",
+    "iam:ListUserPolicies",
+    "iam:ListGroupsForUser",
+    "iam:DeleteLoginProfile",
+    "iam:ListEntitiesForPolicy",
+    "iam:ListPolicyVersions",
+    "s3:ListBucketVersions",
+    "s3:ListBucketMultipartUploads",
     "iam:DeleteUserPolicy",
     "iam:RemoveUserFromGroup",
     "iam:DetachGroupPolicy",
@@ -248,8 +250,6 @@ NEEDED_BY_A_ROLE_RUN = [
     "iam:AttachRolePolicy",
     "iam:ListRoleTags",
     "iam:ListAttachedRolePolicies",
-    "iam:ListRolePolicies",
-    "iam:ListInstanceProfilesForRole",
     "iam:DeleteRole",
     "sts:AssumeRole",
     # verify --measure-revocation revokes the role's sessions, and takes that off again.
@@ -257,6 +257,9 @@ NEEDED_BY_A_ROLE_RUN = [
 ]
 # Needed to tear a role down only when something hangs on it; `role_situation` makes it.
 NEEDED_IN_A_ROLE_SITUATION = [
+    # The listings of what blocks a DeleteRole AWS refused (an inline policy, here).
+    "iam:ListRolePolicies",
+    "iam:ListInstanceProfilesForRole",
     "iam:DeleteRolePolicy",
     "iam:RemoveRoleFromInstanceProfile",
     # To look at a session revocation a verify killed half way left on the role.
@@ -398,8 +401,16 @@ def situation(action: str, aws: EmulatorCredentials, run_id: str) -> None:
     iam, s3 = admin_client(aws, "iam"), admin_client(aws, "s3")
     writer, reader = f"job-{run_id}-writer", f"job-{run_id}-reader"
     policy = f"arn:aws:iam::123456789012:policy/job/job-{run_id}-writer"
-    if action == "iam:DeleteUserPolicy":
+    if action in (
+        "iam:DeleteUserPolicy",
+        "iam:ListAttachedUserPolicies",
+        "iam:ListUserPolicies",
+        "iam:ListGroupsForUser",
+    ):
+        # Any one blocker: AWS refuses DeleteUser, and every listing is made to find it.
         grant_inline(iam, reader, "s3:ListBucket", "*")
+    elif action == "iam:DeleteLoginProfile":
+        iam.create_login_profile(UserName=reader, Password="a-Password-nobody-uses-1")
     elif action == "iam:RemoveUserFromGroup":
         iam.create_group(GroupName=f"g-{run_id}")
         iam.add_user_to_group(GroupName=f"g-{run_id}", UserName=reader)
@@ -410,7 +421,11 @@ def situation(action: str, aws: EmulatorCredentials, run_id: str) -> None:
         # Somebody else's role (its name does not carry the run's id: it is not the run's).
         iam.create_role(RoleName="someone-elses-role", AssumeRolePolicyDocument=ASSUME_ROLE)
         iam.attach_role_policy(RoleName="someone-elses-role", PolicyArn=policy)
-    elif action == "iam:DeletePolicyVersion":
+    elif action in (
+        "iam:DeletePolicyVersion",
+        "iam:ListEntitiesForPolicy",
+        "iam:ListPolicyVersions",
+    ):
         document = iam.get_policy_version(PolicyArn=policy, VersionId="v1")["PolicyVersion"]
         iam.create_policy_version(
             PolicyArn=policy, PolicyDocument=json.dumps(document["Document"]), SetAsDefault=True
@@ -433,6 +448,9 @@ def situation(action: str, aws: EmulatorCredentials, run_id: str) -> None:
         "iam:DeleteSSHPublicKey",
     ):
         iam.upload_ssh_public_key(UserName=writer, SSHPublicKeyBody=SSH_KEY)
+    elif action in ("s3:ListBucketVersions", "s3:ListBucketMultipartUploads"):
+        # An object the run did not write: S3 refuses DeleteBucket, and the bucket is listed.
+        s3.put_object(Bucket=f"job-{run_id}-data", Key="someone/elses.txt", Body=b"x")
     elif action == "s3:AbortMultipartUpload":
         s3.create_multipart_upload(Bucket=f"job-{run_id}-data", Key="half/uploaded")
     else:  # pragma: no cover - the list above and NEEDED_IN_A_SITUATION go together
@@ -523,7 +541,11 @@ def test_without_an_action_a_role_situation_cannot_be_torn_down(
         run = start_run(store, job_aws, "job", EMULATED, ROLE_SCENARIO)
         provision(store, job_aws, run_id=run.id)
     role = f"job-{run.id}-auditor"
-    if action == "iam:DeleteRolePolicy":
+    if action in (
+        "iam:DeleteRolePolicy",
+        "iam:ListRolePolicies",
+        "iam:ListInstanceProfilesForRole",
+    ):
         iam.put_role_policy(
             RoleName=role,
             PolicyName="extra",
