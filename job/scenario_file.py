@@ -21,8 +21,10 @@ a key in it), as ARNs in the run's partition; a literal ARN or `*` is used as wr
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -184,15 +186,31 @@ def source_for(path: str | None) -> ScenarioSource:
     return seed_source() if path is None else read_source(path)
 
 
+# Texts that passed, with their documents: a `job run` reads its one scenario in every phase (and
+# a janitor the same seed in every stale run's), and parsing and checking it again finds nothing
+# new. Bounded, since a process may see any number of runs' texts; a copy goes out each time.
+_VALID: dict[str, dict[str, Any]] = {}
+_VALID_MOST = 64
+_VALID_LOCK = threading.Lock()
+
+
 def validate(source: ScenarioSource) -> dict[str, Any]:
     """The file's document, once it passes the schema and the cross-reference checks."""
-    document = _parse(source)
-    error = _schema_error(document)
-    if error is None:
-        error = next(_cross_reference_errors(document), None)
-    if error is not None:
-        raise BadInput(f"{source.origin}: {error}")
-    return cast(dict[str, Any], document)
+    with _VALID_LOCK:
+        known = _VALID.get(source.text)
+    if known is None:
+        document = _parse(source)
+        error = _schema_error(document)
+        if error is None:
+            error = next(_cross_reference_errors(document), None)
+        if error is not None:
+            raise BadInput(f"{source.origin}: {error}")
+        known = cast(dict[str, Any], document)
+        with _VALID_LOCK:
+            if len(_VALID) >= _VALID_MOST:
+                _VALID.clear()
+            _VALID[source.text] = known
+    return copy.deepcopy(known)
 
 
 def compile_source(
@@ -438,6 +456,25 @@ def _always_allowed(action: str) -> bool:
     return PROBES[action].always_allowed
 
 
+def _written_keys(document: Mapping[str, Any]) -> dict[str, list[str]]:
+    """By bucket (as the file names it), every key the run may put an object at: the bucket's
+    own objects, and the keys of the probes that write one (allowed or not: a wrong "allow"
+    writes too). Recorded with the bucket, before it is created, so that its teardown deletes
+    those keys and then the bucket, listing the bucket only if S3 says something else is in it."""
+    from job.aws.probes import PROBES
+
+    keys: dict[str, set[str]] = {
+        bucket: set(spec.get("objects") or {})
+        for bucket, spec in (document.get("buckets") or {}).items()
+    }
+    for cell in document["expect"]:
+        resource = str(cell["resource"])
+        if PROBES[cell["action"]].writes_object and resource.startswith(BUCKET_REF):
+            bucket, _, key = resource.removeprefix(BUCKET_REF).partition("/")
+            keys.setdefault(bucket, set()).add(key)
+    return {bucket: sorted(written) for bucket, written in keys.items()}
+
+
 def _aim_errors(where: str, action: str, resource: str) -> Iterator[str]:
     """S3 is probed on the run's own buckets: a call needs the bucket, and an object's the key."""
     if not action.startswith("s3:"):
@@ -473,10 +510,14 @@ def compile_scenario(
         return bucket_arn(target, real(bucket), key if slash else None)
 
     specs: list[ResourceSpec] = []
+    written = _written_keys(document)
     for bucket, spec in (document.get("buckets") or {}).items():
         specs.append(
             ResourceSpec(
-                ResourceKind.S3_BUCKET, bucket, real(bucket), {"require_tls": options.require_tls}
+                ResourceKind.S3_BUCKET,
+                bucket,
+                real(bucket),
+                {"require_tls": options.require_tls, "keys": written[bucket]},
             )
         )
         for key, body in (spec.get("objects") or {}).items():

@@ -31,6 +31,9 @@ class Probe:
     always_allowed: bool = False
     # Whether the call is aimed at a bucket (and then, perhaps, an object in it).
     on_bucket: bool = True
+    # Whether an allowed call leaves an object behind (at the key it is aimed at): the bucket's
+    # teardown then deletes that key with the bucket's own objects.
+    writes_object: bool = False
 
 
 def _get_object(aws: Aws, bucket: str | None, key: str | None) -> None:
@@ -63,7 +66,7 @@ PROBES: dict[str, Probe] = {
     probe.action: probe
     for probe in (
         Probe("s3:GetObject", _get_object, ("s3:GetObject",)),
-        Probe("s3:PutObject", _put_object, ("s3:PutObject",)),
+        Probe("s3:PutObject", _put_object, ("s3:PutObject",), writes_object=True),
         Probe("s3:DeleteObject", _delete_object, ("s3:DeleteObject",)),
         # ListObjectsV2 is authorized as s3:ListBucket, on the bucket.
         # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html

@@ -149,22 +149,30 @@ def _delete_versions(s3: Any, bucket: str, prefix: str | None = None) -> None:
     if prefix is not None:
         params["Prefix"] = prefix
     for page in s3.get_paginator("list_object_versions").paginate(**params):
-        entries = [
-            {"Key": item["Key"], "VersionId": item["VersionId"]}
-            for item in page.get("Versions", []) + page.get("DeleteMarkers", [])
-            if prefix is None or item["Key"] == prefix
-        ]
-        for start in range(0, len(entries), DELETE_BATCH):
-            answer = s3.delete_objects(
-                Bucket=bucket,
-                Delete={"Objects": entries[start : start + DELETE_BATCH], "Quiet": True},
+        _delete_entries(
+            s3,
+            bucket,
+            [
+                {"Key": item["Key"], "VersionId": item["VersionId"]}
+                for item in page.get("Versions", []) + page.get("DeleteMarkers", [])
+                if prefix is None or item["Key"] == prefix
+            ],
+        )
+
+
+def _delete_entries(s3: Any, bucket: str, entries: list[dict[str, str]]) -> None:
+    """DeleteObjects, in batches; a key or version already gone is no error."""
+    for start in range(0, len(entries), DELETE_BATCH):
+        answer = s3.delete_objects(
+            Bucket=bucket,
+            Delete={"Objects": entries[start : start + DELETE_BATCH], "Quiet": True},
+        )
+        failed = [e for e in answer.get("Errors", []) if e.get("Code") not in OBJECT_GONE]
+        if failed:
+            raise ClientError(
+                {"Error": {"Code": failed[0]["Code"], "Message": failed[0].get("Message", "")}},
+                "DeleteObjects",
             )
-            failed = [e for e in answer.get("Errors", []) if e.get("Code") not in OBJECT_GONE]
-            if failed:
-                raise ClientError(
-                    {"Error": {"Code": failed[0]["Code"], "Message": failed[0].get("Message", "")}},
-                    "DeleteObjects",
-                )
 
 
 class BucketHandler:
@@ -208,23 +216,30 @@ class BucketHandler:
                     "(its name will differ) or choose another --prefix"
                 ) from None
             raise
-        # Tagged and locked down at once: each is a setting of its own, none needs another. A
-        # crash before the tagging leaves the bucket untagged: the write-ahead row is then the
-        # proof it is ours. The bucket's objects are put only after all of this (they need it).
+        return Created(bucket_arn(target, subject.name))
+
+    def configure(self, target: Target, subject: Subject) -> None:
+        """Tag the bucket and lock it down, all at once: each is a setting of its own, none needs
+        another. Idempotent: provision runs it after the create, or again on a bucket it adopts
+        from an earlier attempt (perhaps killed half way through this). A crash before the
+        tagging leaves the bucket untagged: the write-ahead row is then the proof it is ours.
+
+        The bucket's objects are put meanwhile, not after: they are not left exposed before
+        these settings land, since AWS makes every new bucket private on its own (Block Public
+        Access on, ACLs disabled, since April 2023) and encrypts every new object (SSE-S3, since
+        January 2023); the settings here restate that for the bucket's life, and add what AWS
+        does not (the TLS-only policy).
+        https://docs.aws.amazon.com/AmazonS3/latest/userguide/access-control-block-public-access.html
+        https://docs.aws.amazon.com/AmazonS3/latest/userguide/about-object-ownership.html
+        https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingServerSideEncryption.html"""
         tag = partial(
             on_new_bucket,
             target,
             subject.name,
-            s3.put_bucket_tagging,
+            target.aws.client("s3").put_bucket_tagging,
             Tagging={"TagSet": target.tags()},
         )
         fan_out([tag, *self._lock_down(target, subject)])
-        return Created(bucket_arn(target, subject.name))
-
-    def configure(self, target: Target, subject: Subject) -> None:
-        """Lock the bucket down. Idempotent: a resumed provision that adopts a bucket an earlier
-        attempt created (perhaps killed half way through this) runs it again."""
-        fan_out(self._lock_down(target, subject))
 
     @staticmethod
     def _lock_down(target: Target, subject: Subject) -> list[Callable[[], object]]:
@@ -265,8 +280,36 @@ class BucketHandler:
         return inspect_bucket(target, subject.name)
 
     def delete(self, target: Target, subject: Subject) -> None:
+        """The keys the run may have written (recorded with the bucket), then the bucket. Only
+        when S3 refuses it (BucketNotEmpty: somebody else's object, a version, an upload) is the
+        bucket listed and emptied of everything, and deleted again. A row from before the keys
+        were recorded is emptied first, as S3 requires."""
         s3 = target.aws.client("s3")
         bucket = subject.name
+        keys = subject.attributes.get("keys")
+        delete_bucket = partial(
+            s3.delete_bucket, Bucket=bucket, ExpectedBucketOwner=target.account_id
+        )
+        try:
+            if keys is None:
+                self._empty(s3, bucket)
+                delete_bucket()
+                return
+            _delete_entries(s3, bucket, [{"Key": key} for key in keys])
+            try:
+                delete_bucket()
+            except ClientError as error:
+                if error_code(error) != "BucketNotEmpty":
+                    raise
+                self._empty(s3, bucket)
+                delete_bucket()
+        except ClientError as error:
+            if error_code(error) not in BUCKET_GONE:
+                raise
+
+    @staticmethod
+    def _empty(s3: Any, bucket: str) -> None:
+        """Every object version and delete marker, and every unfinished multipart upload."""
 
         def abort_uploads() -> None:
             for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
@@ -275,13 +318,8 @@ class BucketHandler:
                         Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                     )
 
-        try:
-            # Both must be done before DeleteBucket; neither needs the other.
-            fan_out([abort_uploads, partial(_delete_versions, s3, bucket)])
-            s3.delete_bucket(Bucket=bucket, ExpectedBucketOwner=target.account_id)
-        except ClientError as error:
-            if error_code(error) not in BUCKET_GONE:
-                raise
+        # Both must be done before DeleteBucket; neither needs the other.
+        fan_out([abort_uploads, partial(_delete_versions, s3, bucket)])
 
 
 class ObjectHandler(NothingToConfigure):

@@ -4,8 +4,10 @@ settled with their bucket, after a crash too."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from contextlib import nullcontext
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,19 @@ REGION = "us-east-1"
 pytestmark = pytest.mark.usefixtures("aws")
 # The calls that ask AWS whose a resource is (the inspections of every kind the seed makes).
 OWNERSHIP_LOOKS = {"ListUserTags", "ListPolicyTags", "HeadBucket", "GetBucketTagging", "HeadObject"}
+
+
+# What finds the blockers of a delete AWS refused.
+BLOCKER_LISTINGS = (
+    "ListObjectVersions",
+    "ListMultipartUploads",
+    "ListAttachedUserPolicies",
+    "ListUserPolicies",
+    "ListGroupsForUser",
+    "DeleteLoginProfile",
+    "ListEntitiesForPolicy",
+    "ListPolicyVersions",
+)
 
 
 def _strict(aws) -> StrictAws:
@@ -44,8 +59,11 @@ def test_a_job_run_tears_down_what_it_made_without_asking_whose_it_is(aws, sqlit
         assert {row.state for row in run.resources} == {ResourceState.DELETED}
     made = Counter(calls.names)
     assert {name: made[name] for name in OWNERSHIP_LOOKS if made[name]} == {}
-    # The two objects went with their buckets: one emptying per bucket, none per object.
-    assert made["ListObjectVersions"] == 2 and made["DeleteObjects"] == 2
+    # The run's objects went with their buckets: one DeleteObjects per bucket, of the keys the
+    # bucket's row records, and no listing of it. Nor is anything listed before a user or policy
+    # is deleted: AWS, which refuses what still has something on it, did not refuse.
+    assert made["DeleteObjects"] == 2
+    assert {name: made[name] for name in BLOCKER_LISTINGS if made[name]} == {}
     assert strict.refused == []
     assert leftovers(aws, outcome.run.id) == []
 
@@ -118,3 +136,49 @@ def test_objects_left_by_a_teardown_killed_after_their_bucket_went_are_settled(
         assert {row.state for row in store.get_run(run.id).resources} == {ResourceState.DELETED}
         assert all(row.error is None for row in objects)
     assert leftovers(aws, run.id) == []
+
+
+class AnsweredLog(CallLog):
+    """The calls in the order they were answered."""
+
+    event = "after-call"
+
+
+class BucketSettingsWaitForAnObject:
+    """Holds each bucket's PutBucketEncryption until some PutObject has been sent (or 5 s have
+    passed): a fixture object that waited for its bucket's settings would never come, and the
+    hold would time out. Keeps the order in which calls were answered."""
+
+    event = "before-call"
+
+    def __init__(self) -> None:
+        self.object_sent = threading.Event()
+        self.waited_out: list[bool] = []
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        if model.name == "PutObject":
+            self.object_sent.set()
+        elif model.name == "PutBucketEncryption":
+            self.waited_out.append(not self.object_sent.wait(timeout=5))
+
+
+def test_a_buckets_objects_are_put_beside_its_settings_and_verify_waits_for_both(
+    aws, sqlite_url
+) -> None:
+    """Provision: what needs a resource starts once it exists, not once its settings are made.
+    Verify's keys still wait for every setting."""
+    hold, answered = BucketSettingsWaitForAnObject(), AnsweredLog()
+    with open_store(sqlite_url) as store:
+        outcome = run_all(
+            store,
+            make_aws(REGION, call_hooks=[hold, answered]),
+            prefix="job",
+            options=EMULATED,
+            hold=lambda run_id: nullcontext(),
+        )
+        assert outcome.exit_code == 0
+    assert hold.waited_out == [False, False], "a fixture was put while its bucket was set up"
+    names = answered.names
+    last_setting = max(i for i, name in enumerate(names) if name == "PutBucketEncryption")
+    assert names.index("CreateAccessKey") > last_setting
+    assert leftovers(aws, outcome.run.id) == []

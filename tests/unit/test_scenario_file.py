@@ -393,7 +393,8 @@ def _comparable(scenario: Scenario, tgt: Target, renamed: dict[str, str]) -> Any
             spec.kind,
             name(spec.logical_name),
             spec.name,
-            {k: v for k, v in spec.attributes.items() if k != "description"},
+            # The keys a bucket records (for its teardown) are new: the old seed had none.
+            {k: v for k, v in spec.attributes.items() if k not in ("description", "keys")},
             tuple(name(need) for need in spec.needs),
         )
         for spec in scenario.resources
@@ -416,6 +417,22 @@ def test_the_packaged_seed_proves_what_the_old_seed_did(options: RunOptions) -> 
     assert _comparable(new, tgt, {}) == _comparable(old, tgt, RENAMED)
     assert len(new.expectations) == 12
     assert new.principal_kind("writer") is ResourceKind.IAM_USER
+
+
+def test_a_bucket_records_every_key_the_run_may_write_into_it() -> None:
+    """Its objects' keys and those of every probe that writes, whatever the expected verdict (a
+    wrong "allow" writes too); not those of probes that only read or delete."""
+    scenario = compile_source(seed_source(), "job", target())
+    keys = {
+        spec.logical_name: spec.attributes["keys"]
+        for spec in scenario.resources
+        if spec.kind is ResourceKind.S3_BUCKET
+    }
+    assert keys == {
+        "data": ["probe/fixture.txt", "probe/reader-putobject.txt", "probe/writer-putobject.txt"],
+        "elsewhere": ["probe/fixture.txt"],
+    }
+    assert [name for name, probe in PROBES.items() if probe.writes_object] == ["s3:PutObject"]
 
 
 def test_bucket_references_expand_in_the_runs_partition() -> None:
@@ -601,3 +618,23 @@ def test_the_runner_policy_narrows_to_a_scenarios_kinds() -> None:
         required_actions(scenario_kinds(seed))
     )
     assert runner_policy("job", kinds=None) == runner_policy("job")
+
+
+def test_a_text_checked_once_is_not_parsed_again_and_each_caller_gets_its_own_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = ScenarioSource(seed_source().text + "\n# checked once\n", "first.yaml")
+    first = validate(source)
+    parsed: list[str] = []
+    monkeypatch.setattr("job.scenario_file._parse", lambda s: parsed.append(s.origin))
+    first["users"].clear()  # a caller changing its document changes nobody else's
+    again = validate(ScenarioSource(source.text, "second.yaml"))
+    assert parsed == []
+    assert set(again["users"]) == {"writer", "reader"}
+
+
+def test_an_invalid_text_is_refused_every_time_under_its_own_name() -> None:
+    text = "version: 1\nbuckets: {}\nusers: {}\nexpect: []\nextra: 1\n"
+    for origin in ("a.yaml", "b.yaml"):
+        with pytest.raises(BadInput, match=rf"^{origin}: "):
+            validate(ScenarioSource(text, origin))
