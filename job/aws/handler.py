@@ -1,7 +1,8 @@
 """What every resource kind provides, and how a kind tells the job's resources from anyone else's.
 
-A kind is one handler with four idempotent verbs: `create` (raises AlreadyExists when the name is
-taken), `configure` (what create does after the create call, again for a resource provision adopts),
+A kind is one handler with four idempotent verbs: `create` (the one create call; raises
+AlreadyExists when the name is taken), `configure` (the settings a resource needs once it exists:
+provision makes them after create, or after adopting what an earlier attempt created),
 `inspect` (is it there, and is it this run's?) and `delete` ("already gone" is success). Each
 handler declares the IAM actions its verbs need, beside the code that calls them.
 
@@ -149,8 +150,9 @@ class Handler(Protocol):
     def create(self, target: Target, subject: Subject) -> Created: ...
 
     def configure(self, target: Target, subject: Subject) -> None:
-        """Finish a resource an earlier attempt created, perhaps stopped half way: whatever
-        create does after the create call itself."""
+        """Make the resource's settings, once it exists: after its create, or on one an earlier
+        attempt created and perhaps stopped half way through setting up. What needs the
+        resource may already be being made meanwhile (provision's graph)."""
 
     def inspect(self, target: Target, subject: Subject) -> Found: ...
 
@@ -158,7 +160,7 @@ class Handler(Protocol):
 
 
 class NothingToConfigure:
-    """For the kinds whose one create call makes them whole: an adopted one is already finished."""
+    """For the kinds whose one create call makes them whole."""
 
     def configure(self, target: Target, subject: Subject) -> None:
         pass

@@ -7,9 +7,10 @@ pending by a crash is looked up by its deterministic name and adopted only when 
 from __future__ import annotations
 
 import logging
-from functools import partial
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from job.aws.handler import AlreadyExists, Presence, Target
+from job.aws.handler import AlreadyExists, Found, Presence, Target
 from job.aws.kinds import handler_for
 from job.aws.session import Aws
 from job.config import DEFAULT_CONCURRENCY
@@ -80,16 +81,53 @@ def provision(
     target = target_for(run, aws)
     with phase(store, run, Phase.PROVISION, RunStatus.PROVISIONING):
         specs = scenario_of(run, target).resources
-        run_graph(
-            {
-                spec.logical_name: partial(ensure, store, target, run, spec, created_here)
-                for spec in specs
-            },
-            {spec.logical_name: spec.needs for spec in specs},
-            concurrency=concurrency,
-        )
+        tasks: dict[str, Callable[[], object]] = {}
+        needs: dict[str, list[str]] = {}
+        for spec in specs:
+            # Two steps each: what needs a resource starts once it exists (the fixture object
+            # once its bucket does), while the resource's own settings are made beside it (the
+            # bucket's tags and lock-down). Verify starts only once every step is done.
+            steps = _Steps(store, target, run, spec, created_here)
+            tasks[_exists(spec.logical_name)] = steps.make
+            needs[_exists(spec.logical_name)] = [_exists(need) for need in spec.needs]
+            tasks[spec.logical_name] = steps.finish
+            needs[spec.logical_name] = [_exists(spec.logical_name)]
+        run_graph(tasks, needs, concurrency=concurrency)
         store.set_status(run, RunStatus.PROVISIONED)
     return run
+
+
+def _exists(logical_name: str) -> str:
+    return f"{logical_name} (exists)"
+
+
+@dataclass(frozen=True)
+class Made:
+    """A resource provision has made or found, before its settings are: its row (still pending,
+    unless an earlier attempt finished it) and what AWS calls it."""
+
+    row: Resource
+    physical_id: str | None
+    how: str  # "created", "adopted", or "" for a row an earlier attempt finished
+
+
+@dataclass
+class _Steps:
+    """One resource's two steps in provision's graph: `make`, then `finish`."""
+
+    store: Store
+    target: Target
+    run: Run
+    spec: ResourceSpec
+    created_here: CreatedHere | None
+    made: Made | None = None
+
+    def make(self) -> None:
+        self.made = make(self.store, self.target, self.run, self.spec)
+
+    def finish(self) -> None:
+        assert self.made is not None, "finish runs after make"
+        finish(self.store, self.target, self.made, self.created_here)
 
 
 def ensure(
@@ -99,20 +137,15 @@ def ensure(
     spec: ResourceSpec,
     created_here: CreatedHere | None = None,
 ) -> Resource:
-    """Make sure `spec` exists and is this run's, recording it first."""
+    """Make sure `spec` exists, is this run's and is set up, recording it first."""
+    return finish(store, target, make(store, target, run, spec), created_here)
+
+
+def make(store: Store, target: Target, run: Run, spec: ResourceSpec) -> Made:
+    """Record `spec` (write-ahead), then create it, or adopt what an earlier attempt created."""
     row = _recorded(store, run, spec)
     if row is not None and row.state is ResourceState.CREATED:
-        # Created by an earlier attempt, perhaps in another process: not this hold's to vouch for.
-        return row
-    row = _ensure(store, target, run, spec, row)
-    if created_here is not None:
-        created_here.add(row)
-    return row
-
-
-def _ensure(
-    store: Store, target: Target, run: Run, spec: ResourceSpec, row: Resource | None
-) -> Resource:
+        return Made(row, row.physical_id, "")
     handler = handler_for(spec.kind)
     pending_before = row is not None
     if row is None:
@@ -125,18 +158,39 @@ def _ensure(
         )
     with recording_failure(store, row, f"creating {spec.kind} {spec.name}"):
         # Pending from an earlier attempt: the create may have happened. Look before creating.
-        if pending_before and _adopt(store, target, row, known_to_exist=False):
-            return row
+        if pending_before:
+            found = _adoptable(store, target, row, known_to_exist=False)
+            if found is not None:
+                return Made(row, found.physical_id, "adopted")
         try:
-            created = handler.create(target, subject_of(row))
+            return Made(row, handler.create(target, subject_of(row)).physical_id, "created")
         except AlreadyExists:
-            if _adopt(store, target, row, known_to_exist=True):
-                return row
+            found = _adoptable(store, target, row, known_to_exist=True)
+            if found is not None:
+                return Made(row, found.physical_id, "adopted")
             raise NotOurs(
                 f"{spec.kind} {spec.name} exists but vanished while being adopted"
             ) from None
-    store.set_state(row, ResourceState.CREATED, physical_id=created.physical_id)
-    log.info("created %s %s", spec.kind, spec.name)
+
+
+def finish(
+    store: Store, target: Target, made: Made, created_here: CreatedHere | None = None
+) -> Resource:
+    """What a resource needs after its create call (a bucket's tags and lock-down), then the row
+    is marked created. A row an earlier attempt finished, perhaps in another process, is left
+    as it is, and is not this hold's to vouch for."""
+    row = made.row
+    if not made.how:
+        return row
+    with recording_failure(store, row, f"creating {row.kind} {row.name}"):
+        handler_for(row.kind).configure(target, subject_of(row))
+    store.set_state(row, ResourceState.CREATED, physical_id=made.physical_id)
+    if made.how == "adopted":
+        log.info("adopted %s %s, created by an earlier attempt", row.kind, row.name)
+    else:
+        log.info("created %s %s", row.kind, row.name)
+    if created_here is not None:
+        created_here.add(row)
     return row
 
 
@@ -159,8 +213,10 @@ def _recorded(store: Store, run: Run, spec: ResourceSpec) -> Resource | None:
     )
 
 
-def _adopt(store: Store, target: Target, row: Resource, *, known_to_exist: bool) -> bool:
-    """True when the resource exists and is this run's (then it is marked created); False when it
+def _adoptable(
+    store: Store, target: Target, row: Resource, *, known_to_exist: bool
+) -> Found | None:
+    """The row's resource, found, when it exists and is this run's; None when it
     does not exist; NotOurs when somebody else's stands under the name. Unless `known_to_exist`
     (a create has just said the name is taken), "not there" is taken at once: the create that
     follows settles it."""
@@ -171,12 +227,8 @@ def _adopt(store: Store, target: Target, row: Resource, *, known_to_exist: bool)
         else handler.inspect(target, subject_of(row))
     )
     if found.presence is Presence.ABSENT:
-        return False
+        return None
     if found.presence is Presence.FOREIGN:
         store.set_error(row, found.reason)
         raise NotOurs(f"cannot create {row.kind} {row.name}: {found.reason}")
-    # What the create would have done after creating it: the earlier attempt may have stopped first.
-    handler.configure(target, subject_of(row))
-    store.set_state(row, ResourceState.CREATED, physical_id=found.physical_id)
-    log.info("adopted %s %s, created by an earlier attempt", row.kind, row.name)
-    return True
+    return found
