@@ -14,6 +14,7 @@ from job.errors import NotOurs
 from job.ledger.models import ResourceState
 from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
+from job.vocabulary import ResourceKind
 from tests.faults import CallLog, StrictAws
 from tests.helpers import EMULATED, admin_client, grant_inline, invoke, leftovers, open_store
 
@@ -74,6 +75,25 @@ def test_teardown_removes_everything_that_blocks_a_delete(aws, sqlite_url) -> No
     assert leftovers(aws, run.id) == [f"user outsider-{run.id}"]  # not the run's: untouched
     assert iam.list_attached_user_policies(UserName=f"outsider-{run.id}")["AttachedPolicies"] == []
     assert iam.get_group(GroupName=f"group-{run.id}")["Group"], "the group is not the run's"
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_bucket_row_from_before_keys_were_recorded_is_emptied_first(aws, sqlite_url) -> None:
+    """Such a row does not say what the run wrote: the bucket is listed and emptied before
+    DeleteBucket, which S3 then does not refuse."""
+    with open_store(sqlite_url) as store:
+        run = start_run(store, make_aws(REGION), "job", EMULATED)
+        provision(store, make_aws(REGION), run_id=run.id)
+        for row in store.get_run(run.id).resources:
+            if row.kind == ResourceKind.S3_BUCKET:
+                row.attributes = {k: v for k, v in row.attributes.items() if k != "keys"}
+        store.session.commit()
+    strict, calls = _strict(aws), CallLog()
+    with open_store(sqlite_url) as store:
+        teardown(store, make_aws(REGION, call_hooks=[strict, calls]), run_id=run.id)
+    assert strict.refused == []
+    assert calls.names.count("ListObjectVersions") == 2
+    assert leftovers(aws, run.id) == []
 
 
 @pytest.mark.usefixtures("aws", "aws_lag")
