@@ -13,9 +13,10 @@ import pytest
 
 from job.aws.session import make_aws
 from job.ledger.models import ResourceState, RunStatus
+from job.ledger.store import Store
 from job.phases.common import CreatedHere
 from job.phases.provision import provision, start_run
-from job.phases.run import run_all
+from job.phases.run import RunOutcome, run_all
 from job.phases.teardown import teardown
 from tests.faults import CallLog, Crash, DieAfter, StrictAws
 from tests.helpers import EMULATED, admin_client, leftovers, open_store
@@ -43,17 +44,23 @@ def _strict(aws) -> StrictAws:
     return StrictAws(admin_client(aws, "iam"), admin_client(aws, "s3"))
 
 
+def _job_run(store: Store, *hooks: Any) -> RunOutcome:
+    """A `job run` of the seed, in this process, through `hooks`; it must pass."""
+    outcome = run_all(
+        store,
+        make_aws(REGION, call_hooks=hooks),
+        prefix="job",
+        options=EMULATED,
+        hold=lambda run_id: nullcontext(),
+    )
+    assert outcome.exit_code == 0
+    return outcome
+
+
 def test_a_job_run_tears_down_what_it_made_without_asking_whose_it_is(aws, sqlite_url) -> None:
     calls, strict = CallLog(), _strict(aws)
     with open_store(sqlite_url) as store:
-        outcome = run_all(
-            store,
-            make_aws(REGION, call_hooks=[calls, strict]),
-            prefix="job",
-            options=EMULATED,
-            hold=lambda run_id: nullcontext(),
-        )
-        assert outcome.exit_code == 0
+        outcome = _job_run(store, calls, strict)
         run = store.get_run(outcome.run.id)
         assert run.status is RunStatus.TORN_DOWN
         assert {row.state for row in run.resources} == {ResourceState.DELETED}
@@ -169,14 +176,7 @@ def test_a_buckets_objects_are_put_beside_its_settings_and_verify_waits_for_both
     Verify's keys still wait for every setting."""
     hold, answered = BucketSettingsWaitForAnObject(), AnsweredLog()
     with open_store(sqlite_url) as store:
-        outcome = run_all(
-            store,
-            make_aws(REGION, call_hooks=[hold, answered]),
-            prefix="job",
-            options=EMULATED,
-            hold=lambda run_id: nullcontext(),
-        )
-        assert outcome.exit_code == 0
+        outcome = _job_run(store, hold, answered)
     assert hold.waited_out == [False, False], "a fixture was put while its bucket was set up"
     names = answered.names
     last_setting = max(i for i, name in enumerate(names) if name == "PutBucketEncryption")
