@@ -461,6 +461,10 @@ def situation(action: str, aws: EmulatorCredentials, run_id: str) -> None:
 def test_without_an_action_a_situation_cannot_be_torn_down(
     action: str, aws, sqlite_url: str, capsys, monkeypatch
 ) -> None:
+    # A first teardown that fails half way may leave a row whose resource went with another's
+    # deletion (an attachment, with its policy): the next one waits out the propagation window
+    # before it believes a resource recorded moments ago is gone. A short window here.
+    monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "1s")
     run_id = invoke(capsys, "provision", "--database-url", sqlite_url).stdout.strip()
     situation(action, aws, run_id)
     # AWS's refusals where moto would delete regardless (a user with an SSH key, say).
@@ -568,10 +572,20 @@ def test_without_an_action_a_role_situation_cannot_be_torn_down(
         iam.create_instance_profile(InstanceProfileName=f"p-{run.id}")
         iam.add_role_to_instance_profile(InstanceProfileName=f"p-{run.id}", RoleName=role)
     strict = StrictAws(iam, admin_client(aws, "s3"))
+    # As above: a short propagation window for rows the failed teardown left behind.
+    window = timedelta(seconds=1)
     _become_least_privileged(aws, monkeypatch, without=frozenset({action}), kinds=_role_kinds())
     with open_store(sqlite_url) as store, pytest.raises(AwsError, match=f"lack {action}"):
-        teardown(store, make_aws("us-east-1", call_hooks=[strict]), run_id=run.id)
+        teardown(
+            store,
+            make_aws("us-east-1", call_hooks=[strict], propagation_timeout=window),
+            run_id=run.id,
+        )
     _become_least_privileged(aws, monkeypatch, kinds=_role_kinds())
     with open_store(sqlite_url) as store:
-        teardown(store, make_aws("us-east-1", call_hooks=[strict]), run_id=run.id)
+        teardown(
+            store,
+            make_aws("us-east-1", call_hooks=[strict], propagation_timeout=window),
+            run_id=run.id,
+        )
     assert leftovers(aws, run.id) == []
