@@ -38,7 +38,7 @@ from job.aws.handler import (
     refused_means_not_created,
     tag_dict,
 )
-from job.aws.retry import until_consistent
+from job.aws.retry import delete_clearing, until_consistent
 from job.aws.session import error_code
 from job.parallel import fan_out
 from job.vocabulary import ResourceKind
@@ -119,28 +119,11 @@ def _deleting(call: Any, **params: Any) -> Callable[[], list[Any]]:
 def _delete_clearing(
     target: Target, what: str, delete: Callable[[], object], *clearings: Callable[[], None]
 ) -> None:
-    """`delete()` an IAM entity. Only when AWS refuses it (DeleteConflict) is the first of
-    `clearings` made, which takes off what may block it, and the delete tried again; and so on.
-    After the last clearing a refusal is retried through the propagation window: IAM may still
-    see, for a moment, a blocker just removed. AWS's refusal is the check: nothing is deleted
-    that AWS would not delete anyway, and moto, which deletes regardless, is made to refuse in
-    the tests (tests.faults.StrictAws)."""
-    for stage, clear in enumerate([None, *clearings]):
-        if clear is not None:
-            log.info("%s still has something attached; removing it", what)
-            clear()
-        last = stage == len(clearings)
-        try:
-            if last:
-                until_consistent(
-                    delete, retry_on={CONFLICT}, timeout=target.propagation_timeout, what=what
-                )
-            else:
-                delete()
-            return
-        except ClientError as error:
-            if error_code(error) != CONFLICT or last:
-                raise
+    """An IAM entity's delete, clearing what blocks it only when refused (see delete_clearing;
+    moto, which deletes regardless, is made to refuse in the tests: tests.faults.StrictAws)."""
+    delete_clearing(
+        delete, *clearings, refused=CONFLICT, what=what, settle=target.propagation_timeout
+    )
 
 
 def _ignore_gone(call: Any, **params: Any) -> None:

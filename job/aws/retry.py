@@ -104,6 +104,35 @@ def until_refused(
         delay = min(delay * 2, 2.0)
 
 
+def delete_clearing(
+    delete: Callable[[], object],
+    *clearings: Callable[[], None],
+    refused: str,
+    what: str,
+    settle: timedelta | None = None,
+) -> None:
+    """`delete()`, asked first. Only when AWS refuses it with `refused` (IAM's DeleteConflict,
+    S3's BucketNotEmpty) is the first of `clearings` made, which takes off what may block it,
+    and the delete asked again; and so on. After the last clearing a refusal is raised, or, with
+    `settle`, retried for that long first: IAM may still see, for a moment, a blocker just
+    removed. AWS's refusal is the check, so the listings that find blockers cost round trips
+    only when there are some, and nothing is deleted that AWS would not delete anyway."""
+    for stage, clear in enumerate([None, *clearings]):
+        if clear is not None:
+            log.info("AWS refused to delete %s (%s); removing what blocks it", what, refused)
+            clear()
+        last = stage == len(clearings)
+        try:
+            if last and settle is not None:
+                until_consistent(delete, retry_on={refused}, timeout=settle, what=what)
+            else:
+                delete()
+            return
+        except ClientError as error:
+            if error_code(error) != refused or last:
+                raise
+
+
 def _wait(what: str, why: str, delay: float, sleep: Callable[[float], None]) -> None:
     log.info("waiting for AWS to see %s (%s); retrying in %.1fs", what, why, delay, extra=WAITING)
     sleep(delay)

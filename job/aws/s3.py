@@ -23,7 +23,7 @@ from job.aws.handler import (
     refused_means_not_created,
     tag_dict,
 )
-from job.aws.retry import until_consistent
+from job.aws.retry import delete_clearing, until_consistent
 from job.aws.session import error_code
 from job.errors import NotOurs
 from job.parallel import fan_out
@@ -287,22 +287,20 @@ class BucketHandler:
         s3 = target.aws.client("s3")
         bucket = subject.name
         keys = subject.attributes.get("keys")
-        delete_bucket = partial(
-            s3.delete_bucket, Bucket=bucket, ExpectedBucketOwner=target.account_id
-        )
+        empty = partial(self._empty, s3, bucket)
         try:
             if keys is None:
-                self._empty(s3, bucket)
-                delete_bucket()
-                return
-            _delete_entries(s3, bucket, [{"Key": key} for key in keys])
-            try:
-                delete_bucket()
-            except ClientError as error:
-                if error_code(error) != "BucketNotEmpty":
-                    raise
-                self._empty(s3, bucket)
-                delete_bucket()
+                empty()
+                clearings: tuple[Callable[[], None], ...] = ()
+            else:
+                _delete_entries(s3, bucket, [{"Key": key} for key in keys])
+                clearings = (empty,)
+            delete_clearing(
+                partial(s3.delete_bucket, Bucket=bucket, ExpectedBucketOwner=target.account_id),
+                *clearings,
+                refused="BucketNotEmpty",
+                what=f"bucket {bucket}",
+            )
         except ClientError as error:
             if error_code(error) not in BUCKET_GONE:
                 raise

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from job.aws.retry import until_consistent
+from job.aws.retry import delete_clearing, until_consistent
 
 
 class FakeClock:
@@ -73,3 +73,63 @@ def test_other_errors_are_raised_at_once() -> None:
             clock=clock,
         )
     assert clock.sleeps == []
+
+
+class Deletes:
+    """A delete that AWS refuses with `codes`, one per call, then allows; and the clearings made."""
+
+    def __init__(self, codes: list[str]) -> None:
+        self.delete = failing(codes)
+        self.cleared: list[str] = []
+
+    def clearing(self, name: str):
+        return lambda: self.cleared.append(name)
+
+
+def test_a_delete_not_refused_clears_nothing() -> None:
+    deletes = Deletes([])
+    delete_clearing(
+        deletes.delete, deletes.clearing("usual"), refused="DeleteConflict", what="user u"
+    )
+    assert deletes.cleared == []
+
+
+def test_each_refusal_makes_the_next_clearing_then_asks_again() -> None:
+    deletes = Deletes(["DeleteConflict", "DeleteConflict"])
+    delete_clearing(
+        deletes.delete,
+        deletes.clearing("usual"),
+        deletes.clearing("rare"),
+        deletes.clearing("never needed"),
+        refused="DeleteConflict",
+        what="user u",
+    )
+    assert deletes.cleared == ["usual", "rare"]
+
+
+def test_a_refusal_after_the_last_clearing_is_raised_or_settled() -> None:
+    deletes = Deletes(["BucketNotEmpty", "BucketNotEmpty"])
+    with pytest.raises(ClientError, match="BucketNotEmpty"):
+        delete_clearing(
+            deletes.delete, deletes.clearing("empty"), refused="BucketNotEmpty", what="bucket b"
+        )
+    assert deletes.cleared == ["empty"]
+    # With a settling window, IAM's view of a blocker just removed is waited out (0.5 s here).
+    deletes = Deletes(["DeleteConflict", "DeleteConflict"])
+    delete_clearing(
+        deletes.delete,
+        deletes.clearing("usual"),
+        refused="DeleteConflict",
+        what="role r",
+        settle=timedelta(seconds=2),
+    )
+    assert deletes.cleared == ["usual"]
+
+
+def test_any_other_error_is_raised_before_any_clearing() -> None:
+    deletes = Deletes(["AccessDenied"])
+    with pytest.raises(ClientError, match="AccessDenied"):
+        delete_clearing(
+            deletes.delete, deletes.clearing("usual"), refused="DeleteConflict", what="user u"
+        )
+    assert deletes.cleared == []
