@@ -104,11 +104,12 @@ def _exists(logical_name: str) -> str:
 @dataclass(frozen=True)
 class Made:
     """A resource provision has made or found, before its settings are: its row (still pending,
-    unless an earlier attempt finished it) and what AWS calls it."""
+    unless an earlier attempt finished it), what AWS calls it, and whether it was adopted from an
+    earlier attempt rather than created now."""
 
     row: Resource
     physical_id: str | None
-    how: str  # "created", "adopted", or "" for a row an earlier attempt finished
+    adopted: bool = False
 
 
 @dataclass
@@ -145,7 +146,7 @@ def make(store: Store, target: Target, run: Run, spec: ResourceSpec) -> Made:
     """Record `spec` (write-ahead), then create it, or adopt what an earlier attempt created."""
     row = _recorded(store, run, spec)
     if row is not None and row.state is ResourceState.CREATED:
-        return Made(row, row.physical_id, "")
+        return Made(row, row.physical_id)
     handler = handler_for(spec.kind)
     pending_before = row is not None
     if row is None:
@@ -161,13 +162,13 @@ def make(store: Store, target: Target, run: Run, spec: ResourceSpec) -> Made:
         if pending_before:
             found = _adoptable(store, target, row, known_to_exist=False)
             if found is not None:
-                return Made(row, found.physical_id, "adopted")
+                return Made(row, found.physical_id, adopted=True)
         try:
-            return Made(row, handler.create(target, subject_of(row)).physical_id, "created")
+            return Made(row, handler.create(target, subject_of(row)).physical_id)
         except AlreadyExists:
             found = _adoptable(store, target, row, known_to_exist=True)
             if found is not None:
-                return Made(row, found.physical_id, "adopted")
+                return Made(row, found.physical_id, adopted=True)
             raise NotOurs(
                 f"{spec.kind} {spec.name} exists but vanished while being adopted"
             ) from None
@@ -180,12 +181,12 @@ def finish(
     is marked created. A row an earlier attempt finished, perhaps in another process, is left
     as it is, and is not this hold's to vouch for."""
     row = made.row
-    if not made.how:
+    if row.state is ResourceState.CREATED:
         return row
     with recording_failure(store, row, f"creating {row.kind} {row.name}"):
         handler_for(row.kind).configure(target, subject_of(row))
     store.set_state(row, ResourceState.CREATED, physical_id=made.physical_id)
-    if made.how == "adopted":
+    if made.adopted:
         log.info("adopted %s %s, created by an earlier attempt", row.kind, row.name)
     else:
         log.info("created %s %s", row.kind, row.name)
