@@ -3,6 +3,8 @@ teardown leaves the account empty of it."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from job.aws.session import make_aws
@@ -48,10 +50,11 @@ def test_provision_resumes_after_a_failure_at_any_call(aws, database_url) -> Non
 
 
 @pytest.mark.usefixtures("aws")
-def test_crash_right_after_any_create_is_adopted_or_torn_down(aws, sqlite_url) -> None:
+def test_crash_right_after_any_create_is_adopted_or_torn_down(aws, sqlite_url, caplog) -> None:
     """The create happened but the job died before recording it: the pending row is resolved by
     looking the resource up by its name, either by the resumed provision or by teardown."""
     total = _provision_calls(sqlite_url)
+    caplog.set_level(logging.INFO, logger="job.phases.provision")
     for index in range(1, total + 1):
         for finish in ("resume", "teardown"):
             with open_store(sqlite_url) as store:
@@ -75,3 +78,6 @@ def test_crash_right_after_any_create_is_adopted_or_torn_down(aws, sqlite_url) -
                 rows = store.get_run(run.id).resources
                 assert all(row.state is ResourceState.DELETED for row in rows)
             assert leftovers(aws, run.id) == [], f"crash after call {index}, then {finish}"
+    # Each kind was found and adopted by a resumed provision, not created again under its name.
+    adopted = {r.args[0] for r in caplog.records if r.getMessage().startswith("adopted ")}
+    assert adopted == {str(row.kind) for row in rows}
