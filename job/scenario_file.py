@@ -22,9 +22,9 @@ a key in it), as ARNs in the run's partition; a literal ARN or `*` is used as wr
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -186,31 +186,28 @@ def source_for(path: str | None) -> ScenarioSource:
     return seed_source() if path is None else read_source(path)
 
 
-# Texts that passed, with their documents: a `job run` reads its one scenario in every phase (and
-# a janitor the same seed in every stale run's), and parsing and checking it again finds nothing
-# new. Bounded, since a process may see any number of runs' texts; a copy goes out each time.
-_VALID: dict[str, dict[str, Any]] = {}
-_VALID_MOST = 64
-_VALID_LOCK = threading.Lock()
-
-
 def validate(source: ScenarioSource) -> dict[str, Any]:
-    """The file's document, once it passes the schema and the cross-reference checks."""
-    with _VALID_LOCK:
-        known = _VALID.get(source.text)
-    if known is None:
-        document = _parse(source)
-        error = _schema_error(document)
-        if error is None:
-            error = next(_cross_reference_errors(document), None)
-        if error is not None:
-            raise BadInput(f"{source.origin}: {error}")
-        known = cast(dict[str, Any], document)
-        with _VALID_LOCK:
-            if len(_VALID) >= _VALID_MOST:
-                _VALID.clear()
-            _VALID[source.text] = known
-    return copy.deepcopy(known)
+    """The file's document, once it passes the schema and the cross-reference checks; every
+    error names the file."""
+    try:
+        # A copy: the document is the cache's, and callers may change theirs.
+        return copy.deepcopy(_valid_document(source.text))
+    except BadInput as error:
+        raise BadInput(f"{source.origin}: {error.message}") from None
+
+
+# A `job run` reads its one scenario in every phase (and a janitor the same seed in every stale
+# run's): a text that passed is not parsed and checked again. Refusals are not cached (an
+# exception never is), so each is raised again, under the name its caller gives.
+@functools.lru_cache(maxsize=64)
+def _valid_document(text: str) -> dict[str, Any]:
+    document = _parse(text)
+    error = _schema_error(document)
+    if error is None:
+        error = next(_cross_reference_errors(document), None)
+    if error is not None:
+        raise BadInput(error)
+    return cast(dict[str, Any], document)
 
 
 def compile_source(
@@ -285,30 +282,24 @@ class _UniqueKeyLoader:
         return cls.loader
 
 
-def _parse(source: ScenarioSource) -> Any:
+def _parse(text: str) -> Any:
+    """The text as JSON when it looks like JSON (for JSON's own error messages), else as YAML."""
     import yaml
 
     try:
-        if source.text.lstrip().startswith("{"):
-            document = json.loads(source.text)
+        if text.lstrip().startswith("{"):
+            document = json.loads(text)
         else:
-            document = yaml.load(source.text, Loader=_UniqueKeyLoader.get())  # a SafeLoader
+            document = yaml.load(text, Loader=_UniqueKeyLoader.get())  # a SafeLoader
     except json.JSONDecodeError as error:
-        raise BadInput(
-            f"{source.origin}: line {error.lineno}, column {error.colno}: {error.msg} (JSON)"
-        ) from None
+        raise BadInput(f"line {error.lineno}, column {error.colno}: {error.msg} (JSON)") from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise BadInput(f"{source.origin}: {where}{error.problem or error} (YAML)") from None
+        raise BadInput(f"{where}{error.problem or error} (YAML)") from None
     except yaml.YAMLError as error:
-        raise BadInput(f"{source.origin}: not YAML: {error}") from None
-    except BadInput as error:
-        raise BadInput(f"{source.origin}: {error.message}") from None
-    try:
-        _check_keys(document, [])
-    except BadInput as error:
-        raise BadInput(f"{source.origin}: {error.message}") from None
+        raise BadInput(f"not YAML: {error}") from None
+    _check_keys(document, [])
     return document
 
 

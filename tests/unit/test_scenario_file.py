@@ -626,7 +626,7 @@ def test_a_text_checked_once_is_not_parsed_again_and_each_caller_gets_its_own_co
     source = ScenarioSource(seed_source().text + "\n# checked once\n", "first.yaml")
     first = validate(source)
     parsed: list[str] = []
-    monkeypatch.setattr("job.scenario_file._parse", lambda s: parsed.append(s.origin))
+    monkeypatch.setattr("job.scenario_file._parse", parsed.append)
     first["users"].clear()  # a caller changing its document changes nobody else's
     again = validate(ScenarioSource(source.text, "second.yaml"))
     assert parsed == []
