@@ -17,6 +17,10 @@ scenario is a file too, `job/scenarios/seed.yaml`, shipped in the package.
 
 `bucket:NAME` and `bucket:NAME/KEY` stand for the run's real bucket `<prefix>-<run id>-NAME` (and
 a key in it), as ARNs in the run's partition; a literal ARN or `*` is used as written.
+
+A file is bounded before it is read (`MAX_SCENARIO_BYTES`), YAML anchors and aliases are refused
+as the parser meets them (nine nested ones expand to hundreds of millions of values), and each
+object's text has its own cap (`MAX_OBJECT_BYTES`): a hostile or mistaken file is refused at once.
 """
 
 from __future__ import annotations
@@ -56,6 +60,17 @@ BUCKET_REF = "bucket:"
 # S3 refuses bucket names ending so (the others it reserves hold "--", which no logical name does).
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 RESERVED_BUCKET_SUFFIX = "-s3alias"
+# A scenario is a few kilobytes. The cap is checked before the file is parsed: parsing is what
+# costs (PyYAML takes seconds and hundreds of megabytes on tens of megabytes of text).
+MAX_SCENARIO_BYTES = 1024 * 1024
+# An object is a fixture a probe reads: its text proves nothing by its size. It is kept twice in
+# the ledger (in the run's stored scenario and in its object's row) and read in full by each
+# GetObject probe, so it stays small.
+MAX_OBJECT_BYTES = 64 * 1024
+# The deepest a scenario goes is users.NAME.policy[0].resources[0], six levels below the top. Far
+# deeper nesting is refused as it is read: PyYAML's scanner slows with each open bracket, and
+# Python's parsers end in a RecursionError.
+MAX_NESTING = 20
 
 _NAME = {"type": "string", "pattern": f"^{LOGICAL_NAME_PATTERN}$"}
 _STATEMENT = {
@@ -171,9 +186,15 @@ def seed_source() -> ScenarioSource:
 def read_source(path: str) -> ScenarioSource:
     """The file at `path`, validated: BadInput (one line) when it cannot be read or is invalid."""
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        with Path(path).open("rb") as file:
+            # One byte over the cap is enough to refuse: a huge file (or /dev/zero) is never read.
+            data = file.read(MAX_SCENARIO_BYTES + 1)
     except OSError as error:
         raise BadInput(f"cannot read scenario file {path}: {error.strerror or error}") from None
+    if len(data) > MAX_SCENARIO_BYTES:
+        raise BadInput(f"{path}: {_too_big()}")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise BadInput(f"{path}: not UTF-8 text; a scenario file is YAML or JSON") from None
     source = ScenarioSource(text, path)
@@ -201,6 +222,9 @@ def validate(source: ScenarioSource) -> dict[str, Any]:
 # exception never is), so each is raised again, under the name its caller gives.
 @functools.lru_cache(maxsize=64)
 def _valid_document(text: str) -> dict[str, Any]:
+    # A text not read by read_source (one stored with a run) is held to the same cap.
+    if len(text.encode("utf-8")) > MAX_SCENARIO_BYTES:
+        raise BadInput(_too_big())
     document = _parse(text)
     error = _schema_error(document)
     if error is None:
@@ -250,7 +274,15 @@ def scenario_kinds(scenario: Scenario) -> set[ResourceKind]:
 # Reading
 
 
-class _UniqueKeyLoader:
+def _too_big() -> str:
+    return (
+        f"larger than {MAX_SCENARIO_BYTES:,} bytes (1 MiB), the most a scenario file may be; "
+        f"a scenario is a few kilobytes: keep object texts short (at most {MAX_OBJECT_BYTES:,} "
+        "bytes each)"
+    )
+
+
+class _ScenarioLoader:
     """Built on first use: PyYAML is imported only by commands that read scenarios."""
 
     loader: Any = None
@@ -261,7 +293,29 @@ class _UniqueKeyLoader:
             import yaml
 
             class Loader(yaml.SafeLoader):
-                pass
+                depth = 0
+
+                def compose_node(self, parent: Any, index: Any) -> Any:
+                    # An alias shares one node, and whatever walks the document (the key check,
+                    # the schema) walks it again at every use: nine nested anchors of nine
+                    # aliases each are 9**9 values from a few hundred bytes. Refused at the
+                    # first anchor or alias, before anything is built.
+                    event = self.peek_event()  # type: ignore[no-untyped-call]
+                    mark = event.start_mark
+                    where = f"line {mark.line + 1}, column {mark.column + 1}"
+                    if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
+                        what = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
+                        raise BadInput(
+                            f"{where}: YAML {what}{event.anchor} is not allowed in a scenario "
+                            "file; write the value out in full instead"
+                        )
+                    if self.depth > MAX_NESTING:
+                        raise BadInput(f"{where}: {_too_deep()}")
+                    self.depth += 1
+                    try:
+                        return super().compose_node(parent, index)
+                    finally:
+                        self.depth -= 1
 
             def mapping(loader: Loader, node: Any) -> dict[Any, Any]:
                 # PyYAML keeps the last of two equal keys without a word: a second "writer" would
@@ -290,7 +344,7 @@ def _parse(text: str) -> Any:
         if text.lstrip().startswith("{"):
             document = json.loads(text)
         else:
-            document = yaml.load(text, Loader=_UniqueKeyLoader.get())  # a SafeLoader
+            document = yaml.load(text, Loader=_ScenarioLoader.get())  # a SafeLoader
     except json.JSONDecodeError as error:
         raise BadInput(f"line {error.lineno}, column {error.colno}: {error.msg} (JSON)") from None
     except yaml.MarkedYAMLError as error:
@@ -299,12 +353,24 @@ def _parse(text: str) -> Any:
         raise BadInput(f"{where}{error.problem or error} (YAML)") from None
     except yaml.YAMLError as error:
         raise BadInput(f"not YAML: {error}") from None
+    except RecursionError:  # JSON nested deeper than Python's parser goes
+        raise BadInput(_too_deep()) from None
     _check_keys(document, [])
     return document
 
 
+def _too_deep() -> str:
+    return (
+        f"nested more than {MAX_NESTING} levels deep; a scenario's deepest value, "
+        "users.NAME.policy[0].resources[0], is six"
+    )
+
+
 def _check_keys(node: Any, path: list[str | int]) -> None:
-    """YAML reads `on:`, `yes:` or `1:` as a boolean or a number; every name here is a string."""
+    """YAML reads `on:`, `yes:` or `1:` as a boolean or a number; every name here is a string.
+    JSON's nesting is bounded here (YAML's is, as it is read)."""
+    if len(path) > MAX_NESTING:
+        raise BadInput(f"{render_path(path)}: {_too_deep()}")
     if isinstance(node, dict):
         for key, value in node.items():
             if not isinstance(key, str):
@@ -375,13 +441,19 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
     for name, bucket in buckets.items():
         if f"-{name}".endswith(RESERVED_BUCKET_SUFFIX):
             yield f"buckets.{name}: S3 reserves bucket names ending {RESERVED_BUCKET_SUFFIX!r}"
-        for key in bucket.get("objects") or {}:
+        for key, body in (bucket.get("objects") or {}).items():
             logical = f"{name}/{key}"
             if len(logical) > MAX_RESOURCE_LOGICAL_NAME:
                 yield (
                     f'buckets.{name}.objects.{key}: "{logical}" is {len(logical)} characters; '
                     f"the ledger names an object <bucket>/<key> in at most "
                     f"{MAX_RESOURCE_LOGICAL_NAME}"
+                )
+            size = len(body.encode("utf-8"))
+            if size > MAX_OBJECT_BYTES:
+                yield (
+                    f"buckets.{name}.objects.{key}: the text is {size:,} bytes; an object's text "
+                    f"is at most {MAX_OBJECT_BYTES:,} (64 KiB): a probe needs only a line"
                 )
     for section in ("users", "roles"):
         for name in document.get(section) or {}:
@@ -427,6 +499,7 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
             yield f'{where}.result: {action} is allowed to every principal; expect "allow"'
         yield from _bucket_ref_errors(f"{where}.resource", cell["resource"], buckets)
         yield from _aim_errors(where, action, cell["resource"])
+        yield from _missing_object_errors(where, cell, buckets)
         cell_key = (cell["principal"], action, cell["resource"])
         if cell_key in cells:
             yield f"{where}: the same cell as expect[{cells[cell_key]}]"
@@ -439,6 +512,33 @@ def _bucket_ref_errors(where: str, resource: str, buckets: Mapping[str, Any]) ->
         if bucket not in buckets:
             defined = ", ".join(sorted(buckets)) or "none"
             yield f'{where}: unknown bucket "{bucket}"; the buckets are: {defined}'
+
+
+def _missing_object_errors(
+    where: str, cell: Mapping[str, str], buckets: Mapping[str, Any]
+) -> Iterator[str]:
+    """A read of an object the scenario does not create answers nothing: S3 refuses a missing key
+    with 403 AccessDenied, not 404 NoSuchKey, when the caller lacks s3:ListBucket, so "deny" would
+    pass whatever the policy says and "allow" would read as denied. A key a PutObject cell writes
+    does not count: a put that is denied (or not run yet) leaves nothing there.
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)"""
+    from job.aws.probes import PROBES
+
+    action, resource = cell["action"], cell["resource"]
+    probe = PROBES.get(action)
+    if probe is None or not probe.reads_object or not resource.startswith(BUCKET_REF):
+        return
+    bucket, slash, key = resource.removeprefix(BUCKET_REF).partition("/")
+    if not slash or bucket not in buckets:  # refused above, for what it is
+        return
+    if key not in (buckets[bucket].get("objects") or {}):
+        yield (
+            f"{where}: {cell['principal']} {action} {resource}: the scenario creates no object "
+            "there, and S3 answers 403 AccessDenied, not 404, for a missing key when the caller "
+            "lacks s3:ListBucket, so a deny here cannot be told from a missing object; create "
+            f"the object under buckets.{bucket}.objects or aim the cell at a key the scenario "
+            "creates"
+        )
 
 
 def _always_allowed(action: str) -> bool:

@@ -19,6 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from job.emulator import EmulatorCredentials
 from job.ledger.models import Run, utcnow
+from job.scenario_file import MAX_SCENARIO_BYTES, seed_source
 from tests.faults import CallLog, FailTimes
 from tests.helpers import Result, invoke, leftovers, open_store
 
@@ -277,3 +278,60 @@ def test_the_postgresql_ledger_going_away_mid_run(
     torn = invoke(capsys, "teardown", "--run-id", run.id, "--database-url", postgres_url)
     assert torn.exit_code == 0, torn.stderr
     assert leftovers(aws, run.id) == []
+
+
+# Scenario files that must be refused at once, wherever the job reads one, with what the one line
+# says. The seed is valid: each file is refused for the one thing done to it.
+_SEED = seed_source().text
+HOSTILE_SCENARIOS = {
+    # A valid scenario, one byte over the cap, padded with a comment.
+    "oversize": (
+        _SEED + "#" + "x" * (MAX_SCENARIO_BYTES - len(_SEED.encode())) + "\n",
+        ["larger than 1,048,576 bytes (1 MiB)", "keep object texts short"],
+    ),
+    # Anchors of aliases (nine levels of nine hung `scenario validate` for good).
+    "aliases": (
+        _SEED
+        + "x0: &x0 [a, a, a, a, a, a, a, a, a]\n"
+        + "x1: &x1 [*x0, *x0, *x0, *x0, *x0, *x0, *x0, *x0, *x0]\n"
+        + "x2: [*x1, *x1, *x1, *x1, *x1, *x1, *x1, *x1, *x1]\n",
+        ["YAML anchor &x0 is not allowed", "write the value out in full instead"],
+    ),
+    # A read of a key the scenario never puts there: on AWS, 403 without s3:ListBucket, as if
+    # denied. https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)
+    "read of a missing object": (
+        _SEED.replace("bucket:elsewhere/probe/fixture.txt", "bucket:elsewhere/probe/missing.txt"),
+        [
+            "expect[4]: writer s3:GetObject bucket:elsewhere/probe/missing.txt:",
+            "S3 answers 403 AccessDenied, not 404, for a missing key",
+            "create the object under buckets.elsewhere.objects",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_SCENARIOS))
+def test_a_hostile_scenario_is_refused_wherever_it_is_read(
+    name: str, aws: EmulatorCredentials, sqlite_url: str, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    text, words = HOSTILE_SCENARIOS[name]
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    calls = CallLog()
+    ledger = ("--database-url", sqlite_url)
+    for args in (
+        ["scenario", "validate", str(path)],
+        ["scenario", "validate", str(path), "--output", "json"],
+        ["scenario", "show", str(path)],
+        ["run", "--scenario", str(path), *ledger],
+        ["provision", "--scenario", str(path), *ledger, "--output", "json"],
+        ["runner-policy", "--scenario", str(path)],
+    ):
+        line = one_line_error(invoke(capsys, *args, hooks=[calls]), 2, str(path), *words)
+        assert len(line) < 600
+    monkeypatch.setenv("JOB_SCENARIO", str(path))
+    for args in (["run", *ledger], ["scenario", "show"]):
+        one_line_error(invoke(capsys, *args, hooks=[calls]), 2, str(path), *words)
+    assert calls.names == []
+    with open_store(sqlite_url) as store:
+        assert store.list_runs() == []

@@ -438,7 +438,8 @@ def test_a_bucket_records_every_key_the_run_may_write_into_it() -> None:
 def test_bucket_references_expand_in_the_runs_partition() -> None:
     document = {
         "version": 1,
-        "buckets": {"data": {}},
+        # The object the GetObject cell reads: a read of a missing key proves nothing.
+        "buckets": {"data": {"objects": {"a/b.txt": "read by job verify"}}},
         "roles": {
             "analyst": {
                 "policy": [
@@ -514,6 +515,7 @@ def test_bucket_references_expand_in_the_runs_partition() -> None:
     # --measure-revocation may revoke a role's sessions.
     assert scenario_kinds(scenario) == {
         ResourceKind.S3_BUCKET,
+        ResourceKind.S3_OBJECT,
         ResourceKind.IAM_ROLE,
         ResourceKind.IAM_POLICY,
         ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
@@ -638,3 +640,168 @@ def test_an_invalid_text_is_refused_every_time_under_its_own_name() -> None:
     for origin in ("a.yaml", "b.yaml"):
         with pytest.raises(BadInput, match=rf"^{origin}: "):
             validate(ScenarioSource(text, origin))
+
+
+# Bad files refused fast
+
+
+def alias_bomb(levels: int) -> str:
+    """The billion laughs: each anchored list holds nine aliases of the one before, so a few
+    hundred bytes stand for 9**levels values."""
+    lines = ["version: 1", "l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, levels):
+        lines.append(f"l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * 9)}]")
+    return "\n".join([*lines, "expect: []", ""])
+
+
+def test_an_alias_bomb_is_refused_at_its_first_anchor_before_anything_is_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Refused while the parser reads, not after: no value is constructed and no value walked
+    (unrefused, this walk is 9**9 steps long; the guard stops it at 10,000)."""
+    import job.scenario_file
+
+    constructed: list[Any] = []
+    real_construct = yaml.constructor.BaseConstructor.construct_object
+
+    def construct(self: Any, node: Any, deep: bool = False) -> Any:
+        constructed.append(node)
+        return real_construct(self, node, deep)
+
+    walked: list[Any] = []
+    real_walk = job.scenario_file._check_keys
+
+    def walk(node: Any, path: list[str | int]) -> None:
+        walked.append(path)
+        assert len(walked) < 10_000, "the aliases were expanded"
+        real_walk(node, path)
+
+    monkeypatch.setattr(yaml.constructor.BaseConstructor, "construct_object", construct)
+    monkeypatch.setattr(job.scenario_file, "_check_keys", walk)
+    text = alias_bomb(9)
+    assert len(text.encode()) < 500
+    assert error_of(text) == (
+        "line 2, column 5: YAML anchor &l0 is not allowed in a scenario file; write the value "
+        "out in full instead"
+    )
+    assert constructed == [] and walked == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "version: 1\nbuckets:\n  data: &same {}\n  copy: *same\nexpect: []\n",
+            "line 3, column 9: YAML anchor &same is not allowed",
+        ),
+        # A merge key is an alias too.
+        (
+            "version: 1\nusers:\n  reader:\n    <<: *base\nexpect: []\n",
+            "line 4, column 9: YAML alias *base is not allowed",
+        ),
+    ],
+    ids=["anchor", "merge key"],
+)
+def test_every_anchor_and_alias_is_refused(text: str, expected: str) -> None:
+    assert error_of(text) == f"{expected} in a scenario file; write the value out in full instead"
+
+
+@pytest.mark.parametrize("syntax", ["yaml", "json"])
+def test_nesting_far_deeper_than_a_scenario_is_refused(syntax: str) -> None:
+    # Python's parsers end in a RecursionError (a "bug", exit 4) well before this depth.
+    depth = 100_000
+    if syntax == "yaml":
+        text = f"version: 1\nexpect: {'[' * depth}{']' * depth}\n"
+        where = "line 2, column 29: "  # the 21st bracket
+    else:
+        text = f'{{"version": 1, "expect": {"[" * depth}{"]" * depth}}}'
+        where = ""
+    assert error_of(text) == (
+        f"{where}nested more than 20 levels deep; a scenario's deepest value, "
+        "users.NAME.policy[0].resources[0], is six"
+    )
+    shallow = f'{{"version": 1, "expect": {"[" * 30}{"]" * 30}}}'
+    assert error_of(shallow).startswith(f"expect{'[0]' * 20}: nested more than 20 levels deep")
+
+
+def _padded(size: int) -> str:
+    """The seed, padded with a comment to exactly `size` bytes."""
+    seed = seed_source().text
+    return seed + "#" + "x" * (size - len(seed.encode()) - 2) + "\n"
+
+
+def test_a_file_over_one_mebibyte_is_refused_before_it_is_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from job.scenario_file import MAX_SCENARIO_BYTES, read_source
+
+    assert MAX_SCENARIO_BYTES == 1024 * 1024
+    largest = tmp_path / "largest.yaml"
+    largest.write_text(_padded(MAX_SCENARIO_BYTES))
+    assert largest.stat().st_size == MAX_SCENARIO_BYTES
+    read_source(str(largest))  # the cap itself is allowed
+
+    too_big = tmp_path / "too-big.yaml"
+    too_big.write_text(_padded(MAX_SCENARIO_BYTES + 1))
+    monkeypatch.setattr("job.scenario_file._parse", lambda text: pytest.fail("parsed"))
+    expected = (
+        "larger than 1,048,576 bytes (1 MiB), the most a scenario file may be; a scenario is a "
+        "few kilobytes: keep object texts short (at most 65,536 bytes each)"
+    )
+    with pytest.raises(BadInput) as raised:
+        read_source(str(too_big))
+    assert raised.value.message == f"{too_big}: {expected}"
+    # A text that did not come from a file (one stored with a run) is held to the same cap, in
+    # bytes: two-byte characters count twice.
+    assert error_of(_padded(MAX_SCENARIO_BYTES + 1)) == expected
+    assert error_of("é" * (MAX_SCENARIO_BYTES // 2 + 1)) == expected
+
+
+def test_an_objects_text_is_at_most_64_kib() -> None:
+    from job.scenario_file import MAX_OBJECT_BYTES
+
+    assert MAX_OBJECT_BYTES == 64 * 1024
+    document = seed_document()
+    objects = document["buckets"]["data"]["objects"]
+    objects["probe/fixture.txt"] = "x" * MAX_OBJECT_BYTES
+    validate(_source(document))
+    objects["probe/fixture.txt"] = "é" * (MAX_OBJECT_BYTES // 2 + 1)  # counted in bytes
+    assert error_of(document) == (
+        "buckets.data.objects.probe/fixture.txt: the text is 65,538 bytes; an object's text is at "
+        "most 65,536 (64 KiB): a probe needs only a line"
+    )
+
+
+# No cell whose answer cannot mean what it says
+
+
+@pytest.mark.parametrize("result", ["allow", "deny"])
+def test_reading_an_object_the_scenario_does_not_create_is_refused(result: str) -> None:
+    """S3 answers 403 AccessDenied, not 404, for a missing key to a caller without s3:ListBucket:
+    a "deny" would pass whatever the policy says, an "allow" would read as denied.
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)"""
+    document = seed_document()
+    # The writer's own put aims here: a key a cell writes is not one the scenario creates (a
+    # denied put leaves nothing).
+    missing = document["expect"][0]["resource"]
+    assert missing == "bucket:data/probe/writer-putobject.txt"
+    document["expect"].append(
+        {"principal": "reader", "action": "s3:GetObject", "resource": missing, "result": result}
+    )
+    assert error_of(document) == (
+        "expect[12]: reader s3:GetObject bucket:data/probe/writer-putobject.txt: the scenario "
+        "creates no object there, and S3 answers 403 AccessDenied, not 404, for a missing key "
+        "when the caller lacks s3:ListBucket, so a deny here cannot be told from a missing "
+        "object; create the object under buckets.data.objects or aim the cell at a key the "
+        "scenario creates"
+    )
+    document["buckets"]["data"]["objects"]["probe/writer-putobject.txt"] = "now it exists"
+    validate(_source(document))
+
+
+def test_only_probes_that_read_an_object_need_it_to_exist() -> None:
+    assert {action for action, probe in PROBES.items() if probe.reads_object} == {"s3:GetObject"}
+    # A delete of a missing key is what the seed does on purpose (nothing is destroyed).
+    document = seed_document()
+    assert document["expect"][2]["resource"] == "bucket:data/probe/writer-deleteobject.txt"
+    validate(_source(document))
