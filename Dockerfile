@@ -1,6 +1,7 @@
 # The job's image: `docker build -t job .`, then `docker run --rm job run` with AWS credentials in
-# the environment. Targets: `runtime` (the default, last) and `emulator` (moto server with IAM
-# enforcement, for docker-compose.yml's `moto` service).
+# the environment (`run --scenario /scenarios/roles.yaml`: an example it ships). Targets: `runtime`
+# (the default, last) and `emulator` (moto server with IAM enforcement, for docker-compose.yml's
+# `moto` service).
 #
 # Every stage starts from the same base, pinned by tag: the virtualenv built in `build` is copied
 # into the final stages, and its interpreter links must point at the same Python there.
@@ -18,6 +19,11 @@ COPY job/ job/
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir /wheels/job-*.whl
+# The example scenarios, which the runtime image ships in /scenarios: readable by its user
+# whatever the umask of the checkout they came from. After the wheel, so editing one rebuilds
+# only this.
+COPY examples/ examples/
+RUN chmod -R u=rwX,go=rX examples
 
 # The same virtualenv plus moto's server, from the job's own `emulator` extra: the emulator runs
 # the moto version the job is tested against.
@@ -45,7 +51,9 @@ FROM base AS emulator
 COPY --from=build-emulator /opt/venv /opt/venv
 USER 10001:10001
 EXPOSE 5000
-ENTRYPOINT ["python", "-m", "moto.server"]
+# moto's server (`python -m moto.server`'s options), taught to trust a role's account principal
+# as AWS does, so that scenarios with roles pass here as with `job run --emulator`.
+ENTRYPOINT ["python", "-m", "job.emulator", "--serve"]
 CMD ["--host", "0.0.0.0", "--port", "5000"]
 
 # The default target.
@@ -55,6 +63,9 @@ COPY --from=build /opt/venv /opt/venv
 # outlive the container. docker-compose.yml and the Kubernetes recipes point it at PostgreSQL.
 ENV JOB_DATABASE_URL=sqlite:////data/job.db
 VOLUME ["/data"]
+# The example scenarios: `job run --scenario /scenarios/roles.yaml`. Mount a folder of your own
+# there, read-only, to run yours (docker-compose.yml does, from JOB_SCENARIOS_DIR or examples/).
+COPY --from=build /src/examples /scenarios
 USER 10001:10001
 ENTRYPOINT ["job"]
 CMD ["--help"]

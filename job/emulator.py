@@ -4,6 +4,10 @@ moto allows every call unless told to authenticate after the first N requests. W
 those N requests creating a runner user with its own access key; every later request, the job's
 and the probe users', is then signed and checked against IAM policies as on AWS. Without that, a
 permission check would prove nothing: the reader's denied put would succeed.
+
+moto also misreads one thing AWS does, and the job's roles rely on it: a trust policy naming an
+account. `trust_account_principals` teaches it that, in whatever process serves the emulator (this
+one for `--emulator`, `python -m job.emulator --serve` for docker compose's `moto` service).
 """
 
 from __future__ import annotations
@@ -27,6 +31,49 @@ ADMIN_POLICY: dict[str, Any] = {
 }
 # CreateUser, PutUserPolicy, CreateAccessKey: the calls bootstrap makes before enforcement starts.
 BOOTSTRAP_CALLS = 3
+
+
+def trusts_account_of(principal: Any, caller_arn: str) -> bool:
+    """Whether a trust policy statement's `Principal` names the account `caller_arn` is in, as
+    `arn:PARTITION:iam::ACCOUNT:root` or the bare account id (AWS stores it as the former; moto
+    keeps what it was given).
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html#principal-accounts
+    """
+    if not isinstance(principal, dict):
+        return False
+    named = principal.get("AWS", [])
+    named = [named] if isinstance(named, str) else named
+    # arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE, for a user and an assumed-role session alike.
+    _, partition, _, _, account, _ = caller_arn.split(":", 5)
+    return f"arn:{partition}:iam::{account}:root" in named or account in named
+
+
+def trust_account_principals() -> None:
+    """Make moto, in this process, honour a trust policy that names an account as AWS does.
+
+    AWS: a role trusting `arn:aws:iam::ACCOUNT:root` (or `ACCOUNT`) delegates to that account;
+    any of its principals whose own identity policies allow sts:AssumeRole on the role may assume
+    it (the root user is not singled out). moto 5 compares the caller's ARN with the trust
+    policy's principals literally, so the job's roles, which trust their own account
+    (job.aws.iam.trust_policy), can be assumed by nobody: verify waits out
+    JOB_PROPAGATION_TIMEOUT and blames the runner's permissions. moto already requires the
+    caller's identity policy to allow sts:AssumeRole (IAMRequestBase.check_action_permitted), so
+    the one fix is the principal match, `IAMPolicyStatement._check_principal`, which moto calls
+    only for trust policies: the account's principals match too. Idempotent.
+    """
+    from moto.iam.access_control import IAMPolicyStatement
+
+    literal = IAMPolicyStatement._check_principal
+    if getattr(literal, "trusts_accounts", False):
+        return
+
+    def check_principal(statement: IAMPolicyStatement, principal: str) -> bool:
+        if trusts_account_of(statement._statement.get("Principal"), principal):
+            return True
+        return bool(literal(statement, principal))
+
+    check_principal.trusts_accounts = True  # type: ignore[attr-defined]
+    IAMPolicyStatement._check_principal = check_principal  # type: ignore[method-assign,assignment]
 
 
 @dataclass(frozen=True)
@@ -108,6 +155,7 @@ class InProcessEmulator:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         # Read by moto at reset time: AWS's managed policies exist, as they do in a real account.
         os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+        trust_account_principals()
         self._server.start()
         host, port = self._server.get_host_and_port()
         return bootstrap_runner(f"http://{host}:{port}")
@@ -118,7 +166,22 @@ class InProcessEmulator:
 
 # Variables that would make boto3 sign as someone other than the runner the exec'd command gets.
 _OTHER_IDENTITIES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
-USAGE = "usage: python -m job.emulator COMMAND [ARGS...]   (with AWS_ENDPOINT_URL set)"
+USAGE = (
+    "usage: python -m job.emulator COMMAND [ARGS...]   (with AWS_ENDPOINT_URL set),"
+    " or python -m job.emulator --serve [--host HOST] [--port PORT]"
+)
+
+
+def serve(moto_args: list[str]) -> NoReturn:
+    """`python -m job.emulator --serve ARGS`: moto's server (`python -m moto.server ARGS`) trusting
+    account principals as AWS does (trust_account_principals), which a plain moto server does not:
+    docker compose's `moto` service runs this, so roles work there as with `--emulator`."""
+    from moto import server  # optional dependency: job[emulator]
+
+    trust_account_principals()
+    sys.argv = ["python -m job.emulator --serve", *moto_args]  # what moto's argparse reads
+    server.main()
+    sys.exit(0)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -134,8 +197,13 @@ def main(argv: list[str] | None = None) -> NoReturn:
     Two bootstraps must not overlap each other's three unauthenticated calls (see
     bootstrap_runner), nor another client's requests made while those three are allowed: run one
     at a time against a quiet emulator, as a one-off `docker compose run` does.
+
+    `python -m job.emulator --serve [--host HOST] [--port PORT]` is that moto server itself
+    (serve).
     """
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--serve"]:
+        serve(args[1:])
     endpoint_url = os.environ.get("AWS_ENDPOINT_URL", "")
     if not args or args[0].startswith("-") or not endpoint_url:
         print(USAGE, file=sys.stderr)

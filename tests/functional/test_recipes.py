@@ -15,26 +15,34 @@ runner stands in. Arguments and every other variable are used verbatim.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+import posixpath
 import re
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from sqlalchemy import update
 
 from job.aws.session import make_aws
 from job.config import parse_database_url
-from job.emulator import EmulatorCredentials
+from job.emulator import EmulatorCredentials, bootstrap_runner
 from job.ledger.engine import Ledger
 from job.ledger.models import Run, RunStatus, utcnow
 from job.phases.provision import provision, start_run
+from tests.awslike import AwsLike, layer
 from tests.helpers import EMULATED, Done, leftovers, open_store, run_captured
 from tests.services.moto_server import SETTINGS as MOTO_SETTINGS
+from tests.services.moto_server import moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -110,7 +118,22 @@ def assert_json_logs(stderr: str) -> None:
 @dataclass
 class Dockerfile:
     arguments: dict[str, str]  # the global ARGs (before the first FROM) and their defaults
-    stages: dict[str, dict[str, Any]]  # name -> base, ENTRYPOINT, CMD, USER (inherited)
+    # name -> base, ENTRYPOINT, CMD, USER, WORKDIR, and the lists COPY and RUN (all inherited)
+    stages: dict[str, dict[str, Any]]
+
+
+@dataclass
+class Copy:
+    stage: str | None  # --from, or None: the build context
+    sources: list[str]
+    destination: str  # absolute: a relative one is resolved against the stage's WORKDIR
+
+
+def copy_instruction(rest: str, workdir: str) -> Copy:
+    words = rest.split()
+    flags = dict(word[2:].partition("=")[::2] for word in words if word.startswith("--"))
+    *sources, destination = [word for word in words if not word.startswith("--")]
+    return Copy(flags.get("from"), sources, posixpath.join(workdir, destination))
 
 
 def dockerfile() -> Dockerfile:
@@ -125,7 +148,7 @@ def dockerfile() -> Dockerfile:
         instruction, rest = words[0].upper(), (words[1] if len(words) > 1 else "")
         if instruction == "FROM":
             base, _, name = (part.strip() for part in rest.partition(" AS "))
-            current = {**stages.get(base, {}), "from": base}
+            current = {"WORKDIR": "/", "COPY": [], "RUN": [], **stages.get(base, {}), "from": base}
             stages[name or f"stage{len(stages)}"] = current
         elif current is None:
             assert instruction == "ARG", line
@@ -135,7 +158,47 @@ def dockerfile() -> Dockerfile:
             current[instruction] = json.loads(rest)
         elif instruction == "USER":
             current[instruction] = rest.strip()
+        elif instruction == "WORKDIR":
+            current[instruction] = posixpath.join(current["WORKDIR"], rest.strip())
+        elif instruction in ("COPY", "RUN"):  # new lists: a stage's own never reach its base
+            made = copy_instruction(rest, current["WORKDIR"]) if instruction == "COPY" else rest
+            current[instruction] = [*current[instruction], made]
     return Dockerfile(arguments, stages)
+
+
+def docker_ignore_regex(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern as a regular expression: Go's filepath.Match, where `*` and `?`
+    stop at `/`, plus `**` for any number of folders."""
+    translated, rest = "", pattern.strip("/")
+    while rest:
+        if rest.startswith("**/"):
+            translated, rest = translated + "(?:.*/)?", rest[3:]
+        elif rest.startswith("**"):
+            translated, rest = translated + ".*", rest[2:]
+        elif rest[0] in "*?":
+            translated, rest = translated + ("[^/]*" if rest[0] == "*" else "[^/]"), rest[1:]
+        elif rest[0] == "[":
+            end = rest.index("]") + 1
+            translated, rest = translated + rest[:end], rest[end:]
+        else:
+            translated, rest = translated + re.escape(rest[0]), rest[1:]
+    return re.compile(translated)
+
+
+def sent_to_builder(path: str) -> bool:
+    """Whether `docker build` sends the tree's `path` to the builder, by .dockerignore: the last
+    pattern matching the path or a folder above it decides, `!` taking it back in."""
+    folders = path.split("/")
+    candidates = ["/".join(folders[: end + 1]) for end in range(len(folders))]
+    sent = True
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        regex = docker_ignore_regex(pattern.removeprefix("!"))
+        if any(regex.fullmatch(candidate) for candidate in candidates):
+            sent = pattern.startswith("!")
+    return sent
 
 
 def test_the_image_is_what_the_recipes_expect() -> None:
@@ -157,7 +220,39 @@ def test_the_image_is_what_the_recipes_expect() -> None:
         assert f"{user['runAsUser']}:{user['runAsGroup']}" == runtime["USER"], path
 
 
+def test_the_image_ships_the_examples() -> None:
+    """`docker run job run --scenario /scenarios/roles.yaml` finds the file: every file of
+    examples/ reaches the builder, a build stage copies them and makes them readable by everyone
+    (the image's user owns none of them), and the runtime image copies that to /scenarios."""
+    shipped = [path.relative_to(ROOT).as_posix() for path in (ROOT / "examples").rglob("*")]
+    assert shipped and all(sent_to_builder(path) for path in shipped), shipped
+    # Still an allow-list: the tree's virtualenv and ledgers stay out.
+    assert sent_to_builder("job/cli.py") and not sent_to_builder(".venv/bin/job")
+    assert not sent_to_builder("job.db")
+
+    image = dockerfile()
+    [copy] = [copy for copy in image.stages["runtime"]["COPY"] if copy.destination == SCENARIOS]
+    assert copy.stage in image.stages, copy
+    build = image.stages[copy.stage]
+    [folder] = copy.sources
+    assert [c.sources for c in build["COPY"] if c.destination.rstrip("/") == folder] == [
+        ["examples/"]
+    ]
+    readable = [
+        run
+        for run in build["RUN"]
+        if (chmod := re.search(r"chmod -R (\S+) (\S+)", run))
+        and re.search(r"\bgo?=r\S*X|a\+rX", chmod[1])
+        and posixpath.join(build["WORKDIR"], chmod[2]) == folder
+    ]
+    assert readable, build["RUN"]
+
+
 # --- docker-compose.yml ---------------------------------------------------------------------------
+
+# Where the image ships examples/, and where both job services mount a folder of scenarios.
+SCENARIOS = "/scenarios"
+SCENARIOS_MOUNT = re.compile(r"\$\{JOB_SCENARIOS_DIR:-(?P<default>[^}]+)\}:(?P<target>[^:]+):ro")
 
 
 def compose_service(name: str) -> dict[str, Any]:
@@ -194,16 +289,38 @@ def compose_environment(
     return environment
 
 
+def scenarios_folder(service: dict[str, Any]) -> Path:
+    """The folder of this checkout a job service sees at /scenarios, read-only, when
+    JOB_SCENARIOS_DIR is unset (compose resolves a relative one from the compose file's folder)."""
+    [mount] = [
+        match for volume in service["volumes"] if (match := SCENARIOS_MOUNT.fullmatch(volume))
+    ]
+    assert mount["target"] == SCENARIOS
+    return (ROOT / mount["default"]).resolve()
+
+
+def on_host(value: str, folder: Path) -> str:
+    """A path the container sees under /scenarios, as the mounted folder's path here."""
+    return (
+        str(folder / value.removeprefix(f"{SCENARIOS}/")) if value.startswith(SCENARIOS) else value
+    )
+
+
 def test_compose_job_service_against_aws(aws, postgres_url: str, tmp_path: Path) -> None:
-    """`docker compose run --rm job provision` (verify, teardown) with your shell's credentials."""
+    """`docker compose run --rm job provision` (verify, teardown) with your shell's credentials,
+    and a scenario of the mounted folder named by your shell's JOB_SCENARIO."""
     service = compose_service("job")
     assert service["depends_on"]["db"]["condition"] == "service_healthy"
+    assert scenarios_folder(service) == ROOT / "examples"
     # Your shell, as the job service passes it through: keys, region, and (here) the endpoint.
-    shell = {**ambient_identity(aws), "AWS_REGION": REGION}
+    scenario = f"{SCENARIOS}/three-principals.yaml"
+    shell = {**ambient_identity(aws), "AWS_REGION": REGION, "JOB_SCENARIO": scenario}
     environment = compose_environment(
         service, shell, {"JOB_DATABASE_URL": ("postgresql://job:job@db:5432/job", postgres_url)}
     )
     assert environment["AWS_ACCESS_KEY_ID"] == aws.access_key_id, "credentials pass through"
+    assert environment["JOB_SCENARIO"] == scenario, "the scenario passes through"
+    environment["JOB_SCENARIO"] = on_host(scenario, scenarios_folder(service))
 
     provisioned = execute(compose_command(service, ["provision"]), environment, tmp_path)
     assert provisioned.exit_code == 0, provisioned
@@ -212,51 +329,86 @@ def test_compose_job_service_against_aws(aws, postgres_url: str, tmp_path: Path)
         done = execute(compose_command(service, [phase, "--run-id", run_id]), environment, tmp_path)
         assert done.exit_code == 0, done
     assert_all_torn_down(aws, postgres_url, 1)
+    with open_store(postgres_url) as store:
+        stored = store.get_run(run_id).scenario_sha256
+    assert (
+        stored == hashlib.sha256((ROOT / "examples/three-principals.yaml").read_bytes()).hexdigest()
+    )
 
 
-def readme_command(prefix: str) -> list[str]:
-    """The one README line that starts with `prefix`, as words (its comment dropped)."""
-    lines = [
-        line.strip()
+def readme_commands(prefix: str) -> list[list[str]]:
+    """The README lines that start with `prefix`, as words (their comments dropped)."""
+    return [
+        shlex.split(line.strip(), comments=True)
         for line in (ROOT / "README.md").read_text().splitlines()
         if line.strip().startswith(prefix)
     ]
-    assert len(lines) == 1, f"README.md should show `{prefix} ...` exactly once: {lines}"
-    return shlex.split(lines[0], comments=True)
 
 
-def test_compose_emulator_one_liner(aws, moto_endpoint: str, tmp_path: Path) -> None:
-    """The README's `docker compose --profile emulator run --rm job-emulated run`: no AWS account,
-    no credentials from anywhere; the job-emulated service makes its own runner in the emulator.
-    (The `aws` fixture only resets the emulator and lets this test look at it afterwards.) Its
+EMULATOR_ONE_LINERS = readme_commands("docker compose --profile emulator run")
+
+
+def test_readme_shows_the_emulator_with_a_scenario() -> None:
+    assert [words[5:] for words in EMULATOR_ONE_LINERS] == [
+        ["--rm", "job-emulated", "run"],
+        ["--rm", "job-emulated", "run", "--scenario", f"{SCENARIOS}/roles.yaml"],
+    ]
+
+
+@contextmanager
+def compose_moto(log: Path) -> Iterator[str]:
+    """docker-compose.yml's `moto` service as the image runs it (its entrypoint and command, the
+    address it listens on made a free loopback port), behind the AWS-like layer; its URL."""
+    moto = compose_service("moto")
+    assert "emulator" in moto["profiles"]
+    *server, host, address, port, number = compose_command(moto, [])
+    assert [host, address, port, number] == ["--host", "0.0.0.0", "--port", "5000"], server
+    assert server[0] == "python", server  # the virtualenv's, first on PATH in the image
+    environment = {"PATH": f"{BIN}:{SYSTEM_PATH}", "HOME": str(log.parent), "LANG": "C.UTF-8"}
+    environment.update({name: str(value) for name, value in moto["environment"].items()})
+    with (
+        moto_server(log, [str(BIN / "python"), *server[1:]], environment) as upstream,
+        layer(upstream, AwsLike()) as aws_like,
+    ):
+        yield aws_like.url
+
+
+@pytest.mark.parametrize(
+    "words", EMULATOR_ONE_LINERS, ids=[" ".join(words[6:]) for words in EMULATOR_ONE_LINERS]
+)
+def test_compose_emulator_one_liner(words: list[str], tmp_path: Path) -> None:
+    """The README's `docker compose --profile emulator run --rm job-emulated run` (and with a
+    scenario of the mounted folder, roles included): no AWS account, no credentials from
+    anywhere; the job-emulated service makes its own runner in compose's own moto service. Its
     ledger is a SQLite file on a volume of its own, here in the test's folder."""
-    words = readme_command("docker compose --profile emulator run")
     assert words[:5] == ["docker", "compose", "--profile", "emulator", "run"]
-    options = [word for word in words[5:] if word.startswith("-")]
+    # `docker compose run`'s own options stand before the service; the job's, after it.
+    options = list(itertools.takewhile(lambda word: word.startswith("-"), words[5:]))
     assert options == ["--rm"], f"handle option(s) {options} here"
-    service_name, *args = [word for word in words[5:] if not word.startswith("-")]
+    service_name, *args = words[5 + len(options) :]
     service = compose_service(service_name)
     assert "emulator" in service["profiles"]
     assert service["depends_on"]["moto"]["condition"] == "service_healthy"
-
-    # The emulator this test runs is configured like compose's `moto` service.
+    # The session's emulator, which the other tests use, is configured like compose's `moto`.
     moto = compose_service("moto")
-    assert "emulator" in moto["profiles"]
     assert {name: str(value) for name, value in moto["environment"].items()} == MOTO_SETTINGS
 
     assert "emulator-ledger:/data" in service["volumes"]
+    assert scenarios_folder(service) == ROOT / "examples"
+    args = [on_host(arg, scenarios_folder(service)) for arg in args]
     ledger = f"sqlite:///{tmp_path}/job.db"
-    environment = compose_environment(
-        service,
-        {},
-        {
-            "JOB_DATABASE_URL": ("sqlite:////data/job.db", ledger),
-            "AWS_ENDPOINT_URL": ("http://moto:5000", moto_endpoint),
-        },
-    )
-    done = execute(compose_command(service, args), environment, tmp_path)
-    assert done.exit_code == 0, done
-    assert_all_torn_down(aws, ledger, 1)
+    with compose_moto(tmp_path / "moto.log") as endpoint:
+        environment = compose_environment(
+            service,
+            {},
+            {
+                "JOB_DATABASE_URL": ("sqlite:////data/job.db", ledger),
+                "AWS_ENDPOINT_URL": ("http://moto:5000", endpoint),
+            },
+        )
+        done = execute(compose_command(service, args), environment, tmp_path)
+        assert done.exit_code == 0, done
+        assert_all_torn_down(bootstrap_runner(endpoint), ledger, 1)
 
 
 # --- Kubernetes -----------------------------------------------------------------------------------

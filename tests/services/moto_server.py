@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,11 +49,17 @@ def _answers(host: str, port: int) -> bool:
 
 
 @contextmanager
-def moto_server(log_path: Path) -> Iterator[str]:
-    """Start `python -m moto.server` on a free loopback port and yield its endpoint URL."""
+def moto_server(
+    log_path: Path,
+    server: Sequence[str] = (sys.executable, "-m", "moto.server"),
+    environment: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """Start `server` (a moto server's command line, taking moto's `-H HOST -p PORT`) on a free
+    loopback port, with SETTINGS added to `environment` (default: this process's), and yield its
+    endpoint URL."""
     host, port = "127.0.0.1", free_port()
-    env = {**os.environ, **SETTINGS}
-    command = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
+    env = {**(os.environ if environment is None else environment), **SETTINGS}
+    command = [*server, "-H", host, "-p", str(port)]
     # werkzeug logs every request; a file keeps the terminal readable and survives for post-mortems.
     with log_path.open("wb") as log:
         process = subprocess.Popen(

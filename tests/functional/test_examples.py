@@ -1,0 +1,149 @@
+"""Every scenario we ship passes on the emulator a newcomer runs first, and that emulator trusts a
+role's account principal as AWS does (roles are what moto, as it comes, gets wrong).
+
+`job run --emulator` is run as a user runs it: the console script in a new process, with its own
+in-process moto, nothing from this session's server or the AWS-like layer.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from botocore.exceptions import ClientError
+
+from job.emulator import EmulatorCredentials, bootstrap_runner
+from tests.helpers import run_captured
+from tests.services.moto_server import moto_server
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SEED = ROOT / "job" / "scenarios" / "seed.yaml"
+EXAMPLES = sorted(path for path in (ROOT / "examples").iterdir() if path.is_file())
+ACCOUNT = "123456789012"  # moto's
+OTHER_ACCOUNT = "111122223333"
+
+
+def expected_cells(scenario: Path) -> list[tuple[str, str, str]]:
+    document = yaml.safe_load(scenario.read_text())
+    return sorted(
+        (cell["principal"], cell["action"], cell["result"]) for cell in document["expect"]
+    )
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [None, *EXAMPLES],
+    ids=["built-in seed", *(f"examples/{path.name}" for path in EXAMPLES)],
+)
+def test_every_example_passes_on_the_emulator(scenario: Path | None, tmp_path: Path) -> None:
+    """`job run --emulator [--scenario FILE]` exits 0, with every cell of the file proved."""
+    environment = {
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        # Nothing lags on the emulator: a long wait only means the scenario cannot pass there
+        # (before the emulator trusted accounts, two minutes per role).
+        "JOB_PROPAGATION_TIMEOUT": "10s",
+    }
+    command = ["job", "run", "--emulator", "--output", "json"]
+    if scenario is not None:
+        command += ["--scenario", str(scenario)]
+    done = run_captured(command, environment, tmp_path)
+    assert done.exit_code == 0, done
+    run = json.loads(done.stdout)
+    assert run["status"] == "torn_down", done
+    assert all(check["passed"] for check in run["checks"]), done
+    proved = sorted(
+        (check["principal"], check["action"], check["expected"]) for check in run["checks"]
+    )
+    assert proved == expected_cells(scenario or SEED)
+    assert {resource["state"] for resource in run["resources"]} == {"deleted"}, done
+
+
+# --- the emulator's account trust -----------------------------------------------------------------
+
+
+def client(
+    credentials: EmulatorCredentials, service: str, key: dict[str, Any] | None = None
+) -> Any:
+    """A client of the emulator signing as the runner, or with `key`."""
+    return boto3.client(
+        service,
+        endpoint_url=credentials.endpoint_url,
+        aws_access_key_id=key["AccessKeyId"] if key else credentials.access_key_id,
+        aws_secret_access_key=key["SecretAccessKey"] if key else credentials.secret_access_key,
+        region_name="us-east-1",
+    )
+
+
+def trusting(principal: Any) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "sts:AssumeRole"}
+            ],
+        }
+    )
+
+
+# Principal of the role's trust policy -> whether a principal of moto's account whose own policy
+# allows sts:AssumeRole may assume it. AWS: naming an account (its root ARN, or the bare id, which
+# IAM turns into the root ARN) delegates to that account's identity policies; another account or
+# partition lets nobody of this one in.
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html#principal-accounts
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_compare-resource-policies.html
+TRUSTS = {
+    "account root": (f"arn:aws:iam::{ACCOUNT}:root", True),
+    "account id": (ACCOUNT, True),
+    "one of the accounts": (
+        [f"arn:aws:iam::{OTHER_ACCOUNT}:root", f"arn:aws:iam::{ACCOUNT}:root"],
+        True,
+    ),
+    "another account": (f"arn:aws:iam::{OTHER_ACCOUNT}:root", False),
+    "another partition": (f"arn:aws-cn:iam::{ACCOUNT}:root", False),
+    "another user": (f"arn:aws:iam::{ACCOUNT}:user/someone-else", False),
+}
+
+
+@pytest.fixture(scope="module")
+def served_emulator(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`python -m job.emulator --serve`, what docker compose's `moto` service runs, with an
+    administrator runner: the same patch as `--emulator`'s, in a server process of its own."""
+    log = tmp_path_factory.mktemp("served-emulator") / "moto.log"
+    with moto_server(log, (sys.executable, "-m", "job.emulator", "--serve")) as endpoint:
+        yield bootstrap_runner(endpoint)
+
+
+@pytest.mark.parametrize(("principal", "assumable"), TRUSTS.values(), ids=list(TRUSTS))
+def test_the_emulator_trusts_an_account_as_aws_does(
+    served_emulator: EmulatorCredentials, principal: Any, assumable: bool, request: Any
+) -> None:
+    iam, sts = client(served_emulator, "iam"), client(served_emulator, "sts")
+    name = f"trust-{request.node.callspec.id.replace(' ', '-')}"
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trusting(principal))["Role"][
+        "Arn"
+    ]
+    # A principal of the account with no policy at all: the account's trust delegates to its
+    # identity policy, so it never gets in, whatever the trust policy names.
+    iam.create_user(UserName=f"{name}-nobody")
+    nobody = client(
+        served_emulator, "sts", iam.create_access_key(UserName=f"{name}-nobody")["AccessKey"]
+    )
+
+    for caller, allowed in ((sts, assumable), (nobody, False)):
+        try:
+            caller.assume_role(RoleArn=arn, RoleSessionName="job-test")
+            outcome = "assumed"
+        except ClientError as error:
+            outcome = error.response["Error"]["Code"]
+        assert outcome == ("assumed" if allowed else "AccessDenied"), (principal, caller)
