@@ -4,7 +4,10 @@ moto is laxer than AWS in ways that hide real bugs: it authorizes before it look
 a probe on a bucket that does not exist is denied rather than told "no such bucket"; a new bucket,
 key, policy, role or role session works the moment its call returns, where AWS takes a while to
 propagate it; it lets anyone allowed sts:AssumeRole assume a role that does not exist; and it
-serves unpaginated ListBuckets, which AWS refuses to some accounts. `AwsLike` is a behaviour for
+serves unpaginated ListBuckets, which AWS refuses to some accounts; it applies a bucket's
+configuration writes side by side where S3 refuses a second one while the first is in progress;
+and a policy reaches every service at once, where AWS propagates it to each separately. `AwsLike`
+is a behaviour for
 benchmarks.proxy.LatencyProxy that puts those back: `layer(moto_url, AwsLike())` is the endpoint
 the tests talk to (tests/conftest.py's `moto_endpoint`).
 
@@ -14,12 +17,29 @@ CreateAccessKey and AssumeRole answers), which roles exist (CreateRole, DeleteRo
 or role's policy changed. All test traffic goes through the layer, so that
 is complete; asking moto instead would need credentials the layer does not have.
 
-The knobs are public attributes a test may change at any time, from any thread. A window
-(`bucket_creation_lag`, `new_key_lag`, `new_policy_lag`, `new_role_lag`, `new_session_lag`) is
-fixed when its event happens: setting a
-lag affects what is created afterwards, not what already exists (the runner the `aws` fixture
-made, say). Every answer the layer makes up is logged in `refusals`, so that a test can check a
-knob really fired.
+The knobs are public attributes a test may change at any time, from any thread; each is
+described, with the AWS page it models, where the class declares it:
+
+- `no_such_bucket_first` (on): NoSuchBucket before AccessDenied for a bucket that does not exist.
+- `bucket_creation_lag`: a new bucket not found for that many seconds.
+- `new_key_lag`: a new access key unknown for that many seconds.
+- `new_policy_lag`: a principal denied everything for that many seconds after its policy changed.
+- `service_policy_lag`: {service: seconds}, "iam", "s3" or "sts": a principal denied that
+  service's calls for that long after its policy changed, while other services see it at once.
+- `new_role_lag`: a new role not assumable for that many seconds.
+- `assume_missing_role_refused` (on): AssumeRole of a role that does not exist refused.
+- `new_session_lag`: a role session's credentials unknown for that many seconds.
+- `paged_list_buckets_only` (on): unpaginated ListBuckets refused.
+- `bucket_configuration_conflicts` (on): a bucket configuration write refused with 409
+  OperationAborted while another on the same bucket is in flight.
+- `bucket_configuration_seconds`: how long each bucket configuration write stays in flight.
+- `operation_aborted_next`: {operation: N}: the next N calls of each named S3 operation
+  answered 409 OperationAborted, whatever else is going on.
+
+A window (`bucket_creation_lag`, `new_key_lag`, `new_policy_lag`, `service_policy_lag`,
+`new_role_lag`, `new_session_lag`) is fixed when its event happens: setting a lag affects what
+is created afterwards, not what already exists (the runner the `aws` fixture made, say). Every
+answer the layer makes up is logged in `refusals`, so that a test can check a knob really fired.
 """
 
 from __future__ import annotations
@@ -30,6 +50,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar, overload
 from urllib.parse import parse_qs
 from xml.etree import ElementTree
@@ -46,6 +67,15 @@ _QUERY_NAMESPACES = {
 }
 # What S3 answers to CreateBucket for a name that is taken: the bucket exists all the same.
 _BUCKET_TAKEN = {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}
+# S3's answer to a write that conflicts with one still in progress on the same resource.
+# https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html#ErrorCodeList
+_OPERATION_ABORTED = (
+    "A conflicting conditional operation is currently in progress against this resource. "
+    "Please try again."
+)
+# A configuration write still "in flight" after this long lost its answer on the way (the layer
+# never saw one: moto failed and the client had a 502); it no longer holds its bucket.
+_LOST_WRITE_SECONDS = 30.0
 
 
 class _Knob(Generic[T]):
@@ -99,6 +129,16 @@ class AwsLike:
     # harder case for a caller, and what a brand-new user with its first policy sees. The same
     # for a role: after an AttachRolePolicy or PutRolePolicy, its sessions are denied everything.
     new_policy_lag = _Knob(0.0)
+    # {service: seconds} ("iam", "s3", "sts", the prefix of the layer's operation names): after
+    # a principal's policy changes (the same four calls as above), its calls to that service are
+    # denied for that long (AccessDenied, in the service's error format), while services not named
+    # see the change at once. AWS propagates a change to each service's endpoints separately:
+    # "changes take time to become visible from all possible endpoints"; an S3 call that works
+    # proves nothing about what IAM has seen (same page as above). sts:GetCallerIdentity is never
+    # denied: it needs no permission, and "if an administrator attaches a policy to your identity
+    # that explicitly denies access to the sts:GetCallerIdentity action, you can still perform this
+    # operation". https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html
+    service_policy_lag: _Knob[Mapping[str, float]] = _Knob(MappingProxyType({}))
     # Seconds after a CreateRole during which sts:AssumeRole of the new role is refused with
     # AccessDenied (403), as AWS refuses it while the role and its trust policy have not reached
     # every endpoint: "Any change that you make in IAM ... takes time to become visible", and the
@@ -128,6 +168,24 @@ class AwsLike:
     # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListBuckets.html
     # https://docs.aws.amazon.com/AmazonS3/latest/userguide/BucketRestrictions.html
     paged_list_buckets_only = _Knob(True)
+    # A bucket configuration write (a PUT or DELETE of a bucket subresource: ?tagging, ?policy,
+    # ?publicAccessBlock, ?ownershipControls, ?encryption, ...) that arrives while another one on
+    # the same bucket is in flight (forwarded by the layer, not yet answered) is answered 409
+    # OperationAborted, "A conflicting conditional operation is currently in progress against this
+    # resource" (ErrorResponses page above), and not applied. Real S3 gives it to concurrent
+    # configuration writes on one bucket: a policy and a public access block at once
+    # (terraform-provider-aws#7628, fixed by retrying it in #12949; ansible/ansible#67811 retries it
+    # too). S3 does not say how long a write holds its bucket; in flight is the layer's nearest.
+    bucket_configuration_conflicts = _Knob(True)
+    # Seconds the layer holds each bucket configuration write, in flight, before forwarding it: as
+    # S3 takes a while to apply one, and so that two sent side by side overlap surely rather than
+    # as threads happen to run.
+    bucket_configuration_seconds = _Knob(0.0)
+    # {operation: N} ("s3:PutBucketPolicy", "s3:CreateBucket", "s3:DeleteBucket", ...): the next
+    # N calls of each are answered 409 OperationAborted before they reach moto (nothing is done),
+    # as S3 may answer them while something else works on the bucket (or, for CreateBucket, on a
+    # name deleted a moment ago: aws/aws-cli#2593). Counted down as they fire.
+    operation_aborted_next: _Knob[Mapping[str, int]] = _Knob(MappingProxyType({}))
 
     def __init__(self, **knobs: float | bool) -> None:
         # Re-entrant: a request is judged holding the lock, and reads the knobs through it.
@@ -137,6 +195,9 @@ class AwsLike:
         self._bucket_visible: dict[str, float] = {}
         self._key_valid: dict[str, float] = {}
         self._policy_effective: dict[str, float] = {}  # by principal
+        self._service_policy_effective: dict[tuple[str, str], float] = {}  # (principal, service)
+        # Bucket -> the configuration writes on it in flight: id of the request -> when it came.
+        self._configuring: dict[str, dict[int, float]] = {}
         self._role_assumable: dict[str, float] = {}  # by role name
         self._roles: set[str] = set()  # those that exist, as the traffic told
         # Access key id -> its principal: a user's name, or "role/NAME" for a role's session.
@@ -166,6 +227,8 @@ class AwsLike:
         self._bucket_visible.clear()
         self._key_valid.clear()
         self._policy_effective.clear()
+        self._service_policy_effective.clear()
+        self._configuring.clear()
         self._role_assumable.clear()
         self._roles.clear()
         self._key_principal.clear()
@@ -187,6 +250,16 @@ class AwsLike:
                     f"new policy lag: {request.operation} {principal} ({key})",
                     _error(request, 403, "AccessDenied", _denial(request, principal)),
                 )
+            service = _service(request)
+            if (
+                principal is not None
+                and request.operation != "sts:GetCallerIdentity"
+                and now < self._service_policy_effective.get((principal, service), 0.0)
+            ):
+                return self._refuse(
+                    f"service policy lag: {request.operation} {principal} ({key})",
+                    _error(request, 403, "AccessDenied", _denial(request, principal)),
+                )
             bucket = request.bucket
             if (
                 bucket is not None
@@ -197,12 +270,41 @@ class AwsLike:
                     f"bucket creation lag: {request.operation} {bucket}",
                     _no_such_bucket(request, bucket),
                 )
+            aborted = self.operation_aborted_next.get(request.operation, 0)
+            if aborted > 0:
+                # A new mapping: the test's own (or the default) is never changed under it.
+                self.operation_aborted_next = {
+                    **self.operation_aborted_next,
+                    request.operation: aborted - 1,
+                }
+                return self._refuse(
+                    f"forced OperationAborted: {request.operation} {bucket}",
+                    _error(request, 409, "OperationAborted", _OPERATION_ABORTED),
+                )
+            if bucket is None or not _is_bucket_configuration_write(request):
+                return None
+            writes = self._configuring.setdefault(bucket, {})
+            if self.bucket_configuration_conflicts and any(
+                now - began < _LOST_WRITE_SECONDS for began in writes.values()
+            ):
+                return self._refuse(
+                    f"concurrent configuration: {request.operation} {bucket}",
+                    _error(request, 409, "OperationAborted", _OPERATION_ABORTED),
+                )
+            writes[id(request)] = now  # the same object comes to after() with its answer
+            hold = self.bucket_configuration_seconds
+        time.sleep(hold)  # outside the lock: other requests go on meanwhile
         return None
 
     def after(self, request: Request, answer: Answer) -> Answer | None:
         ok = 200 <= answer.status < 300
         now = time.monotonic()
         with self._lock:
+            if request.bucket in self._configuring:
+                writes = self._configuring[request.bucket]
+                writes.pop(id(request), None)
+                if not writes:
+                    del self._configuring[request.bucket]
             if request.operation == "moto-api":
                 if request.method == "POST" and request.path == "/moto-api/reset" and ok:
                     self._forget()  # moto forgot everything: so do we (the knobs stay)
@@ -262,6 +364,9 @@ class AwsLike:
             effective = now + self.new_policy_lag
             earlier = self._policy_effective.get(principal, 0.0)
             self._policy_effective[principal] = max(earlier, effective)
+            for service, lag in self.service_policy_lag.items():
+                earlier = self._service_policy_effective.get((principal, service), 0.0)
+                self._service_policy_effective[principal, service] = max(earlier, now + lag)
 
     def _after_assume_role(self, request: Request, answer: Answer, now: float) -> Answer | None:
         # Only what moto granted: a caller it refused (a key it does not know, no sts:AssumeRole
@@ -396,6 +501,14 @@ def _denial(request: Request, principal: str) -> str:
     if _service(request) == "s3":
         return "Access Denied"
     return f"User: {principal} is not authorized to perform: {request.operation}"
+
+
+def _is_bucket_configuration_write(request: Request) -> bool:
+    """A PUT or DELETE of one of a bucket's subresources (?tagging, ?policy, ...): not
+    CreateBucket or DeleteBucket (no subresource), not an object's (a key in the path)."""
+    key = request.path.strip("/").partition("/")[2]
+    subresources = set(request.query) - {"x-id"}  # botocore may name the operation in the URL
+    return request.method in ("PUT", "DELETE") and not key and bool(subresources)
 
 
 def _is_role(principal: str | None) -> bool:

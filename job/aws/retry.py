@@ -2,8 +2,9 @@
 
 botocore's retry modes cover throttling and transient faults. They do not cover AWS answering
 "no such user" for a user created a moment ago, "no such bucket" for a bucket created a moment ago,
-or "invalid access key" for a key a few seconds old: those are ordinary errors to botocore, and
-expected ones to us for a bounded while.
+"invalid access key" for a key a few seconds old, or S3's 409 OperationAborted for a bucket write
+that met another still in progress: those are ordinary errors to botocore, and expected ones to
+us for a bounded while.
 """
 
 from __future__ import annotations

@@ -31,6 +31,11 @@ from job.vocabulary import ResourceKind
 
 BUCKET_GONE = {"NoSuchBucket", "404", "NotFound"}
 NEW_BUCKET_NOT_FOUND = {"NoSuchBucket"}
+# S3's 409 for a bucket write that meets another one still in progress on the bucket (its
+# configuration written at once, a name deleted a moment ago created again): nothing was done,
+# and the same call succeeds once the other is over. botocore does not retry it.
+# https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html#ErrorCodeList
+BUCKET_BUSY = {"OperationAborted"}
 OBJECT_GONE = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 T = TypeVar("T")
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
@@ -83,13 +88,22 @@ def _own_buckets(s3: Any, name: str) -> set[str]:
 def on_new_bucket(target: Target, bucket: str, call: Callable[..., T], **params: Any) -> T:
     """`call(Bucket=bucket, **params)` on a bucket this run has just created, waiting out S3's
     NoSuchBucket: for a while after CreateBucket, S3 may not know the bucket on every endpoint
-    (terraform-provider-aws retries the same for two minutes).
+    (terraform-provider-aws retries the same for two minutes); and its OperationAborted, while
+    another write on the bucket is still in progress.
     https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel"""
     return until_consistent(
         lambda: call(Bucket=bucket, **params),
-        retry_on=NEW_BUCKET_NOT_FOUND,
+        retry_on=NEW_BUCKET_NOT_FOUND | BUCKET_BUSY,
         timeout=target.propagation_timeout,
         what=f"bucket {bucket}",
+    )
+
+
+def while_busy(target: Target, bucket: str, call: Callable[[], T]) -> T:
+    """`call()`, a write on `bucket`, asked again while S3 answers OperationAborted, for up to
+    the propagation timeout: another write on the bucket, or on its name, is still going on."""
+    return until_consistent(
+        call, retry_on=BUCKET_BUSY, timeout=target.propagation_timeout, what=f"bucket {bucket}"
     )
 
 
@@ -205,7 +219,7 @@ class BucketHandler:
             params["CreateBucketConfiguration"] = {"LocationConstraint": target.region}
         try:
             with refused_means_not_created():
-                s3.create_bucket(**params)
+                while_busy(target, subject.name, partial(s3.create_bucket, **params))
         except ClientError as error:
             code = error_code(error)
             if code == "BucketAlreadyOwnedByYou":
@@ -219,10 +233,14 @@ class BucketHandler:
         return Created(bucket_arn(target, subject.name))
 
     def configure(self, target: Target, subject: Subject) -> None:
-        """Tag the bucket and lock it down, all at once: each is a setting of its own, none needs
-        another. Idempotent: provision runs it after the create, or again on a bucket it adopts
-        from an earlier attempt (perhaps killed half way through this). A crash before the
-        tagging leaves the bucket untagged: the write-ahead row is then the proof it is ours.
+        """Tag the bucket, then lock it down, one setting after another: none needs another, but
+        S3 refuses a bucket's configuration writes made at once, the second meeting the first
+        still in progress with 409 OperationAborted (terraform-provider-aws#7628). One answered
+        so all the same (someone else at the bucket) is asked again, each for up to the
+        propagation timeout. Other buckets, the objects and IAM are made meanwhile. Idempotent:
+        provision runs it after the create, or again on a bucket it adopts from an earlier
+        attempt (perhaps killed half way through this). A crash before the tagging leaves the
+        bucket untagged: the write-ahead row is then the proof it is ours.
 
         The bucket's objects are put meanwhile, not after: they are not left exposed before
         these settings land, since AWS makes every new bucket private on its own (Block Public
@@ -239,7 +257,9 @@ class BucketHandler:
             target.aws.client("s3").put_bucket_tagging,
             Tagging={"TagSet": target.tags()},
         )
-        fan_out([tag, *self._lock_down(target, subject)])
+        settings: list[Callable[[], object]] = [tag, *self._lock_down(target, subject)]
+        for setting in settings:
+            setting()
 
     @staticmethod
     def _lock_down(target: Target, subject: Subject) -> list[Callable[[], object]]:
@@ -296,7 +316,12 @@ class BucketHandler:
                 _delete_entries(s3, bucket, [{"Key": key} for key in keys])
                 clearings = (empty,)
             delete_clearing(
-                partial(s3.delete_bucket, Bucket=bucket, ExpectedBucketOwner=target.account_id),
+                partial(
+                    while_busy,
+                    target,
+                    bucket,
+                    partial(s3.delete_bucket, Bucket=bucket, ExpectedBucketOwner=target.account_id),
+                ),
                 *clearings,
                 refused="BucketNotEmpty",
                 what=f"bucket {bucket}",

@@ -5,6 +5,7 @@ The error codes asserted are what botocore parsed from the layer's documents."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -252,6 +253,10 @@ def test_moto_reset_clears_what_the_layer_knows_but_not_its_knobs(
     aws_like.paged_list_buckets_only = False
     reset(aws.endpoint_url)
     assert (aws_like.bucket_creation_lag, aws_like.paged_list_buckets_only) == (5.0, False)
+    aws_like.service_policy_lag = {"iam": 4.0}
+    aws_like.operation_aborted_next = {"s3:CreateBucket": 1}
+    aws_like.bucket_configuration_conflicts = False
+    aws_like.bucket_configuration_seconds = 1.0
     aws_like.reset()
     assert (aws_like.bucket_creation_lag, aws_like.paged_list_buckets_only) == (0.0, True)
     assert (aws_like.no_such_bucket_first, aws_like.new_key_lag, aws_like.new_policy_lag) == (
@@ -261,6 +266,11 @@ def test_moto_reset_clears_what_the_layer_knows_but_not_its_knobs(
     )
     assert (aws_like.new_role_lag, aws_like.new_session_lag) == (0.0, 0.0)
     assert aws_like.assume_missing_role_refused
+    assert (aws_like.service_policy_lag, aws_like.operation_aborted_next) == ({}, {})
+    assert (aws_like.bucket_configuration_conflicts, aws_like.bucket_configuration_seconds) == (
+        True,
+        0.0,
+    )
     assert aws_like.refusals == []
 
 
@@ -393,3 +403,152 @@ def test_a_new_role_policy_is_not_effective_for_its_sessions_for_a_while(
     assert session_s3.list_objects_v2(Bucket="job-t-data")["KeyCount"] == 0
     key_id = credentials["AccessKeyId"]
     assert aws_like.refusals == [f"new policy lag: s3:ListObjectsV2 role/job-t-auditor ({key_id})"]
+
+
+def test_a_buckets_configuration_writes_conflict_while_one_is_in_flight(
+    aws: EmulatorCredentials, aws_like: AwsLike
+) -> None:
+    """A second configuration write on one bucket while the first is in flight is answered 409
+    OperationAborted, in S3's format; another bucket, objects and reads are not held up."""
+    s3 = admin_client(aws, "s3")
+    s3.create_bucket(Bucket="job-t-data")
+    s3.create_bucket(Bucket="job-t-other")
+    aws_like.bucket_configuration_seconds = 0.6
+    tagging = {"TagSet": [{"Key": "job:run", "Value": "t"}]}
+    block = {"BlockPublicAcls": True, "IgnorePublicAcls": True}
+
+    def conflicts_with_a_tagging_in_flight() -> list[ClientError]:
+        tagger = threading.Thread(
+            target=s3.put_bucket_tagging, kwargs={"Bucket": "job-t-data", "Tagging": tagging}
+        )
+        tagger.start()
+        time.sleep(0.25)  # the tagging is with the layer by now, held there for 0.6 s
+        errors = []
+        for call, params in [
+            (s3.put_public_access_block, {"PublicAccessBlockConfiguration": block}),
+            (s3.delete_bucket_encryption, {}),
+        ]:
+            try:
+                call(Bucket="job-t-data", **params)
+            except ClientError as error:
+                errors.append(error)
+        s3.put_object(Bucket="job-t-data", Key="k", Body=b"x")
+        s3.put_bucket_tagging(Bucket="job-t-other", Tagging=tagging)
+        tagger.join()
+        return errors
+
+    refusals = conflicts_with_a_tagging_in_flight()
+    assert [(code(e), status(e)) for e in refusals] == [("OperationAborted", 409)] * 2
+    assert refusals[0].response["Error"]["Message"] == (
+        "A conflicting conditional operation is currently in progress against this resource. "
+        "Please try again."
+    )
+    assert refusals[0].response["ResponseMetadata"]["HostId"]
+    assert aws_like.refusals == [
+        "concurrent configuration: s3:PutPublicAccessBlock job-t-data",
+        "concurrent configuration: s3:DeleteBucketEncryption job-t-data",
+    ]
+    # Once the tagging is answered, the bucket takes the next write; nothing refused was applied.
+    s3.put_public_access_block(Bucket="job-t-data", PublicAccessBlockConfiguration=block)
+    assert s3.get_bucket_tagging(Bucket="job-t-data")["TagSet"] == tagging["TagSet"]
+    assert s3.get_bucket_tagging(Bucket="job-t-other")["TagSet"] == tagging["TagSet"]
+
+    aws_like.bucket_configuration_conflicts = False  # moto's own answers again
+    assert conflicts_with_a_tagging_in_flight() == []
+    assert len(aws_like.refusals) == 2
+
+
+def test_operation_aborted_can_be_forced_on_the_next_calls(
+    aws: EmulatorCredentials, aws_like: AwsLike
+) -> None:
+    s3 = admin_client(aws, "s3")
+    s3.list_buckets(MaxBuckets=10)
+    forced = {"s3:CreateBucket": 1, "s3:PutBucketPolicy": 2, "s3:DeleteBucket": 1}
+    aws_like.operation_aborted_next = forced
+    policy = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": "arn:aws:s3:::job-t-data/*",
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            ],
+        }
+    )
+
+    aborted = refused(s3.create_bucket, Bucket="job-t-data")
+    assert (code(aborted), status(aborted)) == ("OperationAborted", 409)
+    assert code(refused(s3.head_bucket, Bucket="job-t-data")) == "404"  # nothing was created
+    s3.create_bucket(Bucket="job-t-data")
+    for _ in range(2):
+        assert code(refused(s3.put_bucket_policy, Bucket="job-t-data", Policy=policy)) == (
+            "OperationAborted"
+        )
+    s3.put_bucket_policy(Bucket="job-t-data", Policy=policy)
+    assert code(refused(s3.delete_bucket, Bucket="job-t-data")) == "OperationAborted"
+    s3.delete_bucket(Bucket="job-t-data")
+
+    assert aws_like.refusals == [
+        "forced OperationAborted: s3:CreateBucket job-t-data",
+        "forced OperationAborted: s3:PutBucketPolicy job-t-data",
+        "forced OperationAborted: s3:PutBucketPolicy job-t-data",
+        "forced OperationAborted: s3:DeleteBucket job-t-data",
+    ]
+    assert aws_like.operation_aborted_next == dict.fromkeys(forced, 0)
+    assert forced == {"s3:CreateBucket": 1, "s3:PutBucketPolicy": 2, "s3:DeleteBucket": 1}
+
+
+def test_a_policy_reaches_each_service_in_its_own_time(
+    aws: EmulatorCredentials, aws_like: AwsLike
+) -> None:
+    """With IAM lagging, a user's S3 calls work at once while iam:ListUsers, which the same
+    policy allows, is denied until the lag is over; sts:GetCallerIdentity is never denied."""
+    iam, s3, sts = admin_client(aws, "iam"), admin_client(aws, "s3"), admin_client(aws, "sts")
+    s3.create_bucket(Bucket="job-t-data")
+    key = new_user(iam, "job-t-reader")
+    reader_s3, reader_iam = client(aws, "s3", key), client(aws, "iam", key)
+    reader_sts = client(aws, "sts", key)
+    reader_sts.get_caller_identity()  # the clients' first calls pay their set-up outside the window
+    assert code(refused(reader_iam.list_users)) == "AccessDenied"  # moto: no policy yet
+    aws_like.service_policy_lag = {"iam": LAG}
+    statements = [
+        {"Effect": "Allow", "Action": "iam:ListUsers", "Resource": "*"},
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::job-t-data"},
+    ]
+    document = json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+    iam.put_user_policy(UserName="job-t-reader", PolicyName="read", PolicyDocument=document)
+    assert reader_s3.list_objects_v2(Bucket="job-t-data")["KeyCount"] == 0
+    early = refused(reader_iam.list_users)
+    assert (code(early), status(early)) == ("AccessDenied", 403)
+    assert "job-t-reader" in early.response["Error"]["Message"]  # IAM's format
+    assert reader_sts.get_caller_identity()["Arn"].endswith(":user/job-t-reader")
+    wait_out(LAG)
+    assert reader_iam.list_users()["Users"]
+    key_id = key["AccessKeyId"]
+    assert aws_like.refusals == [f"service policy lag: iam:ListUsers job-t-reader ({key_id})"]
+
+    # The window starts when the policy changes, not when a key is made: a user's first key,
+    # made once its policy has had the time, works at once.
+    iam.create_user(UserName="job-t-auditor")
+    iam.put_user_policy(UserName="job-t-auditor", PolicyName="read", PolicyDocument=document)
+    wait_out(LAG)
+    later = iam.create_access_key(UserName="job-t-auditor")["AccessKey"]
+    assert client(aws, "iam", later).list_users()["Users"]
+
+    # A role's sessions the same, here with S3 lagging and IAM not.
+    aws_like.service_policy_lag = {"s3": LAG}
+    arn = new_role(iam)
+    iam.attach_role_policy(RoleName="job-t-auditor", PolicyArn=READ_ONLY_S3)
+    credentials = assume(sts, arn)
+    by_s3 = refused(client(aws, "s3", credentials).list_objects_v2, Bucket="job-t-data")
+    assert (code(by_s3), status(by_s3)) == ("AccessDenied", 403)
+    wait_out(LAG)
+    assert client(aws, "s3", credentials).list_objects_v2(Bucket="job-t-data")["KeyCount"] == 0
+    assert aws_like.refusals[1:] == [
+        f"service policy lag: s3:ListObjectsV2 role/job-t-auditor ({credentials['AccessKeyId']})"
+    ]
