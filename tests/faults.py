@@ -170,6 +170,39 @@ class StrictAws:
 
 
 @dataclass
+class WithoutJanitorGrant:
+    """What AWS answers a runner holding `job runner-policy` without `--janitor`: the calls that
+    take a job principal out of someone else's group or instance profile, or off an MFA device,
+    are refused (AccessDenied). IAM authorizes them on that group, profile, device or (for
+    DeactivateMFADevice) user, and the default policy names none of those for them. moto, which
+    authorizes against "*", refuses them only to a runner whose policy lacks the actions; this
+    hook shows the refusal to any runner, an administrator included. Every refusal is kept.
+    https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html
+    """
+
+    operations: frozenset[str] = frozenset(
+        {
+            "RemoveUserFromGroup",
+            "DeactivateMFADevice",
+            "DeleteVirtualMFADevice",
+            "RemoveRoleFromInstanceProfile",
+        }
+    )
+    refused: list[str] = field(default_factory=list)
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        if model.name in self.operations:
+            self.refused.append(model.name)
+            raise client_error(
+                "AccessDenied",
+                model.name,
+                f"User: arn:aws:iam::123456789012:user/runner is not authorized to perform: "
+                f"iam:{model.name} because no identity-based policy allows the iam:{model.name} "
+                "action",
+            )
+
+
+@dataclass
 class AccountTrust:
     """What AWS makes of a trust policy naming an account (`arn:aws:iam::ACCOUNT:root`): every
     principal of that account whose own identity policy allows sts:AssumeRole on the role may

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +40,7 @@ from job.aws.handler import (
     tag_dict,
 )
 from job.aws.retry import delete_clearing, until_consistent
-from job.aws.session import error_code
+from job.aws.session import ForeignBlocker, error_code, is_denial
 from job.parallel import fan_out
 from job.vocabulary import ResourceKind
 
@@ -48,6 +49,15 @@ GONE = "NoSuchEntity"
 # What IAM answers a delete of an entity that something still hangs off.
 # https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteUser.html
 CONFLICT = "DeleteConflict"
+# The key under which a kind declares, beside its verbs, what its delete takes off one of the job's
+# principals that someone else hung there from outside: a membership of a group, an MFA device,
+# an instance profile. Those calls act on what is not the job's (IAM authorizes RemoveUserFromGroup
+# on the group, DeleteVirtualMFADevice on the device, RemoveRoleFromInstanceProfile on the profile),
+# so `job runner-policy` leaves them out and `job runner-policy --janitor` adds them
+# (job.permissions). Without them teardown stops at such a blocker and says what to remove.
+# https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html
+JANITOR = "janitor"
+JANITOR_FIX = "or grant the job what `job runner-policy --janitor` prints"
 # What the listing at the end of this module needs, beyond the kinds' own verbs.
 LISTING_PERMISSIONS = (
     "iam:ListUsers",
@@ -134,6 +144,20 @@ def _ignore_gone(call: Any, **params: Any) -> None:
             raise
 
 
+def _remove_foreign(call: Any, blocker: str, by_hand: str, **params: Any) -> None:
+    """Take off one of the job's principals something someone else hung on it (JANITOR): AWS
+    refuses (AccessDenied) a runner without the janitor grant, and the refusal becomes one that
+    names the blocker and the two ways to remove it."""
+    try:
+        _ignore_gone(call, **params)
+    except ClientError as error:
+        if not is_denial(error):
+            raise
+        raise ForeignBlocker(
+            error, blocker, f"remove it by hand ({by_hand}), {JANITOR_FIX}"
+        ) from None
+
+
 class UserHandler(NothingToConfigure):
     kind: ClassVar[ResourceKind] = ResourceKind.IAM_USER
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -148,10 +172,7 @@ class UserHandler(NothingToConfigure):
             "iam:DeleteUserPolicy",
             "iam:DeleteLoginProfile",
             "iam:ListGroupsForUser",
-            "iam:RemoveUserFromGroup",
             "iam:ListMFADevices",
-            "iam:DeactivateMFADevice",
-            "iam:DeleteVirtualMFADevice",
             "iam:ListSigningCertificates",
             "iam:DeleteSigningCertificate",
             "iam:ListSSHPublicKeys",
@@ -159,6 +180,11 @@ class UserHandler(NothingToConfigure):
             "iam:ListServiceSpecificCredentials",
             "iam:DeleteServiceSpecificCredential",
             "iam:DeleteUser",
+        ),
+        JANITOR: (
+            "iam:RemoveUserFromGroup",
+            "iam:DeactivateMFADevice",
+            "iam:DeleteVirtualMFADevice",
         ),
     }
 
@@ -192,9 +218,17 @@ class UserHandler(NothingToConfigure):
             ),
             *_policies_of(iam, "user", name),
             (
+                # The job puts its users in no group: any group is someone else's.
                 partial(_listed, iam, "list_groups_for_user", "Groups", UserName=name),
                 lambda group: partial(
-                    iam.remove_user_from_group, UserName=name, GroupName=group["GroupName"]
+                    _remove_foreign,
+                    iam.remove_user_from_group,
+                    f"user {name} is in group {group['GroupName']},"
+                    " which the job did not put it in",
+                    f"aws iam remove-user-from-group --user-name {name}"
+                    f" --group-name {group['GroupName']}",
+                    UserName=name,
+                    GroupName=group["GroupName"],
                 ),
             ),
             # Nothing to list: a login profile is deleted, or it was not there.
@@ -214,11 +248,25 @@ class UserHandler(NothingToConfigure):
 
     @staticmethod
     def _remove_rare_blockers(iam: Any, name: str) -> None:
+        # The job enables no MFA device: any is someone else's. As AWS's own steps for deleting
+        # a user do, it is deactivated, and a virtual one deleted.
+        # https://docs.aws.amazon.com/IAM/latest/UserGuide/id_users_remove.html
         for device in _pages(iam, "list_mfa_devices", "MFADevices", UserName=name):
             serial = device["SerialNumber"]
-            _ignore_gone(iam.deactivate_mfa_device, UserName=name, SerialNumber=serial)
+            _remove_foreign(
+                iam.deactivate_mfa_device,
+                f"user {name} has MFA device {serial}, which the job did not enable",
+                f"aws iam deactivate-mfa-device --user-name {name} --serial-number {serial}",
+                UserName=name,
+                SerialNumber=serial,
+            )
             if serial.startswith("arn:"):  # virtual devices are IAM resources of their own
-                _ignore_gone(iam.delete_virtual_mfa_device, SerialNumber=serial)
+                _remove_foreign(
+                    iam.delete_virtual_mfa_device,
+                    f"virtual MFA device {serial}, taken off user {name}, is left",
+                    f"aws iam delete-virtual-mfa-device --serial-number {serial}",
+                    SerialNumber=serial,
+                )
         for cert in _pages(iam, "list_signing_certificates", "Certificates", UserName=name):
             _ignore_gone(
                 iam.delete_signing_certificate, UserName=name, CertificateId=cert["CertificateId"]
@@ -512,9 +560,9 @@ class RoleHandler(NothingToConfigure):
             "iam:ListRolePolicies",
             "iam:DeleteRolePolicy",
             "iam:ListInstanceProfilesForRole",
-            "iam:RemoveRoleFromInstanceProfile",
             "iam:DeleteRole",
         ),
+        JANITOR: ("iam:RemoveRoleFromInstanceProfile",),
         # Not a verb of the handler: what verify does with a role (job.phases.verify).
         "assume": ("sts:AssumeRole",),
     }
@@ -525,6 +573,8 @@ class RoleHandler(NothingToConfigure):
             "RoleName": subject.name,
             "Path": IAM_PATH,
             "AssumeRolePolicyDocument": json.dumps(trust_policy(target)),
+            # AWS's default too; said here because assume_role clamps its sessions to it.
+            "MaxSessionDuration": ROLE_MAX_SESSION_SECONDS,
             "Description": f"job run {target.run_id}",
             # Tagged by the create call itself, like a user: an untagged role is not ours.
             "Tags": target.tags(),
@@ -561,9 +611,15 @@ class RoleHandler(NothingToConfigure):
                     "InstanceProfiles",
                     RoleName=name,
                 ),
-                # The profile is somebody else's: only the role is taken out of it.
+                # The job makes no instance profile: any is somebody else's, and only the role
+                # is taken out of it.
                 lambda profile: partial(
+                    _remove_foreign,
                     iam.remove_role_from_instance_profile,
+                    f"role {name} is in instance profile {profile['InstanceProfileName']},"
+                    " which the job did not put it in",
+                    f"aws iam remove-role-from-instance-profile --role-name {name}"
+                    f" --instance-profile-name {profile['InstanceProfileName']}",
                     RoleName=name,
                     InstanceProfileName=profile["InstanceProfileName"],
                 ),
@@ -597,10 +653,16 @@ def inspect_role(target: Target, name: str) -> Found:
 # takes time to become visible from all possible endpoints."
 # https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
 ROLE_NOT_YET_ASSUMABLE = frozenset({"AccessDenied", "InvalidClientTokenId"})
-# The shortest session STS grants: verify needs minutes at most, and the credentials cannot be
-# revoked one by one, only outlived.
-# https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
+# How long a role session verify asks for may last: at least the shortest STS grants (900 s, and
+# assume_role's default when its caller names no duration), at most the role's MaxSessionDuration,
+# which the job sets at CreateRole to one hour: the longest a session may be asked for when the
+# job's own credentials are themselves a role session (role chaining caps it at one hour, whatever
+# the role's setting), and short, since a session cannot be revoked one by one, only outlived or
+# denied (REVOKE_SESSIONS_POLICY). Between the two, the caller's need: verify's propagation window.
+# https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html ("DurationSeconds",
+# role chaining included) and .../IAM/latest/APIReference/API_CreateRole.html ("MaxSessionDuration")
 ROLE_SESSION_SECONDS = 900
+ROLE_MAX_SESSION_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -613,16 +675,28 @@ class RoleSession:
     expiration: datetime | None = None
 
 
-def assume_role(target: Target, role_name: str, session_name: str) -> RoleSession:
-    """The job's own principal assumes one of the run's roles (RoleHandler.permissions "assume"),
-    retrying while AWS does not know the new role or its trust yet, up to the propagation timeout;
-    then the last refusal is raised."""
+def session_seconds(wanted: float) -> int:
+    """A role session's DurationSeconds for a need of `wanted` seconds, within what STS grants the
+    job's roles: ROLE_SESSION_SECONDS to ROLE_MAX_SESSION_SECONDS (asking outside it fails)."""
+    return min(max(math.ceil(wanted), ROLE_SESSION_SECONDS), ROLE_MAX_SESSION_SECONDS)
+
+
+def assume_role(
+    target: Target,
+    role_name: str,
+    session_name: str,
+    duration_seconds: float = ROLE_SESSION_SECONDS,
+) -> RoleSession:
+    """The job's own principal assumes one of the run's roles (RoleHandler.permissions "assume")
+    for a session of `duration_seconds`, clamped to what STS grants (session_seconds), retrying
+    while AWS does not know the new role or its trust yet, up to the propagation timeout; then the
+    last refusal is raised. A session that expires before the caller is done is not renewed here:
+    the caller assumes the role again when AWS answers ExpiredToken."""
     sts = target.aws.client("sts")
     arn = target.iam_arn("role", role_name)
+    seconds = session_seconds(duration_seconds)
     answer = until_consistent(
-        lambda: sts.assume_role(
-            RoleArn=arn, RoleSessionName=session_name, DurationSeconds=ROLE_SESSION_SECONDS
-        ),
+        lambda: sts.assume_role(RoleArn=arn, RoleSessionName=session_name, DurationSeconds=seconds),
         retry_on=ROLE_NOT_YET_ASSUMABLE,
         timeout=target.propagation_timeout,
         what=f"role {role_name} to be assumable",

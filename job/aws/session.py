@@ -88,13 +88,28 @@ def iam_action(operation: str) -> str:
     return f"iam:{operation}"
 
 
+class ForeignBlocker(ClientError):
+    """AWS refused (AccessDenied) to take off one of the job's resources something someone else
+    hung on it, which the job's usual grant does not reach on purpose (job.aws.iam.JANITOR). Its
+    message names the blocker, and `fix` the ways to remove it, in place of "grant more"."""
+
+    def __init__(self, refused: ClientError, blocker: str, fix: str) -> None:
+        answer = refused.response.get("Error", {})
+        super().__init__(
+            {**refused.response, "Error": {**answer, "Message": blocker}}, refused.operation_name
+        )
+        self.fix = fix
+
+
 def describe_aws_error(error: BaseException, doing: str) -> AwsError:
     """One line that names what failed and what to do; botocore's messages carry no secrets."""
     if isinstance(error, ClientError):
         code = error_code(error)
         message = error.response.get("Error", {}).get("Message", "") or code
         hint = "run the same command again"
-        if code in DENIED:
+        if isinstance(error, ForeignBlocker):
+            hint = error.fix
+        elif code in DENIED:
             # S3 does not say which action it refused; name it, so the fix is obvious.
             action = iam_action(error.operation_name)
             hint = f"the job's credentials lack {action}: grant what `job runner-policy` prints"
