@@ -22,9 +22,17 @@ from typing import Any, TypeVar, cast
 
 import click
 
-from job.config import Settings, parse_duration
+from job.config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DATABASE_URL,
+    DEFAULT_LOG_FORMAT,
+    DEFAULT_OUTPUT,
+    DEFAULT_PREFIX,
+    Settings,
+    parse_duration,
+)
 from job.errors import BadInput, JobError
-from job.ledger.states import RunStatus
+from job.ledger.states import RunStatus, RunVerdict
 from job.runtime import App, CallHook
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,18 +55,19 @@ def global_options(function: F) -> F:
         click.option(
             "--database-url",
             metavar="URL",
-            help="Ledger URL [env JOB_DATABASE_URL; default sqlite:///job.db].",
+            help=f"Ledger URL [env JOB_DATABASE_URL; default {DEFAULT_DATABASE_URL}].",
         ),
         click.option("--region", metavar="REGION", help="AWS region [env AWS_REGION]."),
         click.option(
             "--prefix",
             metavar="PREFIX",
-            help="Start of every created resource's name [env JOB_PREFIX; default job].",
+            help="Start of every created resource's name "
+            f"[env JOB_PREFIX; default {DEFAULT_PREFIX}].",
         ),
         click.option(
             "--output",
             type=click.Choice(["text", "json"]),
-            help="Output format [env JOB_OUTPUT; default text].",
+            help=f"Output format [env JOB_OUTPUT; default {DEFAULT_OUTPUT}].",
         ),
         click.option(
             "--permissions-boundary",
@@ -69,12 +78,14 @@ def global_options(function: F) -> F:
         click.option(
             "--concurrency",
             metavar="N",
-            help="At most N AWS calls at once [env JOB_CONCURRENCY; default 10].",
+            help="At most N AWS calls at once "
+            f"[env JOB_CONCURRENCY; default {DEFAULT_CONCURRENCY}].",
         ),
         click.option(
             "--log-format",
             type=click.Choice(["text", "json"]),
-            help="Logs on stderr as lines or as one JSON object each [env JOB_LOG_FORMAT].",
+            help="Logs on stderr as lines or as one JSON object each "
+            f"[env JOB_LOG_FORMAT; default {DEFAULT_LOG_FORMAT}].",
         ),
         click.option(
             "--metrics-file",
@@ -114,20 +125,22 @@ def junit_path(value: str | None) -> str | None:
 
 @dataclass
 class Concern:
-    """The run a command concerns and, when it failed, why: what its reports must say."""
+    """The run a command concerns and, when it failed, why: what its reports must say. The App
+    hears the run's id too, so that an interrupted command names the real run in its hint."""
 
+    app: App
     run_id: str | None = None
     error: str | None = None
 
     def found(self, run_id: str) -> None:
-        self.run_id = run_id
+        self.run_id = self.app.run_id = run_id
 
 
 @contextmanager
 def reporting(app: App, junit_xml: str | None = None) -> Iterator[Concern]:
     """Around a command's work on one run: when it ends, however it ends, the run goes into the
     metrics and the JUnit report. The command sets the run's id as soon as it knows it."""
-    concern = Concern()
+    concern = Concern(app)
     try:
         yield concern
     except JobError as failure:
@@ -257,8 +270,8 @@ def run_command(app: App, keep: bool, junit_xml: str | None, measure_revocation:
     """Provision, verify, then tear down (always, unless --keep). The run proves --scenario, or
     the built-in seed; the scenario's text is stored with the run.
 
-    Exit code: verify's (0 all checks passed, 1 a check failed), or 4 when teardown could not
-    finish.
+    Exit code: verify's by its verdict (0 passed, 1 failed, 4 incomplete: some check not
+    answered), or 4 when a phase or the teardown could not finish.
 
     Example: job run --scenario examples/three-principals.yaml
     """
@@ -329,10 +342,13 @@ def provision_command(app: App, run_id: str | None) -> None:
 @MEASURE_REVOCATION
 @click.pass_obj
 def verify_command(app: App, run_id: str, junit_xml: str | None, measure_revocation: bool) -> None:
-    """Check every principal's real permissions against the expected matrix (exit 1 if any differ).
+    """Check every principal's real permissions against the expected matrix. Exit code by the
+    run's verdict: 0 passed, 1 failed (a check answered otherwise than expected), 4 incomplete
+    (none differed, but some check has no answer; the summary says why).
 
     Example: job verify --run-id abc123
     """
+    from job.phases.run import verdict_exit_code
     from job.phases.verify import verify
     from job.report import run_dict, run_text
 
@@ -346,8 +362,12 @@ def verify_command(app: App, run_id: str, junit_xml: str | None, measure_revocat
             measure_revocation=measure_revocation,
         )
         checks = app.store.latest_checks(run)
-        emit(app, run_dict(run, checks), run_text(run, checks, show_resources=False))
-    raise click.exceptions.Exit(0 if all(check.passed for check in checks) else 1)
+        code = verdict_exit_code(run.verdict)
+        document = {**run_dict(run, checks), "exit_code": code}
+        if code == 4:
+            concern.error = document["error"] = run.verdict_summary
+        emit(app, document, run_text(run, checks, show_resources=False))
+    raise click.exceptions.Exit(code)
 
 
 @cli.command("teardown")
@@ -447,12 +467,20 @@ def sweep_command(app: App, older_than: str, execute: bool) -> None:
 
 @cli.command("runner-policy")
 @SCENARIO
+@click.option(
+    "--janitor",
+    is_flag=True,
+    help="Add the grant that removes what others hung on the job's users and roles (a group "
+    "membership, an MFA device, an instance profile); without it teardown stops and names them.",
+)
 @click.pass_obj
-def runner_policy_command(app: App) -> None:
+def runner_policy_command(app: App, janitor: bool) -> None:
     """Print the least-privilege IAM policy that the job's own credentials need, for --prefix,
     with ARNs in the partition of --region (aws, aws-cn, aws-us-gov, ...). With --scenario, only
     what that scenario's runs create and probe need; without, every kind the job knows (what a
-    janitor tearing down runs of any scenario needs).
+    janitor tearing down runs of any scenario needs). Every IAM write in it is scoped to the job's
+    own users, roles and policies; --janitor adds the statements that act on someone else's group,
+    MFA device or instance profile, to take the job's principals out of them.
 
     Example: job runner-policy --prefix canary --region eu-west-1 > runner-policy.json
     """
@@ -470,7 +498,7 @@ def runner_policy_command(app: App) -> None:
         )
         kinds = scenario_kinds(scenario)
     # The policy document itself, in either output mode: it is what an operator pastes.
-    policy = runner_policy(settings.prefix, partition, kinds=kinds)
+    policy = runner_policy(settings.prefix, partition, kinds=kinds, janitor=janitor)
     click.echo(json.dumps(policy, indent=2))
 
 
@@ -485,15 +513,22 @@ def runs_group() -> None:
     type=click.Choice([status.value for status in RunStatus]),
     help="Only runs with this status.",
 )
+@click.option(
+    "--verdict",
+    type=click.Choice([verdict.value for verdict in RunVerdict]),
+    help="Only runs whose latest verify had this verdict (kept through teardown).",
+)
 @click.pass_obj
-def runs_list_command(app: App, status: str | None) -> None:
-    """The runs in the ledger, newest first.
+def runs_list_command(app: App, status: str | None, verdict: str | None) -> None:
+    """The runs in the ledger, newest first, with each one's status and verdict.
 
-    Example: job runs list --status failed
+    Example: job runs list --verdict failed
     """
     from job.report import run_summary, runs_text
 
-    runs = app.store.list_runs(RunStatus(status) if status else None)
+    runs = app.store.list_runs(
+        RunStatus(status) if status else None, verdict=RunVerdict(verdict) if verdict else None
+    )
     # One rendering only: a ledger may hold many thousands of runs.
     if app.output == "json":
         click.echo(json.dumps({"status": "ok", "runs": [run_summary(run) for run in runs]}))
@@ -505,7 +540,8 @@ def runs_list_command(app: App, status: str | None) -> None:
 @click.argument("run_id")
 @click.pass_obj
 def runs_show_command(app: App, run_id: str) -> None:
-    """One run: status, phases, resources with their states, checks.
+    """One run: status, phases with their outcomes and errors, resources with their states,
+    checks, and the verdict.
 
     Example: job runs show abc123
     """
@@ -513,7 +549,7 @@ def runs_show_command(app: App, run_id: str) -> None:
 
     run = app.store.get_run(run_id)
     checks = app.store.latest_checks(run)
-    emit(app, run_dict(run, checks), run_text(run, checks))
+    emit(app, run_dict(run, checks), run_text(run, checks, show_phases=True))
 
 
 @cli.group("scenario")
@@ -655,9 +691,9 @@ def main(argv: list[str] | None = None, *, call_hooks: Sequence[CallHook] = ()) 
         # Parsing stopped before --output was read, perhaps: look for it on the line itself.
         code = _fail(app, error.format_message(), 2, args)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        code = _fail(app, _STOPPED.format("interrupted"), 130)
+        code = _fail(app, _stopped(app, "interrupted"), EXIT_INTERRUPTED)
     except Terminated:
-        code = _fail(app, _STOPPED.format("terminated (SIGTERM)"), 143)
+        code = _fail(app, _stopped(app, "terminated (SIGTERM)"), EXIT_TERMINATED)
     except Exception as error:  # the one boundary: every failure is one line and an exit code
         failure = app.failure(error)
         code = _fail(app, failure.message, failure.exit_code)
@@ -683,9 +719,22 @@ def _write_metrics(app: App, code: int) -> int:
     return code
 
 
-_STOPPED = (
-    "{}; what was done is recorded: run the same command again, or `job teardown --run-id ID`"
-)
+# The shell's codes for a process ended by SIGINT and SIGTERM (128 + the signal's number).
+EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
+# The commands that change nothing in AWS or the ledger: stopping one leaves nothing to resume.
+_READ_ONLY = ("scenario", "runs", "runner-policy")
+
+
+def _stopped(app: App, how: str) -> str:
+    """What a stopped command says, naming the run it was working on, if any."""
+    if app.command.split(" ")[0] in _READ_ONLY:
+        return f"{how}; nothing was changed"
+    if app.run_id is not None:
+        return (
+            f"{how}; what was done is recorded: run the same command again, or "
+            f"`job teardown --run-id {app.run_id}`"
+        )
+    return f"{how}; what was done is recorded: run the same command again"
 
 
 def _output_on_the_line(args: list[str]) -> str | None:

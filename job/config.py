@@ -15,6 +15,9 @@ if TYPE_CHECKING:  # SQLAlchemy is imported only when a URL is parsed: `job --he
     from sqlalchemy.engine import URL
 
 DEFAULT_DATABASE_URL = "sqlite:///job.db"
+DEFAULT_PREFIX = "job"
+DEFAULT_OUTPUT = "text"
+DEFAULT_LOG_FORMAT = "text"
 # Room for "-<run id>-<role>" within AWS's shortest limit we use (bucket names: 63 characters).
 MAX_PREFIX_LENGTH = 20
 # Starts of bucket names S3 refuses (sthree-configurator is within sthree-).
@@ -172,15 +175,15 @@ def _or_default(value: str | None, default: str) -> str:
 @dataclass(frozen=True)
 class Settings:
     database_url: URL
-    prefix: str = "job"
+    prefix: str = DEFAULT_PREFIX
     region: str | None = None
-    output: str = "text"
+    output: str = DEFAULT_OUTPUT
     emulator: bool = False
     log_level: str = "warning"
     propagation_timeout: timedelta = DEFAULT_PROPAGATION_TIMEOUT
     permissions_boundary: str | None = None
     require_tls: bool = True
-    log_format: str = "text"
+    log_format: str = DEFAULT_LOG_FORMAT
     # Where to write Prometheus text-format metrics after the command (node_exporter's textfile
     # collector reads them), or None.
     metrics_file: str | None = None
@@ -208,7 +211,7 @@ class Settings:
     ) -> Settings:
         """Options win over the environment, which wins over defaults."""
         env = os.environ if environ is None else environ
-        output_value = _or_default(_first(output, env.get("JOB_OUTPUT")), "text")
+        output_value = _or_default(_first(output, env.get("JOB_OUTPUT")), DEFAULT_OUTPUT)
         if output_value not in OUTPUTS:
             raise BadInput(f"invalid output {output_value!r}: use text or json")
         if verbosity:
@@ -220,7 +223,9 @@ class Settings:
         timeout_text = env.get("JOB_PROPAGATION_TIMEOUT")
         use_emulator = bool(emulator) or env.get("JOB_EMULATOR", "") in ("1", "true", "yes")
         boundary = _first(permissions_boundary, env.get("JOB_PERMISSIONS_BOUNDARY"))
-        log_format_value = _or_default(_first(log_format, env.get("JOB_LOG_FORMAT")), "text")
+        log_format_value = _or_default(
+            _first(log_format, env.get("JOB_LOG_FORMAT")), DEFAULT_LOG_FORMAT
+        )
         if log_format_value not in LOG_FORMATS:
             raise BadInput(f"invalid log format {log_format_value!r}: use text or json")
         metrics_path = _first(metrics_file, env.get("JOB_METRICS_FILE"))
@@ -233,7 +238,9 @@ class Settings:
             database_url=parse_database_url(
                 _or_default(_first(database_url, env.get("JOB_DATABASE_URL")), DEFAULT_DATABASE_URL)
             ),
-            prefix=validate_prefix(_or_default(_first(prefix, env.get("JOB_PREFIX")), "job")),
+            prefix=validate_prefix(
+                _or_default(_first(prefix, env.get("JOB_PREFIX")), DEFAULT_PREFIX)
+            ),
             region=_optional(
                 validate_region,
                 _first(region, env.get("AWS_REGION"), env.get("AWS_DEFAULT_REGION")),

@@ -18,11 +18,23 @@ def _verdict_word(verdict: Verdict) -> str:
     return {"allow": "allowed", "deny": "denied"}.get(verdict.value, verdict.value)
 
 
+def logical_resource(run: Run, resource: str) -> str:
+    """A check's resource as the scenario names it, the same from run to run, so that CI can
+    follow one check from build to build: a run's bucket ARN is `bucket:NAME[/KEY]`; any other
+    resource loses the run's own part of its name."""
+    run_part = f"{run.prefix}-{run.id}-"
+    arn, _, path = resource.partition(":::")
+    if arn.endswith(":s3") and path.startswith(run_part):
+        return "bucket:" + path.removeprefix(run_part)
+    return resource.replace(run_part, "")
+
+
 def junit_document(run: Run, checks: Sequence[Check], error: str | None = None) -> ET.Element:
-    suite = ET.Element("testsuite", name=f"job verify {run.id}")
+    suite = ET.Element("testsuite", name="job verify")
     properties = ET.SubElement(suite, "properties")
     for name, value in (
         ("run_id", run.id),
+        ("verdict", run.verdict.value if run.verdict is not None else ""),
         ("account_id", run.account_id),
         ("region", run.region),
         ("status", run.status.value),
@@ -34,7 +46,10 @@ def junit_document(run: Run, checks: Sequence[Check], error: str | None = None) 
             suite,
             "testcase",
             classname=f"job.{check.principal}",
-            name=f"{check.action} on {check.resource} is {_verdict_word(check.expected)}",
+            name=f"{check.principal} {check.action} {logical_resource(run, check.resource)}",
+        )
+        ET.SubElement(case, "properties").append(
+            ET.Element("property", name="expected", value=_verdict_word(check.expected))
         )
         if check.passed:
             continue
@@ -49,12 +64,13 @@ def junit_document(run: Run, checks: Sequence[Check], error: str | None = None) 
             ET.SubElement(
                 case, "failure", message=message, type="PermissionMismatch"
             ).text = message
-    if error is not None and not checks:
-        # Nothing was checked: one errored case carries why, so the report is not empty and green.
+    if error is not None:
+        # The run stopped short (nothing checked, or some cells never answered): one errored case
+        # carries why, so the report is not green for checks that never ran.
         errors += 1
-        case = ET.SubElement(suite, "testcase", classname="job", name=f"run {run.id}")
+        case = ET.SubElement(suite, "testcase", classname="job", name="run")
         ET.SubElement(case, "error", message=error, type="JobError").text = error
-    tests = len(checks) + (1 if error is not None and not checks else 0)
+    tests = len(checks) + (1 if error is not None else 0)
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from job.files import write_atomically
-from job.ledger.models import Check, ResourceState, Run, utcnow
+from job.ledger.models import Check, ResourceState, Run, RunVerdict, utcnow
 
 _LAST_SUCCESS = "job_last_success_timestamp_seconds"
 
@@ -37,9 +37,12 @@ class Observation:
     # What the run's latest verify measured, by principal (job.phases.verify).
     propagation_seconds: dict[str, float] = field(default_factory=dict)
     revocation_seconds: dict[str, float] = field(default_factory=dict)
+    # The run's verdict (job.ledger.states.RunVerdict), None before any verify.
+    verdict: str | None = None
 
     def observe_run(self, run: Run, checks: Sequence[Check]) -> None:
         self.checks = Counter("passed" if check.passed else "failed" for check in checks)
+        self.verdict = run.verdict.value if run.verdict is not None else None
         measurements = run.measurements or {}
         self.propagation_seconds = dict(measurements.get("propagation_seconds") or {})
         self.revocation_seconds = dict(measurements.get("revocation_seconds") or {})
@@ -111,6 +114,19 @@ def render(observation: Observation, exit_code: int, previous_success: float | N
             for result in ("passed", "failed")
         ]
         if observation.checks
+        else [],
+    )
+    # One sample per verdict, 1 for the run's and 0 for the others, so that an alert on
+    # job_verdict{verdict="passed"} == 0 also fires for "incomplete", and a query never sees the
+    # series vanish.
+    metric(
+        "job_verdict",
+        "The verdict of the run's latest verify: 1 for its verdict, 0 for the others.",
+        [
+            ({**base, "verdict": verdict.value}, int(observation.verdict == verdict.value))
+            for verdict in RunVerdict
+        ]
+        if observation.verdict is not None
         else [],
     )
     metric(

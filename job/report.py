@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from job.ledger.models import Check, Resource, Run, RunStatus
+from job.ledger.models import Check, Resource, Run, RunStatus, RunVerdict
 
 if TYPE_CHECKING:
     from job.aws.handler import Target
@@ -48,6 +48,8 @@ class RunHeadline(Protocol):
     @property
     def status(self) -> RunStatus: ...
     @property
+    def verdict(self) -> RunVerdict | None: ...
+    @property
     def created_at(self) -> datetime: ...
     @property
     def updated_at(self) -> datetime: ...
@@ -57,6 +59,8 @@ def run_summary(run: RunHeadline) -> dict[str, Any]:
     return {
         "run_id": run.id,
         "status": run.status.value,
+        # Null until a verify has started; kept through teardown.
+        "verdict": run.verdict.value if run.verdict is not None else None,
         "created_at": _time(run.created_at),
         "updated_at": _time(run.updated_at),
     }
@@ -70,6 +74,7 @@ def run_dict(run: Run, checks: Sequence[Check]) -> dict[str, Any]:
         "prefix": run.prefix,
         # Which scenario the run proves (None: started before scenario files, the seed's).
         "scenario_sha256": run.scenario_sha256,
+        "verdict_summary": run.verdict_summary,
         "holder": run.holder,
         "held_until": _time(run.held_until),
         "phases": [
@@ -108,9 +113,15 @@ def runs_text(runs: Sequence[RunHeadline]) -> str:
     if not runs:
         return "no runs in the ledger"
     return table(
-        ("RUN", "STATUS", "CREATED", "UPDATED"),
+        ("RUN", "STATUS", "VERDICT", "CREATED", "UPDATED"),
         [
-            (run.id, run.status.value, _short(run.created_at), _short(run.updated_at))
+            (
+                run.id,
+                run.status.value,
+                run.verdict.value if run.verdict is not None else "",
+                _short(run.created_at),
+                _short(run.updated_at),
+            )
             for run in runs
         ],
     )
@@ -179,14 +190,45 @@ def measurements_text(measurements: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def run_text(run: Run, checks: Sequence[Check], *, show_resources: bool = True) -> str:
+def phases_text(run: Run) -> str:
+    return table(
+        ("PHASE", "OUTCOME", "STARTED", "FINISHED", "ERROR"),
+        [
+            (
+                attempt.phase.value,
+                attempt.outcome.value,
+                _short(attempt.started_at),
+                _short(attempt.finished_at),
+                attempt.error or "",
+            )
+            for attempt in run.attempts
+        ],
+    )
+
+
+def verdict_text(run: Run) -> str | None:
+    """The verdict's line: the summary verify recorded with it ("all 9 checks passed", "2 of 9
+    checks FAILED", "7 of 9 checks not answered: ..."). Only a `passed` verdict says that all
+    passed; a run verified before verdicts were kept says nothing of the kind."""
+    if run.verdict is None:
+        return None
+    summary = run.verdict_summary or ""
+    return f"verdict: {run.verdict.value}" + (f" ({summary})" if summary else "")
+
+
+def run_text(
+    run: Run, checks: Sequence[Check], *, show_resources: bool = True, show_phases: bool = False
+) -> str:
     parts = [f"run {run.id}: {run.status.value} (account {run.account_id}, {run.region})"]
+    if show_phases and run.attempts:
+        parts += ["", phases_text(run)]
     if show_resources and run.resources:
         parts += ["", resources_text(run.resources)]
     if checks:
-        failed = sum(not check.passed for check in checks)
-        verdict = "all checks passed" if not failed else f"{failed} of {len(checks)} checks FAILED"
-        parts += ["", checks_text(checks), "", verdict]
+        parts += ["", checks_text(checks)]
+    verdict = verdict_text(run)
+    if verdict is not None:
+        parts += ["", verdict]
     measured = measurements_text(run.measurements)
     if measured:
         parts += ["", *measured]

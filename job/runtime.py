@@ -42,6 +42,8 @@ class App:
         self.options: dict[str, Any] = {}
         # The command's name without "job ", for the metrics ("runs list"); set by the CLI.
         self.command = ""
+        # The run the command is working on, once it knows (for the hint when it is stopped).
+        self.run_id: str | None = None
         # botocore event handlers put on every AWS client the job makes (see job.aws.session).
         self.call_hooks = tuple(call_hooks)
         self._environ = os.environ if environ is None else environ

@@ -34,6 +34,21 @@ class Probe:
     # Whether an allowed call leaves an object behind (at the key it is aimed at): the bucket's
     # teardown then deletes that key with the bucket's own objects.
     writes_object: bool = False
+    # Whether the call reads the object at its key. Its denial means something only if the object
+    # is there: S3 answers a missing key with 403 AccessDenied, not 404, to a caller without
+    # s3:ListBucket, so a scenario may aim it only at a key it creates.
+    # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)
+    reads_object: bool = False
+    # Whether an allowed call changes the object it is aimed at (overwrites or deletes it): verify
+    # runs such checks only after every check that reads that object, so that no verdict depends
+    # on the order AWS happens to see the calls in.
+    mutates_object: bool = False
+
+    @property
+    def service(self) -> str:
+        """The service the call is authorized by ("s3", "iam", "sts"): a principal's policy
+        reaches each one separately."""
+        return self.action.partition(":")[0].lower()
 
 
 def _get_object(aws: Aws, bucket: str | None, key: str | None) -> None:
@@ -65,9 +80,15 @@ def _get_caller_identity(aws: Aws, bucket: str | None, key: str | None) -> None:
 PROBES: dict[str, Probe] = {
     probe.action: probe
     for probe in (
-        Probe("s3:GetObject", _get_object, ("s3:GetObject",)),
-        Probe("s3:PutObject", _put_object, ("s3:PutObject",), writes_object=True),
-        Probe("s3:DeleteObject", _delete_object, ("s3:DeleteObject",)),
+        Probe("s3:GetObject", _get_object, ("s3:GetObject",), reads_object=True),
+        Probe(
+            "s3:PutObject",
+            _put_object,
+            ("s3:PutObject",),
+            writes_object=True,
+            mutates_object=True,
+        ),
+        Probe("s3:DeleteObject", _delete_object, ("s3:DeleteObject",), mutates_object=True),
         # ListObjectsV2 is authorized as s3:ListBucket, on the bucket.
         # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
         Probe("s3:ListBucket", _list_bucket, ("s3:ListBucket",)),

@@ -29,10 +29,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # The states live apart so that the command line can list them without importing SQLAlchemy.
-from job.ledger.states import Outcome, Phase, ResourceState, RunStatus, Verdict
+from job.ledger.states import Outcome, Phase, ResourceState, RunStatus, RunVerdict, Verdict
 from job.vocabulary import ResourceKind
 
-__all__ = ["Outcome", "Phase", "ResourceState", "RunStatus", "Verdict"]
+__all__ = ["Outcome", "Phase", "ResourceState", "RunStatus", "RunVerdict", "Verdict"]
 
 
 def utcnow() -> datetime:
@@ -108,6 +108,11 @@ class Run(Base):
     # {principal: s}}, for `runs show` and --metrics-file.
     measurements: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[RunStatus] = mapped_column(_enum(RunStatus))
+    # What the latest verify proved (job.ledger.states.RunVerdict), None before any verify; and
+    # its one-line account for people ("2 of 9 checks not answered: ..."). Set to incomplete
+    # before the first check, so a verify killed at any point leaves a true verdict behind.
+    verdict: Mapped[RunVerdict | None] = mapped_column(_enum(RunVerdict))
+    verdict_summary: Mapped[str | None] = mapped_column(Text)
     # Who holds the run now ("host:pid") and until when its lease runs; see job.ledger.hold.
     holder: Mapped[str | None] = mapped_column(String(255))
     held_until: Mapped[datetime | None]
@@ -127,6 +132,7 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_status_updated_at", "status", "updated_at"),
         Index("ix_runs_created_at", "created_at"),
+        Index("ix_runs_verdict_created_at", "verdict", "created_at"),
     )
 
 

@@ -9,7 +9,7 @@ import enum
 # ledger, and are named here with the other states the ledger stores.
 from job.vocabulary import Verdict
 
-__all__ = ["Outcome", "Phase", "ResourceState", "RunStatus", "Verdict"]
+__all__ = ["Outcome", "Phase", "ResourceState", "RunStatus", "RunVerdict", "Verdict"]
 
 
 class RunStatus(enum.StrEnum):
@@ -21,6 +21,18 @@ class RunStatus(enum.StrEnum):
     TEARING_DOWN = "tearing_down"
     TORN_DOWN = "torn_down"
     FAILED = "failed"
+
+
+class RunVerdict(enum.StrEnum):
+    """What a run's latest verify proved, kept for good (through teardown): `passed` when every
+    cell of the scenario answered `allow` or `deny` as expected; `failed` when some cell answered
+    the other way; `incomplete` when none did, but some cell has no `allow`/`deny` answer (it was
+    not run, or AWS answered something else). A verify that stops part-way is `incomplete`, never
+    `passed`: the verdict is judged against every cell of the scenario, not the checks recorded."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    INCOMPLETE = "incomplete"
 
 
 class ResourceState(enum.StrEnum):

@@ -28,6 +28,7 @@ from job.ledger.models import (
     ResourceState,
     Run,
     RunStatus,
+    RunVerdict,
     Verdict,
     utcnow,
 )
@@ -124,16 +125,21 @@ class Store:
 
     @_serialized
     def list_runs(
-        self, status: RunStatus | None = None, limit: int | None = None
-    ) -> Sequence[Row[str, RunStatus, datetime, datetime]]:
-        """Newest first: each run's id, status, created_at and updated_at, as plain rows (a
-        ledger of ten thousand runs lists in a fraction of a second; whole ORM objects would
+        self,
+        status: RunStatus | None = None,
+        limit: int | None = None,
+        verdict: RunVerdict | None = None,
+    ) -> Sequence[Row[str, RunStatus, RunVerdict | None, datetime, datetime]]:
+        """Newest first: each run's id, status, verdict, created_at and updated_at, as plain rows
+        (a ledger of ten thousand runs lists in a fraction of a second; whole ORM objects would
         take seconds)."""
-        query = select(Run.id, Run.status, Run.created_at, Run.updated_at).order_by(
+        query = select(Run.id, Run.status, Run.verdict, Run.created_at, Run.updated_at).order_by(
             Run.created_at.desc(), Run.id.desc()
         )
         if status is not None:
             query = query.where(Run.status == status)
+        if verdict is not None:
+            query = query.where(Run.verdict == verdict)
         if limit is not None:
             query = query.limit(limit)
         return self.session.execute(query).all()
@@ -151,6 +157,12 @@ class Store:
     @_serialized
     def set_status(self, run: Run, status: RunStatus) -> None:
         run.status = status
+        run.updated_at = utcnow()
+        self._commit()
+
+    @_serialized
+    def set_verdict(self, run: Run, verdict: RunVerdict, summary: str) -> None:
+        run.verdict, run.verdict_summary = verdict, summary
         run.updated_at = utcnow()
         self._commit()
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from job.aws.session import Aws
 from job.config import DEFAULT_CONCURRENCY
 from job.errors import JobError
-from job.ledger.models import Run
+from job.ledger.models import Run, RunVerdict
 from job.ledger.store import Store
 from job.phases.common import CreatedHere
 from job.phases.provision import provision, start_run
@@ -42,7 +42,8 @@ def run_all(
     measure_revocation: bool = False,
     scenario: ScenarioSource | None = None,
 ) -> RunOutcome:
-    """Exit code: verify's (0 or 1), or the phase error's; 4 when teardown could not finish.
+    """Exit code: verify's, by the run's verdict (0 passed, 1 failed, 4 incomplete), or the phase
+    error's; 4 when teardown could not finish.
     Teardown is attempted whatever happened before it, unless `keep`. The run is held throughout.
     `started` hears the new run's id first, for reports that must name it whatever happens next.
     `scenario`: the file the run proves (the built-in seed when None); `measure_revocation` is
@@ -83,7 +84,7 @@ def _phases(
             measure_revocation=measure_revocation,
             created_here=created_here,
         )
-        exit_code = 0 if all(check.passed for check in store.latest_checks(run)) else 1
+        exit_code = verdict_exit_code(run.verdict)
     except JobError as failure:
         error, exit_code = failure, failure.exit_code
     except BaseException:
@@ -106,3 +107,9 @@ def _phases(
         log.error("%s", failure.message)
         return RunOutcome(run, 4, error or failure)
     return RunOutcome(run, exit_code, error)
+
+
+def verdict_exit_code(verdict: RunVerdict | None) -> int:
+    """The contract's exit code for a verify's verdict: passed 0, failed 1, incomplete (or none
+    recorded: the verify did not get to judge) 4."""
+    return {RunVerdict.PASSED: 0, RunVerdict.FAILED: 1}.get(verdict, 4) if verdict else 4

@@ -3,10 +3,27 @@
 A user principal gets an access key (recorded first; its secret lives only in this process's
 memory), deleted at the end, whatever happened. A role principal is assumed by the job's own
 principal (sts:AssumeRole, retried while AWS does not know the new role yet): its temporary
-credentials, in memory only, expire by themselves after 15 minutes. With either, the
-expected-allowed calls are tried until they succeed or the propagation timeout passes, and only
-then the expected-denied ones: a denial seen before the principal's allowed calls work could be IAM
-not having caught up yet, and proves nothing.
+credentials, in memory only, last as long as verify may need them (session_seconds) and are
+assumed again if they expire all the same. With either, the expected-allowed calls are tried until
+they succeed or the propagation timeout passes.
+
+A denial is believed only where the principal is known to be in effect: AWS propagates a
+principal's credentials and policies to each service separately ("Any change that you make in IAM
+... takes time to become visible from all possible endpoints"), so an S3 call that works proves
+nothing about what IAM has seen. A denied cell therefore waits for an allowed call of the same
+principal in the same service to succeed (its witness), and is not tried when none did. Where the
+principal has no allowed call in that service, a first denial is asked again DENY_SETTLE later,
+and only a second denial is recorded as one.
+https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
+
+Checks do not race each other: a check that changes an object (an overwrite, a delete) runs only
+after every check that reads that object, whoever's, so the verdicts do not depend on the order AWS
+sees the calls in.
+
+Every cell of the scenario ends with an answer or a reason (`error`, with why: the role could not
+be assumed, the key never worked, AWS answered something else), and the run's verdict is judged
+against all of them (job.ledger.states.RunVerdict): a verify that stopped part-way is incomplete,
+never passed.
 
 What AWS took is measured, not assumed, and kept with the run (Run.measurements): for each
 principal, the seconds from its credentials' creation (a user's key; a role's policy attachment, or
@@ -21,7 +38,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -29,13 +47,14 @@ from functools import partial
 from botocore.exceptions import ClientError
 
 from job.aws.handler import Target
-from job.aws.iam import REVOKE_SESSIONS_POLICY, ROLE_SESSION_SECONDS, assume_role
+from job.aws.iam import REVOKE_SESSIONS_POLICY, assume_role
+from job.aws.iam import session_seconds as role_session_seconds
 from job.aws.kinds import handler_for
 from job.aws.probes import PROBES, probe
 from job.aws.retry import until_consistent, until_refused
 from job.aws.session import AWS_ERRORS, DENIED, Aws, describe_aws_error, error_code, is_denial
 from job.config import DEFAULT_CONCURRENCY
-from job.errors import BadInput
+from job.errors import AwsError, BadInput, LedgerError
 from job.ledger.models import (
     Check,
     Outcome,
@@ -45,6 +64,7 @@ from job.ledger.models import (
     ResourceState,
     Run,
     RunStatus,
+    RunVerdict,
     Verdict,
     utcnow,
 )
@@ -70,6 +90,28 @@ KEY_NOT_YET_VALID = frozenset({"InvalidAccessKeyId", "InvalidClientTokenId", "Au
 # while after CreateBucket: worth waiting out, for an expected denial too.
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel
 BUCKET_NOT_YET_VISIBLE = frozenset({"NoSuchBucket"})
+# What AWS answers to a role session's credentials once they have expired: assumed again, then
+# asked again. https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html
+SESSION_EXPIRED = frozenset({"ExpiredToken", "ExpiredTokenException"})
+# How long a denial with no witness in its service (no allowed call of the same principal there)
+# waits before it is asked again. IAM documents no bound on propagation, only that it takes time;
+# an S3 or IAM policy change is usually seen within seconds, so ten is several times the usual, and
+# a denial still standing then is taken as the policy's. A quarter of the propagation timeout when
+# that is shorter, so that a short JOB_PROPAGATION_TIMEOUT (tests, impatient canaries) shortens it.
+DENY_SETTLE = timedelta(seconds=10)
+
+
+def deny_settle(propagation_timeout: timedelta) -> timedelta:
+    return min(DENY_SETTLE, propagation_timeout / 4)
+
+
+def session_seconds(propagation_timeout: timedelta) -> int:
+    """How long a role session must last: an allowed call may be retried for the propagation
+    timeout, a denial asked again after the settle interval, and a revocation timed for the
+    propagation timeout again, with a few minutes to spare; within what STS and the role allow
+    (job.aws.iam.session_seconds)."""
+    needed = 2 * propagation_timeout + deny_settle(propagation_timeout) + timedelta(minutes=5)
+    return role_session_seconds(needed.total_seconds())
 
 
 def verify(
@@ -97,13 +139,78 @@ def verify(
         )
     target = target_for(run, aws)
     scenario = scenario_of(run, target)
-    with phase(store, run, Phase.VERIFY, RunStatus.VERIFYING) as attempt:
-        verification = _Verification(
-            store, target, run, attempt, scenario, concurrency, measure_revocation, created_here
-        )
-        passed = verification.carry_out()
-        store.set_status(run, RunStatus.VERIFIED if passed else RunStatus.VERIFY_FAILED)
+    try:
+        with phase(store, run, Phase.VERIFY, RunStatus.VERIFYING) as attempt:
+            # Before the first check: a verify killed at any point from here leaves a true
+            # verdict behind (incomplete), and never the one an earlier verify recorded.
+            verification = _Verification(
+                store, target, run, attempt, scenario, concurrency, measure_revocation, created_here
+            )
+            store.set_verdict(run, RunVerdict.INCOMPLETE, "verify did not finish")
+            try:
+                verification.carry_out()
+            finally:
+                _record_verdict(store, run, scenario.expectations, verification.checks)
+            if run.verdict is RunVerdict.INCOMPLETE:
+                # The attempt failed (`runs show` says why), and the run with it; the verdict and
+                # every check are recorded all the same.
+                raise _Incomplete(run.verdict_summary or "")
+            store.set_status(
+                run,
+                RunStatus.VERIFIED if run.verdict is RunVerdict.PASSED else RunStatus.VERIFY_FAILED,
+            )
+    except _Incomplete:
+        pass
     return run
+
+
+class _Incomplete(AwsError):
+    """Some cell has no answer: the verify attempt is recorded as failed with the verdict's
+    summary; the command still reports the run, and exits 4 by its verdict."""
+
+
+def judge(
+    expectations: Sequence[Expectation], checks: Mapping[Expectation, Check]
+) -> tuple[RunVerdict, str]:
+    """The run's verdict over every cell of the scenario, and its one-line summary. A cell with
+    no check (never run) or whose answer was `error` is not answered; a cell answered `allow` or
+    `deny` otherwise than expected failed."""
+    total = len(expectations)
+    failed = [e for e in expectations if e in checks and _differs(checks[e])]
+    unanswered = [e for e in expectations if e not in checks or checks[e].actual is Verdict.ERROR]
+    reasons = [_reason(e, checks.get(e)) for e in unanswered]
+    not_answered = (
+        f"{len(unanswered)} of {total} checks not answered: {reasons[0]}" if unanswered else ""
+    )
+    if failed:
+        summary = f"{len(failed)} of {total} checks FAILED"
+        return RunVerdict.FAILED, summary + (f"; {not_answered}" if not_answered else "")
+    if unanswered:
+        return RunVerdict.INCOMPLETE, not_answered
+    return RunVerdict.PASSED, f"all checks passed, {total} of {total}"
+
+
+def _differs(check: Check) -> bool:
+    return check.actual is not Verdict.ERROR and check.actual is not check.expected
+
+
+def _reason(expectation: Expectation, check: Check | None) -> str:
+    cell = f"{expectation.principal} {expectation.action}"
+    if check is None:
+        return f"{cell}: not run (verify stopped before it)"
+    return f"{cell}: {check.detail or 'AWS answered neither allow nor deny'}"
+
+
+def _record_verdict(
+    store: Store, run: Run, expectations: Sequence[Expectation], checks: Mapping[Expectation, Check]
+) -> None:
+    verdict, summary = judge(expectations, checks)
+    try:
+        store.set_verdict(run, verdict, summary)
+    except LedgerError:
+        # Raised from a `finally`: the error that stopped verify says more. The verdict already
+        # recorded (incomplete, from the start of this attempt) is true.
+        log.error("could not record the verdict of run %s (%s)", run.id, summary)
 
 
 class _Verification:
@@ -141,30 +248,40 @@ class _Verification:
         for row in run.resources:
             if row.kind == ResourceKind.IAM_ACCESS_KEY and row.state is not ResourceState.DELETED:
                 self.leftover_keys.setdefault(row.attributes.get("user_name", ""), []).append(row)
-        # A role's permissions are in force from its policy attachment's creation, or the role's
-        # if that came later: when the ledger marked each created, as AWS answered. Read here,
-        # before the worker threads start adding rows to the run.
-        self.role_ready_at: dict[str, datetime] = {}
-        for principal, row in self.principals.items():
-            if row.kind == ResourceKind.IAM_ROLE:
-                self.role_ready_at[principal] = max(
-                    [
-                        row.updated_at,
-                        *(
-                            other.updated_at
-                            for other in run.resources
-                            if other.kind == ResourceKind.IAM_ROLE_POLICY_ATTACHMENT
-                            and other.state is ResourceState.CREATED
-                            and other.attributes.get("role_name") == row.name
-                        ),
-                    ]
-                )
+        # A principal's permissions are in force from its policy attachment's creation, or the
+        # user's or role's if that came later: when the ledger marked each created, as AWS
+        # answered. Read here, before the worker threads start adding rows to the run.
+        attachments = (
+            ResourceKind.IAM_USER_POLICY_ATTACHMENT,
+            ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
+        )
+        self.policy_since: dict[str, datetime] = {
+            principal: max(
+                [
+                    row.updated_at,
+                    *(
+                        other.updated_at
+                        for other in run.resources
+                        if other.kind in attachments
+                        and other.state is ResourceState.CREATED
+                        and row.name
+                        in (other.attributes.get("role_name"), other.attributes.get("user_name"))
+                    ),
+                ]
+            )
+            for principal, row in self.principals.items()
+        }
         # This attempt's keys, recorded, by principal: deleted whatever happens.
         self.keys: dict[str, Resource] = {}
         self.principal_aws: dict[str, Aws] = {}
         # When STS says each role session was issued (its expiry less its length): AWS's clock.
         self.session_issued: dict[str, datetime] = {}
         self.checks: dict[Expectation, Check] = {}
+        # Why a principal has no credentials (its cells are then recorded unanswered with it).
+        self.credential_failures: dict[str, str] = {}
+        self.session_seconds = session_seconds(target.propagation_timeout)
+        self.settle = deny_settle(target.propagation_timeout)
+        self._renewing = threading.Lock()
         # Measurements: when each principal's credentials came to be, and its first success.
         self._measuring = threading.Lock()
         self.credentials_since: dict[str, datetime] = {}
@@ -187,9 +304,8 @@ class _Verification:
             )
         return row
 
-    def carry_out(self) -> bool:
-        """Make the credentials and the checks, delete the keys, record what was measured; True
-        when every check passed."""
+    def carry_out(self) -> None:
+        """Make the credentials and the checks, delete the keys, record what was measured."""
         try:
             tasks, needs = self.plan()
             run_graph(tasks, needs, concurrency=self.concurrency)
@@ -197,37 +313,78 @@ class _Verification:
             # Whatever happened above, no key may outlive verify.
             self.end_credentials()
         self.store.set_measurements(self.run, self.measurements())
-        return all(check.passed for check in self.checks.values())
 
     def plan(self) -> tuple[dict[str, Callable[[], object]], dict[str, list[str]]]:
+        """Each principal's credentials first. Then its allowed cells; each denied cell after its
+        witnesses (the principal's allowed cells in the same service); and every cell that changes
+        an object after every cell that reads that object, whoever's."""
         tasks: dict[str, Callable[[], object]] = {}
         needs: dict[str, list[str]] = {}
+        names = {e: f"check:{e.principal}:{index}" for index, e in enumerate(self.expectations)}
+        reads: dict[tuple[str | None, str | None], list[str]] = {}
+        for expectation in self.expectations:
+            if expectation.key is not None and not PROBES[expectation.action].mutates_object:
+                reads.setdefault((expectation.bucket, expectation.key), []).append(
+                    names[expectation]
+                )
         for principal in dict.fromkeys(e.principal for e in self.expectations):
-            key_task = f"key:{principal}"
-            tasks[key_task] = partial(self.make_credentials, principal)
-            mine = [e for e in self.expectations if e.principal == principal]
-            allowed = [e for e in mine if e.expected is Verdict.ALLOW]
-            allowed_tasks = [f"check:{principal}:{index}" for index in range(len(allowed))]
-            for name, expectation in zip(allowed_tasks, allowed, strict=True):
+            tasks[f"key:{principal}"] = partial(self.make_credentials, principal)
+        # In the order the graph prefers them (all it can order with concurrency 1).
+        ordered = sorted(
+            self.expectations,
+            key=lambda e: (PROBES[e.action].mutates_object, e.expected is not Verdict.ALLOW),
+        )
+        for expectation in ordered:
+            name, probe_ = names[expectation], PROBES[expectation.action]
+            needs[name] = [f"key:{expectation.principal}"]
+            if probe_.mutates_object:
+                needs[name] += reads.get((expectation.bucket, expectation.key), [])
+            if expectation.expected is Verdict.ALLOW:
                 tasks[name] = partial(self.check, expectation, wait_for_access=True)
-                needs[name] = [key_task]
-            denied = [e for e in mine if e.expected is not Verdict.ALLOW]
-            for index, expectation in enumerate(denied, start=len(allowed)):
-                name = f"check:{principal}:{index}"
-                tasks[name] = partial(self.check_denial, expectation, allowed)
-                needs[name] = [key_task, *allowed_tasks]
+                continue
+            witnesses = self.witnesses(expectation)
+            needs[name] += [names[witness] for witness in witnesses]
+            tasks[name] = partial(self.check_denial, expectation, witnesses)
         return tasks, needs
 
+    def witnesses(self, denied: Expectation) -> list[Expectation]:
+        """The allowed cells whose success shows the principal in effect where `denied` is
+        decided: the same principal's, in the same service, not always allowed (GetCallerIdentity
+        proves the key, not the policy), and, for a cell that only reads an object, none that
+        changes one (those wait for the reads)."""
+        probe_ = PROBES[denied.action]
+        return [
+            e
+            for e in self.expectations
+            if e.principal == denied.principal
+            and e.expected is Verdict.ALLOW
+            and PROBES[e.action].service == probe_.service
+            and not PROBES[e.action].always_allowed
+            and (probe_.mutates_object or not PROBES[e.action].mutates_object)
+        ]
+
     def make_credentials(self, principal: str) -> None:
-        if self.principals[principal].kind == ResourceKind.IAM_ROLE:
-            self.assume(principal)
-        else:
-            self.make_key(principal)
+        """A principal whose credentials cannot be made is not the end of verify: its cells are
+        recorded as not answered, with why, and the other principals go on."""
+        try:
+            if self.principals[principal].kind == ResourceKind.IAM_ROLE:
+                self.assume(principal)
+            else:
+                self.make_key(principal)
+        except AwsError as failure:
+            log.warning("%s's checks cannot be made: %s", principal, failure.message)
+            with self._measuring:
+                self.credential_failures[principal] = failure.message
 
     def assume(self, principal: str) -> None:
         role = self.principals[principal]
         try:
-            session = assume_role(self.target, role.name, f"job-{self.run.id}")
+            session = assume_role(
+                self.target,
+                role.name,
+                f"job-{self.run.id}",
+                duration_seconds=self.session_seconds,
+            )
         except AWS_ERRORS as error:
             waited = self.target.propagation_timeout.total_seconds()
             raise describe_aws_error(
@@ -236,14 +393,22 @@ class _Verification:
                 "caught up with the new role)",
             ) from None
         with self._measuring:
-            self.credentials_since[principal] = self.role_ready_at[principal]
+            self.credentials_since.setdefault(principal, self.policy_since[principal])
             if session.expiration is not None:
                 self.session_issued[principal] = session.expiration - timedelta(
-                    seconds=ROLE_SESSION_SECONDS
+                    seconds=self.session_seconds
                 )
         self.principal_aws[principal] = self.target.aws.with_keys(
             session.access_key_id, session.secret_access_key, session.session_token
         )
+
+    def renew_session(self, principal: str, expired: Aws) -> None:
+        """Assume the role again when its session expired (a verify that outlived it after all),
+        once, however many checks noticed: the checks then try again with the new session."""
+        with self._renewing:
+            if self.principal_aws.get(principal) is expired:
+                log.info("%s's session expired; assuming the role again", principal)
+                self.assume(principal)
 
     def make_key(self, principal: str) -> None:
         user = self.principals[principal]
@@ -276,47 +441,78 @@ class _Verification:
 
     def check(self, expectation: Expectation, *, wait_for_access: bool) -> None:
         """Make the call until AWS has caught up or the propagation timeout passes: while the key
-        is new, while the bucket is new, and, when `wait_for_access` (an expected allow: a new
-        attachment takes a while to work everywhere), while AWS still refuses it."""
-        principal_aws = self.principal_aws[expectation.principal]
-        retry_on = (
-            KEY_NOT_YET_VALID | BUCKET_NOT_YET_VISIBLE | (DENIED if wait_for_access else set())
-        )
-        try:
-            until_consistent(
-                lambda: probe(
-                    principal_aws, expectation.action, expectation.bucket, expectation.key
-                ),
-                retry_on=retry_on,
-                timeout=self.target.propagation_timeout,
-                what=f"{expectation.principal}'s access",
-            )
-        except AWS_ERRORS as error:
-            # The code is kept: "error" alone would not say whether the bucket or the key was
-            # missing.
-            detail = error_code(error) if isinstance(error, ClientError) else str(error)
-            self.record(expectation, verdict_of(error), detail)
+        is new, while the bucket is new, while a role's session is renewed, and, when
+        `wait_for_access` (an expected allow: a new attachment takes a while to work everywhere),
+        while AWS still refuses it."""
+        failure = self.credential_failures.get(expectation.principal)
+        if failure is not None:
+            self.record(expectation, Verdict.ERROR, f"not run: {failure}")
             return
-        if wait_for_access:
+        error = self.ask(expectation, wait_for_access=wait_for_access)
+        if error is None and wait_for_access:
             now = utcnow()
             with self._measuring:
                 first = self.first_success.get(expectation.principal)
                 if first is None or now < first:
                     self.first_success[expectation.principal] = now
-        self.record(expectation, verdict_of(None), None)
+        self.record(expectation, verdict_of(error), _detail(error))
 
-    def check_denial(self, expectation: Expectation, allowed: list[Expectation]) -> None:
-        # A denial proves something only once the principal's allowed calls work: before that,
-        # it could be IAM not having caught up yet.
-        if all(self.checks[e].passed for e in allowed):
+    def ask(self, expectation: Expectation, *, wait_for_access: bool) -> BaseException | None:
+        """One answer to the cell's call (None: allowed), after the retries `check` describes."""
+        retry_on = KEY_NOT_YET_VALID | BUCKET_NOT_YET_VISIBLE | SESSION_EXPIRED
+        try:
+            until_consistent(
+                partial(self.call, expectation),
+                retry_on=retry_on | (DENIED if wait_for_access else set()),
+                timeout=self.target.propagation_timeout,
+                what=f"{expectation.principal}'s access",
+            )
+        except AWS_ERRORS as error:
+            return error
+        return None
+
+    def call(self, expectation: Expectation) -> None:
+        principal_aws = self.principal_aws[expectation.principal]
+        try:
+            probe(principal_aws, expectation.action, expectation.bucket, expectation.key)
+        except ClientError as error:
+            role = self.principals[expectation.principal].kind == ResourceKind.IAM_ROLE
+            if role and error_code(error) in SESSION_EXPIRED:
+                self.renew_session(expectation.principal, principal_aws)
+            raise
+
+    def check_denial(self, expectation: Expectation, witnesses: list[Expectation]) -> None:
+        """A denial is recorded only where the principal is known to be in effect: once one of
+        its witnesses succeeded; or, with none in this service, when it is denied at least the
+        settle interval (DENY_SETTLE) after the principal's policy changed (its attachment's
+        creation), asking a second time if the first denial came sooner. Before that, a denial
+        could be the policy not having reached this service yet, and proves nothing."""
+        if self.credential_failures.get(expectation.principal) is not None:
             self.check(expectation, wait_for_access=False)
             return
-        self.record(
-            expectation,
-            Verdict.ERROR,
-            "not tried: the principal's allowed calls never succeeded, so a denial would prove "
-            "nothing",
-        )
+        if witnesses:
+            if any(
+                self.checks.get(w) is not None and self.checks[w].actual is Verdict.ALLOW
+                for w in witnesses
+            ):
+                self.check(expectation, wait_for_access=False)
+                return
+            service = PROBES[expectation.action].service
+            self.record(
+                expectation,
+                Verdict.ERROR,
+                f"not run: none of {expectation.principal}'s allowed {service} calls succeeded, "
+                "so a denial would prove nothing",
+            )
+            return
+        first = self.ask(expectation, wait_for_access=False)
+        settled_at = self.policy_since[expectation.principal] + self.settle
+        if verdict_of(first) is Verdict.DENY and utcnow() < settled_at:
+            # No witness here, and the denial came before the principal's policy had had the
+            # settle interval to reach this service: asked again once it has.
+            time.sleep(max((settled_at - utcnow()).total_seconds(), 0))
+            first = self.ask(expectation, wait_for_access=False)
+        self.record(expectation, verdict_of(first), _detail(first))
 
     def record(self, expectation: Expectation, actual: Verdict, detail: str | None) -> None:
         """Write the check to the ledger, log it, and keep it for the denials that wait on it."""
@@ -471,6 +667,14 @@ class _Verification:
                     principal: round(seconds, 3) for principal, seconds in self.revocation.items()
                 }
         return measured
+
+
+def _detail(error: BaseException | None) -> str | None:
+    """The error code is kept: "error" alone would not say whether the bucket or the key was
+    missing."""
+    if error is None:
+        return None
+    return error_code(error) if isinstance(error, ClientError) else str(error)
 
 
 def verdict_of(error: BaseException | None) -> Verdict:

@@ -66,7 +66,9 @@ def test_a_missing_bucket_is_an_error_and_never_passes_a_check(
         capsys, "verify", "--run-id", run_id, "--database-url", sqlite_url, "--output", "json"
     )
 
-    assert verified.exit_code == 1, verified.stderr
+    # No cell answered otherwise than expected, but two have no answer: incomplete, exit 4.
+    assert verified.exit_code == 4, verified.stderr
+    assert verified.json()["verdict"] == "incomplete"
     failed = [c for c in verified.json()["checks"] if not c["passed"]]
     assert [(c["action"], c["resource"], c["actual"], c["detail"]) for c in failed] == [
         ("s3:GetObject", f"arn:aws:s3:::{decoy}/probe/fixture.txt", "error", "NoSuchBucket")

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
 
-from job.cli import cli
+from job.cli import _stopped, cli
+from job.config import Settings
 from job.emulator import EmulatorCredentials
+from job.runtime import App
 from tests.helpers import invoke, open_store
 
 
@@ -191,3 +195,60 @@ def test_stale_teardown_with_nothing_stale(aws, capsys) -> None:
         "status": "ok",
         "runs": [{"run_id": run_id, "outcome": "torn_down", "error": None}],
     }
+
+
+_STATED_DEFAULT = re.compile(r"default ([^\];]+)\]")
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "job")
+def test_every_stated_default_is_the_real_one(command: list[str]) -> None:
+    """Help that states a default ("[env JOB_CONCURRENCY; default 16]") states the one the
+    settings really take when nothing is given: the help once said 10 while the default was 16."""
+    settings = Settings.load(environ={})
+    group: click.Command = cli
+    for name in command:
+        group = group.commands[name]  # type: ignore[attr-defined]
+    stated = {
+        param.name: match.group(1)
+        for param in group.params
+        if isinstance(param, click.Option)
+        and (match := _STATED_DEFAULT.search(param.help or "")) is not None
+    }
+    assert "concurrency" in stated and "database_url" in stated
+    for name, value in stated.items():
+        real = getattr(settings, str(name))
+        if real is None:  # described in words: "the built-in seed", "boto3's own"
+            continue
+        shown = real.render_as_string() if hasattr(real, "render_as_string") else str(real)
+        assert value == shown, f"--{name} says default {value}, but it is {shown}"
+
+
+class InterruptAt:
+    """Ctrl-C while the job is at `operation`."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        if model.name == self.operation:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_names_the_real_run_in_its_hint(aws, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "2s")
+    result = invoke(capsys, "run", hooks=[InterruptAt("CreateAccessKey")])
+    assert result.exit_code == 130
+    with open_store("sqlite:///job.db") as store:
+        [run] = store.list_runs()
+    assert f"`job teardown --run-id {run.id}`" in result.stderr
+    assert "--run-id ID" not in result.stderr
+
+
+def test_a_stopped_read_only_command_speaks_of_no_run() -> None:
+    app = App()
+    app.command = "scenario validate"
+    assert _stopped(app, "terminated (SIGTERM)") == "terminated (SIGTERM); nothing was changed"
+    app.command = "teardown"
+    assert "job teardown" not in _stopped(app, "interrupted")
+    app.run_id = "abc"
+    assert _stopped(app, "interrupted").endswith("`job teardown --run-id abc`")

@@ -52,9 +52,12 @@ def test_run_writes_junit_metrics_and_json_logs(aws, database_url, tmp_path, cap
     assert len(cases) == len(document["checks"]) == 12
     assert suite.get("tests") == "12" and suite.get("failures") == "0"
     names = {case.get("name") for case in cases}
+    prefix = f"arn:aws:s3:::job-{document['run_id']}-"
     for check in document["checks"]:
-        word = "allowed" if check["expected"] == "allow" else "denied"
-        assert f"{check['action']} on {check['resource']} is {word}" in names
+        # Named as the scenario names the cell: the same in every run.
+        resource = check["resource"].replace(prefix, "bucket:")
+        assert f"{check['principal']} {check['action']} {resource}" in names
+    assert document["verdict"] == "passed"
     assert not suite.findall("testcase/failure") and not suite.findall("testcase/error")
 
     samples = _samples(metrics)
@@ -63,6 +66,8 @@ def test_run_writes_junit_metrics_and_json_logs(aws, database_url, tmp_path, cap
     assert samples[("job_checks", (*base, ("result", "failed")))] == 0
     assert samples[("job_checks", (*base, ("result", "passed")))] == 12
     assert samples[("job_resources_live", base)] == 0
+    assert samples[("job_verdict", (*base, ("verdict", "passed")))] == 1
+    assert samples[("job_verdict", (*base, ("verdict", "incomplete")))] == 0
     assert samples[("job_ledger_resources_live", base)] == 0
     assert (
         samples[("job_last_success_timestamp_seconds", base)]

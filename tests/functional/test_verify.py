@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from job.aws.session import make_aws
-from job.ledger.models import ResourceState, RunStatus, Verdict
+from job.ledger.models import ResourceState, RunStatus, RunVerdict, Verdict
 from job.phases.provision import provision, start_run
 from job.phases.verify import verify
 from tests.faults import FailTimes, KillAt, client_error
@@ -93,10 +93,18 @@ def test_a_denial_before_the_allowed_calls_work_proves_nothing(aws, sqlite_url) 
         )
         denied = [c for c in checks if c.principal == "reader" and c.expected is Verdict.DENY]
         assert len(denied) == 5
-        for check in denied:
-            # Denied calls were not tried: a denial now could be IAM not having caught up.
+        s3_denied = [c for c in denied if c.action.startswith("s3:")]
+        assert len(s3_denied) == 4
+        for check in s3_denied:
+            # Denied S3 calls were not tried: the reader's S3 policy never showed it was in
+            # effect, so a denial now could be S3 not having caught up.
             assert check.actual is Verdict.ERROR and not check.passed
             assert "would prove nothing" in (check.detail or "")
+        # IAM's answer does not hang on S3's: with no allowed IAM call to show the policy there,
+        # the denial is confirmed once the policy has had the settle interval to reach IAM.
+        [iam_denied] = [c for c in denied if c.action == "iam:ListUsers"]
+        assert iam_denied.actual is Verdict.DENY and iam_denied.passed
+        assert run.verdict is RunVerdict.FAILED  # the reader's allowed get was denied
         keys = [row for row in store.get_run(run_id).resources if row.kind == "iam_access_key"]
         assert len(keys) == 2 and all(row.state is ResourceState.DELETED for row in keys)
     _no_keys_left(aws, run_id)
@@ -119,6 +127,8 @@ def test_keys_are_deleted_when_verify_fails_half_way(aws, sqlite_url) -> None:
             )
         run = store.get_run(run_id)
         assert run.status is RunStatus.FAILED
+        # Stopped part-way: not passed, whatever the checks made before the stop said.
+        assert run.verdict is RunVerdict.INCOMPLETE
         assert run.attempts[-1].phase == "verify" and "RuntimeError" in (
             run.attempts[-1].error or ""
         )

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from job.junit import junit_document
-from job.ledger.models import Check, Run, RunStatus, Verdict
+from job.ledger.models import Check, Run, RunStatus, RunVerdict, Verdict
 from job.logs import WAITING, StatusLine, wants_status_line
 from job.metrics import Observation, write_metrics
 
@@ -46,13 +46,64 @@ def test_junit_failures_and_errors_say_expected_versus_actual() -> None:
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "1")
     passed, mismatch, broken = suite.findall("testcase")
     assert passed.find("failure") is None and passed.find("error") is None
-    assert mismatch.get("name") == "s3:PutObject on arn:aws:s3:::b/k is denied"
+    # Named by the cell (principal, action, resource), not by the run: see below.
+    assert mismatch.get("name") == "reader s3:PutObject arn:aws:s3:::b/k"
     failure = mismatch.find("failure")
     assert failure is not None and failure.get("message") == "expected deny, got allow"
     error = broken.find("error")
     assert error is not None and error.get("message") == "expected allow, got error (SlowDown)"
     # It round-trips as XML.
     assert ET.fromstring(ET.tostring(root)).tag == "testsuites"
+
+
+def test_junit_names_a_check_the_same_in_every_run() -> None:
+    """CI follows a test case from build to build by its name: a run's own bucket (whose name
+    carries the run id) is named as the scenario names it."""
+
+    def names(run_id: str) -> list[str | None]:
+        run = Run(id=run_id, prefix="canary", account_id="123456789012", region="us-east-1")
+        run.status = RunStatus.VERIFIED
+        check = Check(
+            principal="writer",
+            action="s3:GetObject",
+            resource=f"arn:aws:s3:::canary-{run_id}-data/seed.txt",
+            expected=Verdict.ALLOW,
+            actual=Verdict.ALLOW,
+            passed=True,
+        )
+        suite = junit_document(run, [check]).find("testsuite")
+        assert suite is not None
+        return [case.get("name") for case in suite.findall("testcase")] + [suite.get("name")]
+
+    assert names("a123456789") == names("b987654321")
+    assert names("a123456789")[0] == "writer s3:GetObject bucket:data/seed.txt"
+
+
+def test_junit_of_an_incomplete_verify_is_not_green() -> None:
+    """Some cells answered and passed, others never ran: the report carries an errored case with
+    why, so CI does not show the passing ones alone as a green build."""
+    run = _run()
+    run.verdict = RunVerdict.INCOMPLETE
+    suite = junit_document(
+        run, [_check(Verdict.DENY, Verdict.DENY)], error="7 of 9 checks not answered: ..."
+    ).find("testsuite")
+    assert suite is not None and suite.get("errors") == "1" and suite.get("tests") == "2"
+
+
+def test_metrics_carry_the_verdict(tmp_path) -> None:
+    run = _run()
+    run.verdict = RunVerdict.INCOMPLETE
+    observation = Observation("verify", "job")
+    observation.observe_run(run, [])
+    path = tmp_path / "job.prom"
+    write_metrics(str(path), observation, 4)
+    samples = {
+        sample.labels["verdict"]: sample.value
+        for family in text_string_to_metric_families(path.read_text())
+        for sample in family.samples
+        if sample.name == "job_verdict"
+    }
+    assert samples == {"passed": 0, "failed": 0, "incomplete": 1}
 
 
 def test_junit_without_checks_is_an_error_not_an_empty_pass() -> None:
