@@ -295,15 +295,16 @@ def run_command(app: App, keep: bool, junit_xml: str | None, measure_revocation:
             measure_revocation=measure_revocation,
             scenario=scenario,
         )
-        if outcome.error is not None:  # returned as an exit code, not raised: reports still say it
-            concern.error = outcome.error.message
         run = app.store.get_run(outcome.run.id)
         checks = app.store.latest_checks(run)
         document = run_dict(run, checks)
         text = run_text(run, checks)
-        if outcome.error is not None:
-            document["error"] = outcome.error.message
+        if outcome.error is not None:  # returned as an exit code, not raised: reports still say it
+            concern.error = document["error"] = outcome.error.message
             text += f"\nerror: {outcome.error.message}"
+        elif run.verdict is RunVerdict.INCOMPLETE:
+            # Not an error of the job's, but the report must not be green: the verdict says why.
+            concern.error = document["error"] = run.verdict_summary
         document["exit_code"] = outcome.exit_code
         emit(app, document, text)
     raise click.exceptions.Exit(outcome.exit_code)

@@ -6,6 +6,7 @@ is assumed again."""
 from __future__ import annotations
 
 import time
+import xml.etree.ElementTree as ET
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,21 @@ class RefuseKeyOf:
 
 
 def test_a_verify_that_stops_part_way_is_incomplete_and_says_so(
-    aws, database_url, capsys, monkeypatch
+    aws, database_url, capsys, monkeypatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "2s")
-    ran = invoke(capsys, "run", "--database-url", database_url, hooks=[RefuseKeyOf("-reader")])
+    junit = tmp_path / "report.xml"
+    ran = invoke(
+        capsys,
+        *("run", "--database-url", database_url, "--junit-xml", str(junit)),
+        hooks=[RefuseKeyOf("-reader")],
+    )
 
     assert ran.exit_code == 4, ran.stderr
     assert "all checks passed" not in ran.stdout
+    # CI is not shown green: the reader's six unanswered cells and the run's own errored case.
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and (suite.get("failures"), suite.get("errors")) == ("0", "7")
     assert "verdict: incomplete (6 of 12 checks not answered: reader " in ran.stdout
     with open_store(database_url) as store:
         [row] = store.list_runs()
