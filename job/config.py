@@ -181,6 +181,9 @@ class Settings:
     emulator: bool = False
     log_level: str = "warning"
     propagation_timeout: timedelta = DEFAULT_PROPAGATION_TIMEOUT
+    # JOB_DENY_SETTLE: how long after a principal's policy change a denial with no witness in its
+    # service counts (job.phases.verify.deny_settle); None: verify's default.
+    deny_settle: timedelta | None = None
     permissions_boundary: str | None = None
     require_tls: bool = True
     log_format: str = DEFAULT_LOG_FORMAT
@@ -221,6 +224,7 @@ class Settings:
             if log_level not in LOG_LEVELS:
                 raise BadInput(f"invalid JOB_LOG_LEVEL {log_level!r}: use debug, info or warning")
         timeout_text = env.get("JOB_PROPAGATION_TIMEOUT")
+        settle_text = env.get("JOB_DENY_SETTLE")
         use_emulator = bool(emulator) or env.get("JOB_EMULATOR", "") in ("1", "true", "yes")
         boundary = _first(permissions_boundary, env.get("JOB_PERMISSIONS_BOUNDARY"))
         log_format_value = _or_default(
@@ -253,6 +257,7 @@ class Settings:
             propagation_timeout=(
                 parse_duration(timeout_text) if timeout_text else DEFAULT_PROPAGATION_TIMEOUT
             ),
+            deny_settle=parse_duration(settle_text) if settle_text else None,
             log_format=log_format_value,
             metrics_file=metrics_path,
             concurrency=parse_concurrency(

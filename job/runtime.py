@@ -112,6 +112,7 @@ class App:
             region or settings.region,
             call_hooks=self.call_hooks,
             propagation_timeout=settings.propagation_timeout,
+            deny_settle=settings.deny_settle,
         )
 
     def _emulator(self) -> Callable[[str | None], Aws]:
@@ -123,7 +124,7 @@ class App:
             credentials = emulator.start()
             self._closing.callback(emulator.stop)
             log.info("using the in-process AWS emulator at %s", credentials.endpoint_url)
-            timeout = self.settings.propagation_timeout
+            timeout, settle = self.settings.propagation_timeout, self.settings.deny_settle
 
             def aws(region: str | None) -> Aws:
                 return make_aws(
@@ -133,6 +134,7 @@ class App:
                     aws_access_key_id=credentials.access_key_id,
                     aws_secret_access_key=credentials.secret_access_key,
                     propagation_timeout=timeout,
+                    deny_settle=settle,
                 )
 
             self._emulator_aws = aws

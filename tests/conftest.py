@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
 import boto3
 import pytest
 
+import job.phases.verify as verify_phase
 from job.emulator import EmulatorCredentials, bootstrap_runner, reset
 from tests.awslike import AwsLike, layer
 from tests.services.moto_server import moto_server
@@ -49,6 +51,7 @@ JOB_VARIABLES = (
     "JOB_METRICS_FILE",
     "JOB_CONCURRENCY",
     "JOB_PROPAGATION_TIMEOUT",
+    "JOB_DENY_SETTLE",
     "JOB_PERMISSIONS_BOUNDARY",
     "JOB_REQUIRE_TLS",
     "JOB_SCENARIO",
@@ -96,6 +99,12 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     # The default ledger, sqlite:///job.db, and any other relative path land in the test's tmp.
     monkeypatch.chdir(tmp_path)
+    # The layer propagates nothing late unless a test turns a lag on, so a denial with no witness
+    # in its service need not wait AWS's settle interval (ten seconds) in every run: not in the
+    # job's processes (the variable), nor where a test makes its Aws itself (the default). The
+    # tests of that wait set them back (tests/functional/test_verdicts.py).
+    monkeypatch.setenv("JOB_DENY_SETTLE", "0s")
+    monkeypatch.setattr(verify_phase, "DENY_SETTLE", timedelta(0))
 
 
 @pytest.fixture(scope="session")

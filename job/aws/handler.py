@@ -49,6 +49,11 @@ class Target:
         """How long to wait for AWS to show a change this run made (see job.config)."""
         return self.aws.propagation_timeout
 
+    @property
+    def deny_settle(self) -> timedelta | None:
+        """JOB_DENY_SETTLE, when given (see job.phases.verify.deny_settle)."""
+        return self.aws.deny_settle
+
     def tags(self) -> list[dict[str, str]]:
         return [
             {"Key": MANAGED_BY_KEY, "Value": MANAGED_BY_VALUE},

@@ -178,10 +178,14 @@ class Aws:
         keys: tuple[str, str, str | None] | None = None,
         session_lock: threading.Lock | None = None,
         propagation_timeout: timedelta = DEFAULT_PROPAGATION_TIMEOUT,
+        deny_settle: timedelta | None = None,
     ) -> None:
         self._session = session
         # The longest the job waits for a change it made to be visible (see the constant).
         self.propagation_timeout = propagation_timeout
+        # How long after a principal's policy change a denial with no witness counts (verify's
+        # job.phases.verify.deny_settle); None: verify's default for the propagation timeout.
+        self.deny_settle = deny_settle
         # Guards the session, which with_keys shares: made clients are safe, making them is not.
         self._session_lock = session_lock or threading.Lock()
         # Another principal's access key id, secret and session token (temporary credentials
@@ -261,6 +265,7 @@ class Aws:
             keys=(access_key_id, secret_access_key, session_token),
             session_lock=self._session_lock,
             propagation_timeout=self.propagation_timeout,
+            deny_settle=self.deny_settle,
         )
 
     @property
@@ -315,6 +320,7 @@ def make_aws(
     aws_secret_access_key: str | None = None,
     max_attempts: int = 8,
     propagation_timeout: timedelta = DEFAULT_PROPAGATION_TIMEOUT,
+    deny_settle: timedelta | None = None,
 ) -> Aws:
     """The job's own principal, from boto3's standard chain unless credentials are given."""
     core = botocore.session.Session()
@@ -337,4 +343,5 @@ def make_aws(
         call_hooks=call_hooks,
         max_attempts=max_attempts,
         propagation_timeout=propagation_timeout,
+        deny_settle=deny_settle,
     )

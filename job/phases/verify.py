@@ -101,16 +101,20 @@ SESSION_EXPIRED = frozenset({"ExpiredToken", "ExpiredTokenException"})
 DENY_SETTLE = timedelta(seconds=10)
 
 
-def deny_settle(propagation_timeout: timedelta) -> timedelta:
-    return min(DENY_SETTLE, propagation_timeout / 4)
+def deny_settle(propagation_timeout: timedelta, given: timedelta | None = None) -> timedelta:
+    """JOB_DENY_SETTLE when given; otherwise DENY_SETTLE, or a quarter of the propagation timeout
+    when that is shorter."""
+    return given if given is not None else min(DENY_SETTLE, propagation_timeout / 4)
 
 
-def session_seconds(propagation_timeout: timedelta) -> int:
+def session_seconds(propagation_timeout: timedelta, settle: timedelta | None = None) -> int:
     """How long a role session must last: an allowed call may be retried for the propagation
     timeout, a denial asked again after the settle interval, and a revocation timed for the
     propagation timeout again, with a few minutes to spare; within what STS and the role allow
     (job.aws.iam.session_seconds)."""
-    needed = 2 * propagation_timeout + deny_settle(propagation_timeout) + timedelta(minutes=5)
+    needed = (
+        2 * propagation_timeout + deny_settle(propagation_timeout, settle) + timedelta(minutes=5)
+    )
     return role_session_seconds(needed.total_seconds())
 
 
@@ -279,8 +283,8 @@ class _Verification:
         self.checks: dict[Expectation, Check] = {}
         # Why a principal has no credentials (its cells are then recorded unanswered with it).
         self.credential_failures: dict[str, str] = {}
-        self.session_seconds = session_seconds(target.propagation_timeout)
-        self.settle = deny_settle(target.propagation_timeout)
+        self.session_seconds = session_seconds(target.propagation_timeout, target.deny_settle)
+        self.settle = deny_settle(target.propagation_timeout, target.deny_settle)
         self._renewing = threading.Lock()
         # Measurements: when each principal's credentials came to be, and its first success.
         self._measuring = threading.Lock()

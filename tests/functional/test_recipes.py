@@ -65,6 +65,8 @@ def execute(command: list[str], environment: dict[str, str], cwd: Path) -> Done:
         "LANG": "C.UTF-8",
         # No instance metadata service here: asking it only costs time-outs.
         "AWS_EC2_METADATA_DISABLED": "true",
+        # The emulator propagates nothing late: no denial need wait the settle interval.
+        "JOB_DENY_SETTLE": "0s",
     }
     return run_captured(command, {**base, **environment}, cwd)
 

@@ -80,6 +80,8 @@ def run_smoke(
         "AWS_EC2_METADATA_DISABLED": "true",
         "TMPDIR": str(tmp_path),
         "JOB_REQUIRE_TLS": "0",
+        # The emulator propagates nothing late: no denial need wait the settle interval.
+        "JOB_DENY_SETTLE": "0s",
         **credentials.environment(REGION),
         **variables,
     }

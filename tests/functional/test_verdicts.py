@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import job.phases.verify as verify_phase
 from job.aws.session import make_aws
 from job.ledger.models import RunStatus, RunVerdict, Verdict
 from job.phases.provision import provision, start_run
@@ -22,6 +23,8 @@ from tests.faults import AccountTrust, client_error
 from tests.helpers import EMULATED, ROLE_SCENARIO, invoke, leftovers, open_store
 
 REGION = "us-east-1"
+# The job's own default (tests/conftest.py shortens it for every other test).
+AWS_DENY_SETTLE = verify_phase.DENY_SETTLE
 pytestmark = pytest.mark.usefixtures("aws")
 
 
@@ -196,6 +199,8 @@ def test_a_wrong_grant_that_iam_has_not_seen_yet_is_caught(
     would pass the check. It is asked again once the settle interval (a quarter of the 16 s
     propagation timeout: 4 s) has passed since the attachment, and then AWS allows it."""
     monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "16s")
+    monkeypatch.setattr(verify_phase, "DENY_SETTLE", AWS_DENY_SETTLE)
+    monkeypatch.delenv("JOB_DENY_SETTLE")
     aws_like.service_policy_lag = {"iam": 3.0}
     scenario = tmp_path / "scattered.yaml"
     scenario.write_text(SCATTERED)
