@@ -105,7 +105,9 @@ def test_reset_forgets_resources_and_keys(aws: EmulatorCredentials) -> None:
 
 def test_environment_is_isolated(tmp_path: Path) -> None:
     assert Path.cwd() == tmp_path
-    assert not [name for name in JOB_VARIABLES if name in os.environ]
+    # Only what the fixture sets on purpose: the layer propagates nothing late.
+    assert [name for name in JOB_VARIABLES if name in os.environ] == ["JOB_DENY_SETTLE"]
+    assert os.environ["JOB_DENY_SETTLE"] == "0s"
 
 
 def test_postgres_answers(postgres_url: str) -> None:
