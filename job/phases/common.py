@@ -1,4 +1,6 @@
-"""What every phase does around its work: find the run, check the account, record the attempt."""
+"""What every phase does around its work: find the run, check the account, record the attempt;
+and write-ahead, the one way any phase makes or deletes a resource: the row is recorded pending
+before the create call, marked created after it, and marked deleted after its delete."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from job.aws.handler import Found, NotCreated, Presence, Subject, Target
+from job.aws.handler import Created, Found, NotCreated, Presence, Subject, Target
 from job.aws.kinds import handler_for
 from job.aws.retry import while_unseen
 from job.aws.session import AWS_ERRORS, Aws, describe_aws_error
@@ -137,6 +139,56 @@ def recording_failure(store: Store, row: Resource, doing: str) -> Iterator[None]
         failure = describe_aws_error(error, doing)
         store.set_error(row, failure.message)
         raise failure from None
+
+
+def create_call(store: Store, target: Target, row: Resource, doing: str) -> Created:
+    """The create call of a row already recorded pending (`Store.record_pending`): a failure is
+    kept on the row (or, when AWS refused the create itself, the row is marked deleted)."""
+    with recording_failure(store, row, doing):
+        return handler_for(row.kind).create(target, subject_of(row))
+
+
+def mark_created(
+    store: Store, row: Resource, physical_id: str | None, created_here: CreatedHere | None
+) -> None:
+    """The last step of write-ahead: the row is created, and this process vouches for it."""
+    store.set_state(row, ResourceState.CREATED, physical_id=physical_id)
+    if created_here is not None:
+        created_here.add(row)
+
+
+def create_recorded(
+    store: Store, target: Target, row: Resource, doing: str, created_here: CreatedHere | None
+) -> Created:
+    """Create what a pending row stands for and mark it created: for what has no settings to
+    make in between (provision makes those between the two steps)."""
+    created = create_call(store, target, row, doing)
+    mark_created(store, row, created.physical_id, created_here)
+    return created
+
+
+def delete_recorded(
+    store: Store, target: Target, row: Resource, created_here: CreatedHere | None = None
+) -> None:
+    """Delete one recorded resource if it is there and it is this run's; record the outcome."""
+    handler = handler_for(row.kind)
+    with recording_failure(store, row, f"deleting {row.kind} {row.name}"):
+        found = (
+            Found(Presence.OURS, row.physical_id)
+            if created_here is not None and row in created_here
+            else look_up(target, row)
+        )
+        if found.presence is Presence.OURS:
+            store.set_state(row, ResourceState.DELETING)
+            handler.delete(target, subject_of(row))
+            log.info("deleted %s %s", row.kind, row.name)
+    if found.presence is Presence.FOREIGN:
+        log.warning("not deleting %s %s: %s", row.kind, row.name, found.reason)
+    store.set_state(
+        row,
+        ResourceState.DELETED,
+        error=found.reason if found.presence is Presence.FOREIGN else None,
+    )
 
 
 @contextmanager

@@ -20,7 +20,9 @@ from job.ledger.store import Store
 from job.parallel import run_graph
 from job.phases.common import (
     CreatedHere,
+    create_call,
     look_up,
+    mark_created,
     new_run_id,
     phase,
     recording_failure,
@@ -131,23 +133,11 @@ class _Steps:
         finish(self.store, self.target, self.made, self.created_here)
 
 
-def ensure(
-    store: Store,
-    target: Target,
-    run: Run,
-    spec: ResourceSpec,
-    created_here: CreatedHere | None = None,
-) -> Resource:
-    """Make sure `spec` exists, is this run's and is set up, recording it first."""
-    return finish(store, target, make(store, target, run, spec), created_here)
-
-
 def make(store: Store, target: Target, run: Run, spec: ResourceSpec) -> Made:
     """Record `spec` (write-ahead), then create it, or adopt what an earlier attempt created."""
     row = _recorded(store, run, spec)
     if row is not None and row.state is ResourceState.CREATED:
         return Made(row, row.physical_id)
-    handler = handler_for(spec.kind)
     pending_before = row is not None
     if row is None:
         row = store.record_pending(
@@ -157,14 +147,15 @@ def make(store: Store, target: Target, run: Run, spec: ResourceSpec) -> Made:
             name=spec.name,
             attributes=spec.attributes,
         )
-    with recording_failure(store, row, f"creating {spec.kind} {spec.name}"):
+    doing = f"creating {spec.kind} {spec.name}"
+    with recording_failure(store, row, doing):
         # Pending from an earlier attempt: the create may have happened. Look before creating.
         if pending_before:
             found = _adoptable(store, target, row, known_to_exist=False)
             if found is not None:
                 return Made(row, found.physical_id, adopted=True)
         try:
-            return Made(row, handler.create(target, subject_of(row)).physical_id)
+            return Made(row, create_call(store, target, row, doing).physical_id)
         except AlreadyExists:
             found = _adoptable(store, target, row, known_to_exist=True)
             if found is not None:
@@ -185,13 +176,11 @@ def finish(
         return row
     with recording_failure(store, row, f"creating {row.kind} {row.name}"):
         handler_for(row.kind).configure(target, subject_of(row))
-    store.set_state(row, ResourceState.CREATED, physical_id=made.physical_id)
+    mark_created(store, row, made.physical_id, created_here)
     if made.adopted:
         log.info("adopted %s %s, created by an earlier attempt", row.kind, row.name)
     else:
         log.info("created %s %s", row.kind, row.name)
-    if created_here is not None:
-        created_here.add(row)
     return row
 
 

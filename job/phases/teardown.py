@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from job.aws.handler import Found, Presence, Target
-from job.aws.kinds import handler_for
+from job.aws.handler import Target
 from job.aws.session import Aws
 from job.config import DEFAULT_CONCURRENCY
 from job.errors import AwsError
@@ -23,10 +22,8 @@ from job.ledger.store import Store
 from job.parallel import run_graph
 from job.phases.common import (
     CreatedHere,
-    look_up,
+    delete_recorded,
     phase,
-    recording_failure,
-    subject_of,
     target_for,
 )
 from job.scenario import teardown_needs
@@ -60,7 +57,7 @@ def teardown(
         def delete(row: Resource) -> None:
             try:
                 if row.state is not ResourceState.DELETED:
-                    delete_resource(store, target, row, created_here)
+                    delete_recorded(store, target, row, created_here)
                 for carried_object in carried.get(row.id, []):
                     _settle(store, target, row, carried_object, created_here)
             except AwsError as error:
@@ -109,28 +106,4 @@ def _settle(
         store.set_state(carried_object, ResourceState.DELETED)
         log.info("deleted %s %s with its bucket", carried_object.kind, carried_object.name)
         return
-    delete_resource(store, target, carried_object, created_here)
-
-
-def delete_resource(
-    store: Store, target: Target, row: Resource, created_here: CreatedHere | None = None
-) -> None:
-    """Delete one recorded resource if it is there and it is this run's; record the outcome."""
-    handler = handler_for(row.kind)
-    with recording_failure(store, row, f"deleting {row.kind} {row.name}"):
-        found = (
-            Found(Presence.OURS, row.physical_id)
-            if created_here is not None and row in created_here
-            else look_up(target, row)
-        )
-        if found.presence is Presence.OURS:
-            store.set_state(row, ResourceState.DELETING)
-            handler.delete(target, subject_of(row))
-            log.info("deleted %s %s", row.kind, row.name)
-    if found.presence is Presence.FOREIGN:
-        log.warning("not deleting %s %s: %s", row.kind, row.name, found.reason)
-    store.set_state(
-        row,
-        ResourceState.DELETED,
-        error=found.reason if found.presence is Presence.FOREIGN else None,
-    )
+    delete_recorded(store, target, carried_object, created_here)

@@ -49,7 +49,6 @@ from botocore.exceptions import ClientError
 from job.aws.handler import Target
 from job.aws.iam import REVOKE_SESSIONS_POLICY, assume_role
 from job.aws.iam import session_seconds as role_session_seconds
-from job.aws.kinds import handler_for
 from job.aws.probes import PROBES, probe
 from job.aws.retry import until_consistent, until_refused
 from job.aws.session import AWS_ERRORS, DENIED, Aws, describe_aws_error, error_code, is_denial
@@ -72,13 +71,12 @@ from job.ledger.store import Store
 from job.parallel import run_each, run_graph
 from job.phases.common import (
     CreatedHere,
+    create_recorded,
+    delete_recorded,
     phase,
-    recording_failure,
     scenario_of,
-    subject_of,
     target_for,
 )
-from job.phases.teardown import delete_resource
 from job.scenario import Expectation, Scenario
 from job.vocabulary import ResourceKind
 
@@ -417,7 +415,7 @@ class _Verification:
     def make_key(self, principal: str) -> None:
         user = self.principals[principal]
         for row in self.leftover_keys.get(user.name, []):
-            delete_resource(self.store, self.target, row)
+            delete_recorded(self.store, self.target, row)
         row = self.store.record_pending(
             self.run,
             kind=ResourceKind.IAM_ACCESS_KEY,
@@ -434,12 +432,13 @@ class _Verification:
         )
 
     def _create_key(self, row: Resource) -> ProbeKey:
-        with recording_failure(
-            self.store, row, f"creating an access key for {row.attributes['user_name']}"
-        ):
-            created = handler_for(row.kind).create(self.target, subject_of(row))
-        self.store.set_state(row, ResourceState.CREATED, physical_id=created.physical_id)
-        self.created_here.add(row)
+        created = create_recorded(
+            self.store,
+            self.target,
+            row,
+            f"creating an access key for {row.attributes['user_name']}",
+            self.created_here,
+        )
         assert created.secret is not None
         return ProbeKey(created.physical_id, created.secret)
 
@@ -556,7 +555,7 @@ class _Verification:
         run_each(tasks, concurrency=self.concurrency, keep_going=True)
 
     def delete_key(self, principal: str, row: Resource) -> None:
-        delete_resource(self.store, self.target, row, self.created_here)
+        delete_recorded(self.store, self.target, row, self.created_here)
         principal_aws = self.principal_aws.get(principal)
         if self.measure_revocation and principal_aws is not None:
             self.measure_revocation_of(principal, principal_aws)
@@ -613,10 +612,13 @@ class _Verification:
             },
         )
         try:
-            with recording_failure(self.store, row, f"revoking the sessions of role {role.name}"):
-                created = handler_for(row.kind).create(self.target, subject_of(row))
-            self.store.set_state(row, ResourceState.CREATED, physical_id=created.physical_id)
-            self.created_here.add(row)
+            create_recorded(
+                self.store,
+                self.target,
+                row,
+                f"revoking the sessions of role {role.name}",
+                self.created_here,
+            )
             principal_aws = self.principal_aws[principal]
             self._time_refusal(
                 principal,
@@ -625,7 +627,7 @@ class _Verification:
                 what="revoked session",
             )
         finally:
-            delete_resource(self.store, self.target, row, self.created_here)
+            delete_recorded(self.store, self.target, row, self.created_here)
 
     def _time_refusal(
         self, principal: str, call: Callable[[], object], *, refused: frozenset[str], what: str
