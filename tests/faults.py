@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -40,11 +41,14 @@ class FailAt:
 
     index: int
     count: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __call__(self, model: Any, **_: Any) -> None:
-        self.count += 1
-        if self.count == self.index:
-            raise EndpointConnectionError(endpoint_url=f"injected fault before {model.name}")
+        with self._lock:  # one call is the index-th, even from many threads
+            self.count += 1
+            if self.count != self.index:
+                return
+        raise EndpointConnectionError(endpoint_url=f"injected fault before {model.name}")
 
 
 @dataclass
@@ -54,11 +58,14 @@ class CrashAfter:
     index: int
     count: int = 0
     event: str = "after-call"
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __call__(self, model: Any, **_: Any) -> None:
-        self.count += 1
-        if self.count == self.index:
-            raise Crash(f"killed after {model.name}")
+        with self._lock:  # one call is the index-th, even from many threads
+            self.count += 1
+            if self.count != self.index:
+                return
+        raise Crash(f"killed after {model.name}")
 
 
 def client_error(code: str, operation: str, message: str = "") -> ClientError:
@@ -229,19 +236,73 @@ class AccountTrust:
         params[key] = json.dumps(document)
 
 
+# The run id inside the job's names ("<prefix>-<run id>-<name>", new_run_id's ten characters),
+# which is all that differs between the calls of two runs of one scenario.
+_RUN_ID_IN_NAME = re.compile(r"(?<=-)[a-z][a-z0-9]{9}(?=-)")
+# The arguments that say what a call is about.
+_SUBJECT_ARGUMENTS = (
+    "Bucket",
+    "Key",
+    "UserName",
+    "RoleName",
+    "GroupName",
+    "PolicyName",
+    "PolicyArn",
+    "RoleArn",
+)
+
+
+def call_label(model: Any, context: dict[str, Any]) -> str:
+    """What a call does and to what, the same in every run of a scenario: "DeleteUser
+    UserName=job-RUN-writer"."""
+    arguments = context.get("arguments", {})
+    subject = [f"{name}={arguments[name]}" for name in _SUBJECT_ARGUMENTS if name in arguments]
+    return _RUN_ID_IN_NAME.sub("RUN", " ".join([model.name, *subject]))
+
+
+def append_line(path: str, line: str) -> None:
+    """One line, in one write to a file opened for appending: whole lines from any thread or
+    process, and in the file before a SIGKILL that may follow at once."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(descriptor, f"{line}\n".encode())
+    finally:
+        os.close(descriptor)
+
+
+@dataclass
+class LabelCalls:
+    """Writes the label of each AWS call (`call_label`) to the file `path` as it is sent: what a
+    forked `job` did, for the test that forked it."""
+
+    path: str
+
+    def __call__(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        append_line(self.path, call_label(model, context))
+
+
 @dataclass
 class KillAt:
     """SIGKILLs this very process right before (event "before-call") or right after ("after-call":
-    AWS has answered, the job has not seen it) the `index`-th AWS call: no cleanup of any kind."""
+    AWS has answered, the job has not seen it) the `index`-th AWS call: no cleanup of any kind.
+    Calls are counted under a lock, so that the index is one call even when the job makes them
+    from many threads; with `labels`, "EVENT INDEX LABEL" is written there first, to show which
+    call it was."""
 
     event: str
     index: int
+    labels: str | None = None
     count: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def __call__(self, **_: Any) -> None:
-        self.count += 1
-        if self.count == self.index:
-            os.kill(os.getpid(), signal.SIGKILL)
+    def __call__(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            self.count += 1
+            if self.count != self.index:
+                return
+        if self.labels:
+            append_line(self.labels, f"{self.event} {self.index} {call_label(model, context)}")
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _Body:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-from collections.abc import Callable
-from dataclasses import dataclass
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ import pytest
 
 from job.emulator import EmulatorCredentials
 from job.ledger.models import ResourceState
-from tests.faults import AccountTrust, KillAt, StrictAws
+from tests.faults import AccountTrust, KillAt, LabelCalls, StrictAws
 from tests.helpers import admin_client, cli_in_fork, invoke, open_store
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -40,32 +43,56 @@ def _leftovers(aws: EmulatorCredentials) -> list[str]:
     return users + policies + buckets + roles
 
 
+# The sweeps are cut into this many tests each (chunk k kills at the (k+1)-th call of its
+# stride, then every CHUNKS-th), which pytest-xdist spreads over its workers.
+CHUNKS = 4
+ROLE_SCENARIO = Path(__file__).parents[2] / "examples" / "roles.yaml"
+
+
+def _run_args(database_url: str, scenario: Path | None, concurrency: int | None) -> list[str]:
+    args = ["run", "--database-url", database_url]
+    args += ["--scenario", str(scenario)] if scenario else []
+    return args + (["--concurrency", str(concurrency)] if concurrency else [])
+
+
+def _scenario_hooks(scenario: Path | None) -> list[Any]:
+    # moto cannot read the account principal a role trusts: AccountTrust says it its way.
+    return [] if scenario is None else [AccountTrust()]
+
+
+def _calls_of_a_run(args: list[str], scenario: Path | None, tmp_path: Path) -> list[str]:
+    """The label of every call of one `job run` that nothing kills, in order: what the sweep's
+    N-th kill must land on, one call at a time."""
+    path = tmp_path / "reference-calls"
+    status = cli_in_fork(args, [*_scenario_hooks(scenario), LabelCalls(str(path))])
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    return path.read_text().splitlines()
+
+
 def _kill_each_then_tear_down(
     aws: EmulatorCredentials,
     database_url: str,
     capsys: pytest.CaptureFixture[str],
     kills: Callable[[int], list[Any]],
-    stride: int = 1,
+    indices: Iterable[int],
+    args: list[str],
     scenario: Path | None = None,
-) -> int:
-    """For index 1, 1 + stride, ...: `job run` in a fork, once killed by each hook of
-    `kills(index)`, then `job teardown` of whatever it left; until every run of an index gets
-    through unharmed (then every point has been tried). Returns how many kills there were."""
+) -> list[int]:
+    """For each index in turn: `args` (a `job run`) in a fork, once killed by each hook of
+    `kills(index)`, then `job teardown` of whatever it left; stops early once every run of an
+    index gets through unharmed (later points would too). Returns the indices that killed."""
     survivors: list[str] = []
-    points = 0
-    for index in itertools.count(1, stride):
+    killed: list[int] = []
+    for index in indices:
         completed = 0
         for kill in kills(index):
-            args = ["run", "--database-url", database_url]
-            # moto cannot read the account principal a role trusts: AccountTrust says it its way.
-            hooks = [kill] if scenario is None else [AccountTrust(), kill]
-            status = cli_in_fork(args + (["--scenario", str(scenario)] if scenario else []), hooks)
+            status = cli_in_fork(args, [*_scenario_hooks(scenario), kill])
             if os.WIFEXITED(status):
                 assert os.WEXITSTATUS(status) == 0, (kill, index)
                 completed += 1
                 continue
             assert os.WTERMSIG(status) == signal.SIGKILL, (kill, index)
-            points += 1
+            killed.append(index)
             with open_store(database_url) as store:
                 newest = store.list_runs(limit=1)
             if newest:  # killed before the run was recorded: nothing was created either
@@ -95,41 +122,113 @@ def _kill_each_then_tear_down(
             break
     assert survivors == []
     # For the record (pytest -s shows it): how many crash points, how many left anything.
-    print(f"\n{points} crash points on {database_url.split(':')[0]}: none left anything")
-    return points
+    print(f"\n{len(killed)} crash points on {database_url.split(':')[0]}: none left anything")
+    return killed
 
 
-def test_kill_at_every_call_of_a_run_then_teardown(aws, database_url, capsys, monkeypatch) -> None:
+def _sweep_one_call_at_a_time(
+    aws: EmulatorCredentials,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    chunk: int,
+    stride: int,
+    scenario: Path | None = None,
+) -> list[str]:
+    """Kills `job run --concurrency 1` right before and right after its every `stride`-th call,
+    this chunk's share of them, and holds each kill to the call the same index names in a run
+    that nothing kills: the same index kills the same call in every sweep. Returns the kills
+    ("EVENT INDEX LABEL"), which the sweep prints."""
+    args = _run_args(database_url, scenario, concurrency=1)
+    calls = _calls_of_a_run(args, scenario, tmp_path)
+    share = range(1 + chunk * stride, len(calls) + 1, CHUNKS * stride)
+    labels = str(tmp_path / "kills")
+    killed = _kill_each_then_tear_down(
+        aws,
+        database_url,
+        capsys,
+        lambda index: [KillAt("before-call", index, labels), KillAt("after-call", index, labels)],
+        share,
+        args,
+        scenario,
+    )
+    assert killed == [index for index in share for _ in range(2)], "every call of the share"
+    kills = Path(labels).read_text().splitlines() if killed else []
+    for kill in kills:
+        _, index, label = kill.split(" ", 2)
+        assert label == calls[int(index) - 1], f"{kill}: the run that nothing killed made {calls}"
+    print("\n".join(kills))
+    return kills
+
+
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_kill_at_every_call_of_a_run_then_teardown(
+    aws, database_url, capsys, monkeypatch, tmp_path, chunk
+) -> None:
     # A kill before a create leaves a row nothing will ever answer for, and teardown waits the
     # whole propagation window before it believes that: a short one here.
     monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "1s")
     # Every call on SQLite; every fourth on PostgreSQL, whose ledger code is the same and whose
     # own failure modes have tests of their own: the sweep is the suite's longest test.
     stride = 1 if database_url.startswith("sqlite") else 4
-    points = _kill_each_then_tear_down(
-        aws,
-        database_url,
-        capsys,
-        lambda index: [KillAt("before-call", index), KillAt("after-call", index)],
-        stride,
-    )
-    assert points > 80 / stride, "a full run makes more than 40 AWS calls"
+    kills = _sweep_one_call_at_a_time(aws, database_url, capsys, tmp_path, chunk, stride)
+    assert len(kills) > 80 / stride / CHUNKS, "a full run makes more than 40 AWS calls"
 
 
-def test_kill_at_calls_of_a_role_scenario_run_then_teardown(aws, sqlite_url, capsys, monkeypatch):
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_kill_at_calls_of_a_role_scenario_run_then_teardown(
+    aws, sqlite_url, capsys, monkeypatch, tmp_path, chunk
+) -> None:
     """The same for an operator's scenario with roles (examples/roles.yaml): kinds the seed does
-    not make, torn down from the ledger alone. Every fifth call, before and after (the seed's
+    not make, torn down from the ledger alone. Every third call, before and after (the seed's
     sweep above tries every call of the same code)."""
     monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "1s")
-    points = _kill_each_then_tear_down(
+    kills = _sweep_one_call_at_a_time(
+        aws, sqlite_url, capsys, tmp_path, chunk, stride=3, scenario=ROLE_SCENARIO
+    )
+    assert len(kills) > 80 / 3 / CHUNKS, "a run of the role scenario makes more than 40 AWS calls"
+
+
+def test_kill_at_calls_of_a_concurrent_run_then_teardown(aws, sqlite_url, capsys, monkeypatch):
+    """The sweeps above go one call at a time, so that an index names one call; a run makes its
+    calls sixteen at a time by default, and a kill there lands among calls in flight. Every
+    seventh call, before and after, at the default concurrency: which call an index lands on
+    varies from run to run, so this one stops at the first index no run reaches."""
+    monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "1s")
+    killed = _kill_each_then_tear_down(
         aws,
         sqlite_url,
         capsys,
         lambda index: [KillAt("before-call", index), KillAt("after-call", index)],
-        stride=5,
-        scenario=Path(__file__).parents[2] / "examples" / "roles.yaml",
+        itertools.count(1, 7),
+        _run_args(sqlite_url, None, concurrency=None),
     )
-    assert points > 15, "a run of the role scenario makes more than 40 AWS calls"
+    assert len(killed) > 80 / 7, "a full run makes more than 40 AWS calls"
+
+
+def test_the_same_index_kills_the_same_call_in_every_process(aws, sqlite_url, tmp_path) -> None:
+    """What makes a sweep repeatable: two runs one call at a time, in processes whose string
+    hashes differ (so no set's order can hide in the sequence), make the same calls in the same
+    order, run id aside."""
+    script = (
+        "import sys; from job.cli import main; from tests.faults import LabelCalls; "
+        "main(sys.argv[2:], call_hooks=[LabelCalls(sys.argv[1])])"
+    )
+    sequences = []
+    for seed in ("1", "2"):
+        path = tmp_path / f"calls-{seed}"
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(path), *_run_args(sqlite_url, None, 1)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            cwd=Path(__file__).parents[2],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        sequences.append(path.read_text().splitlines())
+    assert sequences[0] == sequences[1]
+    assert len(sequences[0]) > 40 and "RUN" in sequences[0][-1]
 
 
 @dataclass
@@ -140,25 +239,36 @@ class KillAfterCreating:
     index: int
     count: int = 0
     event: str = "after-call"
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __call__(self, model: Any, **_: Any) -> None:
         if model.name.startswith(("Create", "Put", "Attach")):
-            self.count += 1
-            if self.count == self.index:
-                os.kill(os.getpid(), signal.SIGKILL)
+            with self._lock:
+                self.count += 1
+                if self.count != self.index:
+                    return
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
+@pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_kill_right_after_each_create_through_aws_lags_then_teardown(
-    aws, aws_lag, sqlite_url, capsys, monkeypatch
+    aws, aws_lag, sqlite_url, capsys, monkeypatch, chunk
 ) -> None:
     """Through AWS's lags (a new bucket, key or attachment not seen for a while), killed right
     after each create and torn down at once: teardown must wait an unseen resource out, never
-    take it for gone. Only these kills can land in a lag; the sweep above tries every call."""
+    take it for gone. Only these kills can land in a lag; the sweep above tries every call. How
+    many times a probe is asked before a lag ends varies, so each chunk stops at the first index
+    no run reaches."""
     monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "3s")
-    points = _kill_each_then_tear_down(
-        aws, sqlite_url, capsys, lambda index: [KillAfterCreating(index)]
+    killed = _kill_each_then_tear_down(
+        aws,
+        sqlite_url,
+        capsys,
+        lambda index: [KillAfterCreating(index)],
+        itertools.count(1 + chunk, CHUNKS),
+        _run_args(sqlite_url, None, concurrency=1),
     )
-    assert points > 15, "a run makes more than 15 creating calls"
+    assert len(killed) > 15 / CHUNKS, "a run makes more than 15 creating calls"
     assert any("HeadBucket" in line for line in aws_lag.refusals), "a teardown met the lag"
 
 
