@@ -492,10 +492,11 @@ def runner_policy_command(app: App, janitor: bool) -> None:
     partition = partition_for(settings.region)
     kinds = None
     if settings.scenario is not None:
-        from job.scenario_file import compile_source, naming_target, read_source, scenario_kinds
+        from job.naming import Naming
+        from job.scenario_file import compile_source, read_source, scenario_kinds
 
         scenario = compile_source(
-            read_source(settings.scenario), settings.prefix, naming_target(partition)
+            read_source(settings.scenario), Naming.placeholder(settings.prefix, partition)
         )
         kinds = scenario_kinds(scenario)
     # The policy document itself, in either output mode: it is what an operator pastes.
@@ -594,26 +595,27 @@ def scenario_show_command(app: App, file: str | None, run_id: str | None) -> Non
 
     Example: job scenario show examples/three-principals.yaml --prefix canary
     """
+    from job.naming import Naming
     from job.report import scenario_dict, scenario_text
-    from job.scenario_file import compile_source, naming_target, source_for
+    from job.scenario_file import compile_source, source_for
 
     settings = app.settings
     if run_id is not None:
         if file is not None:
             raise BadInput("give either a FILE or --run-id ID, not both")
-        from job.phases.common import scenario_of
+        from job.phases.common import naming_of, scenario_of
 
         run = app.store.get_run(run_id)
-        target = naming_target(run.partition, run.id, run.account_id)
-        scenario = scenario_of(run, target)
+        naming = naming_of(run)
+        scenario = scenario_of(run)
         origin = f"run {run.id}" + ("" if run.scenario else " (the seed: it predates scenarios)")
         prefix, sha256 = run.prefix, run.scenario_sha256
     else:
         from job.aws.session import partition_for
 
         source = source_for(file or settings.scenario)
-        target = naming_target(partition_for(settings.region))
-        scenario = compile_source(source, settings.prefix, target, run_options(settings))
+        naming = Naming.placeholder(settings.prefix, partition_for(settings.region))
+        scenario = compile_source(source, naming, run_options(settings))
         origin, prefix, sha256 = source.origin, settings.prefix, source.sha256
     document = {
         "status": "ok",
@@ -621,10 +623,10 @@ def scenario_show_command(app: App, file: str | None, run_id: str | None) -> Non
         "source": origin,
         "prefix": prefix,
         "scenario_sha256": sha256,
-        "scenario": scenario_dict(scenario, target),
+        "scenario": scenario_dict(scenario, naming),
     }
-    headline = f"{origin}: prefix {prefix}, run id {target.run_id}"
-    emit(app, document, scenario_text(scenario, target, headline))
+    headline = f"{origin}: prefix {prefix}, run id {naming.run_id}"
+    emit(app, document, scenario_text(scenario, naming, headline))
 
 
 @scenario_group.command("schema")

@@ -26,11 +26,11 @@ from collections import defaultdict
 from collections.abc import Collection
 from typing import Any
 
-from job.aws.handler import IAM_PATH
 from job.aws.iam import JANITOR
 from job.aws.iam import LISTING_PERMISSIONS as IAM_LISTING_PERMISSIONS
 from job.aws.kinds import HANDLERS
 from job.aws.s3 import LISTING_PERMISSIONS as S3_LISTING_PERMISSIONS
+from job.naming import IAM_PATH
 from job.vocabulary import ResourceKind
 
 # Listings of a whole account: IAM and S3 give them no narrower resource.

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from job.ledger.models import Check, Resource, Run, RunStatus, RunVerdict
 
 if TYPE_CHECKING:
-    from job.aws.handler import Target
+    from job.naming import Naming
     from job.scenario import Scenario
 
 
@@ -235,7 +235,7 @@ def run_text(
     return "\n".join(parts)
 
 
-def scenario_dict(scenario: Scenario, target: Target) -> dict[str, Any]:
+def scenario_dict(scenario: Scenario, naming: Naming) -> dict[str, Any]:
     """A resolved scenario: every resource with its real (or placeholder) names, every cell."""
     return {
         "resources": [
@@ -253,7 +253,7 @@ def scenario_dict(scenario: Scenario, target: Target) -> dict[str, Any]:
                 "principal": expectation.principal,
                 "principal_kind": scenario.principal_kind(expectation.principal).value,
                 "action": expectation.action,
-                "resource": expectation.resource_arn(target),
+                "resource": expectation.resource_arn(naming),
                 "expected": expectation.expected.value,
             }
             for expectation in scenario.expectations
@@ -261,7 +261,7 @@ def scenario_dict(scenario: Scenario, target: Target) -> dict[str, Any]:
     }
 
 
-def scenario_text(scenario: Scenario, target: Target, headline: str) -> str:
+def scenario_text(scenario: Scenario, naming: Naming, headline: str) -> str:
     resources = table(
         ("KIND", "LOGICAL NAME", "NAME", "NEEDS"),
         [
@@ -272,7 +272,7 @@ def scenario_text(scenario: Scenario, target: Target, headline: str) -> str:
     cells = table(
         ("PRINCIPAL", "ACTION", "RESOURCE", "EXPECTED"),
         [
-            (e.principal, e.action, e.resource_arn(target), e.expected.value)
+            (e.principal, e.action, e.resource_arn(naming), e.expected.value)
             for e in scenario.expectations
         ],
     )

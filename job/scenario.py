@@ -16,27 +16,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from job.aws.handler import Target
-from job.aws.s3 import bucket_arn
 from job.config import MAX_PREFIX_LENGTH
+from job.naming import RUN_ID_LENGTH, RUN_ID_PATTERN, Naming
 from job.vocabulary import ResourceKind, Verdict
 
 # A resource's logical name in a scenario file (a bucket, a user, a role): lowercase letters and
 # digits, single '-' between them, so that "<prefix>-<run id>-<name>" is a valid bucket and IAM
-# name. A run id is ten characters (job.phases.common.new_run_id) and a prefix at most 20, so a
+# name. A run id is ten characters (job.naming) and a prefix at most 20, so a
 # name has room for 31 characters in a bucket's 63 and 32 in an IAM user's or role's 64.
 LOGICAL_NAME_PATTERN = "[a-z0-9](-?[a-z0-9])*"
-RUN_ID_LENGTH = 10
 MAX_BUCKET_LOGICAL_NAME = 63 - MAX_PREFIX_LENGTH - RUN_ID_LENGTH - 2
 MAX_PRINCIPAL_LOGICAL_NAME = 64 - MAX_PREFIX_LENGTH - RUN_ID_LENGTH - 2
 # The ledger's column for a logical name (an object's is "<bucket>/<key>").
 MAX_RESOURCE_LOGICAL_NAME = 64
 # Any run's bucket names, so that `job sweep` can tell them from other buckets under the prefix:
-# the prefix, a run id (a letter and nine letters or digits, as new_run_id makes them) and any
+# the prefix, a run id (as job.naming makes them) and any
 # logical name a scenario file may give a bucket. Sweep still deletes only what carries the job's
 # tags.
 JOB_BUCKET_NAME = re.compile(
-    rf"[a-z0-9-]{{1,{MAX_PREFIX_LENGTH}}}-[a-z][a-z0-9]{{{RUN_ID_LENGTH - 1}}}-"
+    rf"[a-z0-9-]{{1,{MAX_PREFIX_LENGTH}}}-{RUN_ID_PATTERN}-"
     rf"(?=[a-z0-9-]{{1,{MAX_BUCKET_LOGICAL_NAME}}}$){LOGICAL_NAME_PATTERN}"
 )
 
@@ -61,10 +59,10 @@ class Expectation:
     # Otherwise what the probe is aimed at, as written: an ARN, or "*".
     resource: str | None = None
 
-    def resource_arn(self, target: Target) -> str:
+    def resource_arn(self, naming: Naming) -> str:
         if self.bucket is None:
             return self.resource or "*"
-        return bucket_arn(target, self.bucket, self.key)
+        return naming.s3_arn(self.bucket, self.key)
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from job.aws.handler import Target
-from job.aws.s3 import bucket_arn
 from job.errors import BadInput
+from job.naming import Naming
 from job.scenario import (
     LOGICAL_NAME_PATTERN,
     MAX_BUCKET_LOGICAL_NAME,
@@ -52,8 +51,6 @@ from job.vocabulary import ResourceKind, Verdict
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
-
-    from job.aws.session import Aws
 
 SEED_ORIGIN = "built-in seed scenario"
 BUCKET_REF = "bucket:"
@@ -235,26 +232,14 @@ def _valid_document(text: str) -> dict[str, Any]:
 
 
 def compile_source(
-    source: ScenarioSource, prefix: str, target: Target, options: RunOptions | None = None
+    source: ScenarioSource, naming: Naming, options: RunOptions | None = None
 ) -> Scenario:
-    return compile_scenario(validate(source), prefix, target, options)
-
-
-# What `job scenario show` puts where a run's own values will be, for a scenario not yet run.
-PLACEHOLDER_RUN_ID, PLACEHOLDER_ACCOUNT_ID = "<run-id>", "<account-id>"
-
-
-def naming_target(
-    partition: str, run_id: str = PLACEHOLDER_RUN_ID, account_id: str = PLACEHOLDER_ACCOUNT_ID
-) -> Target:
-    """A Target to name a scenario's resources with, and nothing else: compiling makes no AWS
-    call, so it holds no AWS principal (showing a scenario needs no credentials)."""
-    return Target(aws=cast("Aws", None), run_id=run_id, account_id=account_id, partition=partition)
+    return compile_scenario(validate(source), naming, options)
 
 
 def supported_actions() -> list[str]:
     """The actions verify can probe: the probes' registry decides, not this module."""
-    from job.aws.probes import PROBES
+    from job.probes import PROBES
 
     return sorted(PROBES)
 
@@ -522,7 +507,7 @@ def _missing_object_errors(
     pass whatever the policy says and "allow" would read as denied. A key a PutObject cell writes
     does not count: a put that is denied (or not run yet) leaves nothing there.
     https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)"""
-    from job.aws.probes import PROBES
+    from job.probes import PROBES
 
     action, resource = cell["action"], cell["resource"]
     probe = PROBES.get(action)
@@ -542,7 +527,7 @@ def _missing_object_errors(
 
 
 def _always_allowed(action: str) -> bool:
-    from job.aws.probes import PROBES
+    from job.probes import PROBES
 
     return PROBES[action].always_allowed
 
@@ -552,7 +537,7 @@ def _written_keys(document: Mapping[str, Any]) -> dict[str, list[str]]:
     own objects, and the keys of the probes that write one (allowed or not: a wrong "allow"
     writes too). Recorded with the bucket, before it is created, so that its teardown deletes
     those keys and then the bucket, listing the bucket only if S3 says something else is in it."""
-    from job.aws.probes import PROBES
+    from job.probes import PROBES
 
     keys: dict[str, set[str]] = {
         bucket: set(spec.get("objects") or {})
@@ -583,22 +568,19 @@ def _aim_errors(where: str, action: str, resource: str) -> Iterator[str]:
 
 
 def compile_scenario(
-    document: Mapping[str, Any], prefix: str, target: Target, options: RunOptions | None = None
+    document: Mapping[str, Any], naming: Naming, options: RunOptions | None = None
 ) -> Scenario:
-    """The validated document as what a run creates and expects, under `prefix` and the target's
-    run id, account and partition. The names here are a contract with the AWS handlers and
+    """The validated document as what a run creates and expects, named by `naming` (the run's
+    prefix, id, account and partition). The names here are a contract with the AWS handlers and
     verify: they find users, roles and buckets by them."""
     options = options or RunOptions()
-    base = f"{prefix}-{target.run_id}"
-
-    def real(name: str) -> str:
-        return f"{base}-{name}"
+    real = naming.name
 
     def arn(resource: str) -> str:
         if not resource.startswith(BUCKET_REF):
             return resource
         bucket, slash, key = resource.removeprefix(BUCKET_REF).partition("/")
-        return bucket_arn(target, real(bucket), key if slash else None)
+        return naming.s3_arn(real(bucket), key if slash else None)
 
     specs: list[ResourceSpec] = []
     written = _written_keys(document)
@@ -659,14 +641,14 @@ def compile_scenario(
                 real(name),
                 {
                     "document": document_,
-                    "description": f"job run {target.run_id}: the policy of {section[:-1]} {name}",
+                    "description": f"job run {naming.run_id}: the policy of {section[:-1]} {name}",
                 },
             )
         )
     for section, name, statements in principals:
         if not statements:
             continue
-        policy_arn = target.iam_arn("policy", real(name))
+        policy_arn = naming.iam_arn("policy", real(name))
         if section == "users":
             kind, attributes = (
                 ResourceKind.IAM_USER_POLICY_ATTACHMENT,

@@ -22,13 +22,12 @@ from typing import Any, ClassVar, Protocol
 from botocore.exceptions import ClientError
 
 from job.aws.session import Aws, is_denial
+from job.naming import iam_arn
 from job.vocabulary import ResourceKind
 
 MANAGED_BY_KEY = "job:managed-by"
 MANAGED_BY_VALUE = "job"
 RUN_ID_KEY = "job:run-id"
-# Users and policies live under the job's own IAM path, apart from people's.
-IAM_PATH = "/job/"
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class Target:
         ]
 
     def iam_arn(self, resource_type: str, name: str) -> str:
-        return f"arn:{self.partition}:iam::{self.account_id}:{resource_type}{IAM_PATH}{name}"
+        return iam_arn(self.partition, self.account_id, resource_type, name)
 
 
 @dataclass(frozen=True)

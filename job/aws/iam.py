@@ -27,7 +27,6 @@ from botocore.exceptions import ClientError
 
 from job.aws.handler import (
     ABSENT,
-    IAM_PATH,
     AlreadyExists,
     Created,
     Found,
@@ -41,6 +40,7 @@ from job.aws.handler import (
 )
 from job.aws.retry import delete_clearing, until_consistent
 from job.aws.session import ForeignBlocker, error_code, is_denial
+from job.naming import IAM_PATH
 from job.parallel import fan_out
 from job.vocabulary import ResourceKind
 

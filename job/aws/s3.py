@@ -26,6 +26,7 @@ from job.aws.handler import (
 from job.aws.retry import delete_clearing, until_consistent
 from job.aws.session import error_code
 from job.errors import NotOurs
+from job.naming import s3_arn
 from job.parallel import fan_out
 from job.vocabulary import ResourceKind
 
@@ -48,7 +49,7 @@ LISTING_PERMISSIONS = ("s3:ListAllMyBuckets", "s3:GetBucketTagging")
 
 
 def bucket_arn(target: Target, bucket: str, key: str | None = None) -> str:
-    return f"arn:{target.partition}:s3:::{bucket}" + (f"/{key}" if key is not None else "")
+    return s3_arn(target.partition, bucket, key)
 
 
 def tls_only_policy(target: Target, bucket: str) -> dict[str, Any]:

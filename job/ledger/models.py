@@ -8,7 +8,6 @@ change and a CHECK-free migration on SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 import enum
-import re
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -80,11 +79,6 @@ class Base(DeclarativeBase):
         }
     )
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
-
-
-# What a run id can be (the contract: at most 32 characters, lowercase, safe in AWS names); the
-# job makes ten of them, see job.phases.common.new_run_id.
-RUN_ID = re.compile(r"[a-z0-9]{1,32}")
 
 
 class Run(Base):

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, selectinload
 
 from job.errors import BadInput, LedgerError, first_line
 from job.ledger.models import (
-    RUN_ID,
     Check,
     Outcome,
     Phase,
@@ -32,6 +31,7 @@ from job.ledger.models import (
     Verdict,
     utcnow,
 )
+from job.naming import ACCEPTED_RUN_ID
 from job.vocabulary import ResourceKind
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,7 +103,7 @@ class Store:
 
     @_serialized
     def get_run(self, run_id: str) -> Run:
-        if not RUN_ID.fullmatch(run_id):
+        if not ACCEPTED_RUN_ID.fullmatch(run_id):
             # Checked before the query: text a database cannot encode (bytes from a shell that are
             # not UTF-8) would otherwise fail as a database error rather than as an unknown id.
             raise _unknown_run(run_id)

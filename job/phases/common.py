@@ -5,8 +5,6 @@ before the create call, marked created after it, and marked deleted after its de
 from __future__ import annotations
 
 import logging
-import secrets
-import string
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,19 +26,11 @@ from job.ledger.models import (
     utcnow,
 )
 from job.ledger.store import Store
+from job.naming import Naming
 from job.scenario import RunOptions, Scenario
 from job.scenario_file import ScenarioSource, compile_source, seed_source
 
 log = logging.getLogger(__name__)
-_ALPHABET = string.ascii_lowercase + string.digits
-
-
-def new_run_id() -> str:
-    """Ten characters, a letter first: short enough for every AWS name, safe inside all of them,
-    and 36^9 * 26 ways to differ, since bucket names are global."""
-    return secrets.choice(string.ascii_lowercase) + "".join(
-        secrets.choice(_ALPHABET) for _ in range(9)
-    )
 
 
 def target_for(run: Run, aws: Aws) -> Target:
@@ -86,12 +76,16 @@ def subject_of(row: Resource) -> Subject:
     return Subject(name=row.name, physical_id=row.physical_id, attributes=dict(row.attributes))
 
 
-def scenario_of(run: Run, target: Target) -> Scenario:
+def naming_of(run: Run) -> Naming:
+    return Naming(run.prefix, run.id, run.account_id, run.partition)
+
+
+def scenario_of(run: Run) -> Scenario:
     """What the run creates and expects: the scenario file stored with the run when it started
     (whatever that file says now), under the run's prefix, shaped by the options recorded then.
     A run started before scenario files stored none: it proves the built-in seed. Every phase
     asks here, so they cannot disagree."""
-    return compile_source(run_scenario_source(run), run.prefix, target, RunOptions.of(run))
+    return compile_source(run_scenario_source(run), naming_of(run), RunOptions.of(run))
 
 
 def run_scenario_source(run: Run) -> ScenarioSource:

@@ -17,13 +17,13 @@ from job.config import DEFAULT_CONCURRENCY
 from job.errors import BadInput, NotOurs
 from job.ledger.models import Phase, Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
+from job.naming import new_run_id
 from job.parallel import run_graph
 from job.phases.common import (
     CreatedHere,
     create_call,
     look_up,
     mark_created,
-    new_run_id,
     phase,
     recording_failure,
     scenario_of,
@@ -82,7 +82,7 @@ def provision(
         )
     target = target_for(run, aws)
     with phase(store, run, Phase.PROVISION, RunStatus.PROVISIONING):
-        specs = scenario_of(run, target).resources
+        specs = scenario_of(run).resources
         tasks: dict[str, Callable[[], object]] = {}
         needs: dict[str, list[str]] = {}
         for spec in specs:

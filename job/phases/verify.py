@@ -49,7 +49,7 @@ from botocore.exceptions import ClientError
 from job.aws.handler import Target
 from job.aws.iam import REVOKE_SESSIONS_POLICY, assume_role
 from job.aws.iam import session_seconds as role_session_seconds
-from job.aws.probes import PROBES, probe
+from job.aws.probes import probe
 from job.aws.retry import until_consistent, until_refused
 from job.aws.session import AWS_ERRORS, DENIED, Aws, describe_aws_error, error_code, is_denial
 from job.config import DEFAULT_CONCURRENCY
@@ -73,10 +73,12 @@ from job.phases.common import (
     CreatedHere,
     create_recorded,
     delete_recorded,
+    naming_of,
     phase,
     scenario_of,
     target_for,
 )
+from job.probes import PROBES
 from job.scenario import Expectation, Scenario
 from job.vocabulary import ResourceKind
 
@@ -140,7 +142,7 @@ def verify(
             f"run {run.id} is not provisioned yet; run `job provision --run-id {run.id}` first"
         )
     target = target_for(run, aws)
-    scenario = scenario_of(run, target)
+    scenario = scenario_of(run)
     try:
         with phase(store, run, Phase.VERIFY, RunStatus.VERIFYING) as attempt:
             # Before the first check: a verify killed at any point from here leaves a true
@@ -524,7 +526,7 @@ class _Verification:
             self.attempt,
             principal=expectation.principal,
             action=expectation.action,
-            resource=expectation.resource_arn(self.target),
+            resource=expectation.resource_arn(naming_of(self.run)),
             expected=expectation.expected,
             actual=actual,
             detail=detail,

@@ -25,18 +25,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from sqlalchemy import update
 
-from job.aws.handler import Target
 from job.aws.session import make_aws
 from job.config import parse_database_url
 from job.emulator import EmulatorCredentials
 from job.errors import AwsError
 from job.ledger.engine import Ledger
 from job.ledger.models import Run, RunStatus, utcnow
+from job.naming import Naming
 from job.permissions import required_actions, runner_policy
 from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
-from job.scenario_file import compile_source, naming_target, scenario_kinds, seed_source
+from job.scenario_file import compile_source, scenario_kinds, seed_source
 from tests.faults import AccountTrust, Crash, DieAfter, StrictAws
 from tests.functional.test_janitor import BY_HAND, expected_report, hang_blocker
 from tests.helpers import (
@@ -109,10 +109,9 @@ def test_the_policy_is_scoped_and_covers_every_declared_action() -> None:
     assert "sts:AssumeRole" in roles["Action"] and "iam:PassRole" not in listed
 
 
-def test_a_scenario_without_roles_gets_no_role_permissions(aws) -> None:
-    job_aws = make_aws("us-east-1")
-    target = Target(job_aws, "abcdefghij", "123456789012", "aws")
-    seed = runner_policy("job", kinds=scenario_kinds(compile_source(seed_source(), "job", target)))
+def test_a_scenario_without_roles_gets_no_role_permissions() -> None:
+    naming = Naming("job", "abcdefghij", "123456789012", "aws")
+    seed = runner_policy("job", kinds=scenario_kinds(compile_source(seed_source(), naming)))
     listed = {a for statement in seed["Statement"] for a in statement["Action"]}
     # The sweep's listing of roles stays: a leaked role is found whatever the scenario.
     sweeps_roles = {"iam:ListRoles", "iam:ListRoleTags"}
@@ -517,7 +516,7 @@ def _role_run(database_url: str, *, situation: Any = None) -> str:
 
 
 def _role_kinds() -> Any:
-    return scenario_kinds(compile_source(ROLE_SCENARIO, "job", naming_target("aws")))
+    return scenario_kinds(compile_source(ROLE_SCENARIO, Naming.placeholder("job", "aws")))
 
 
 def test_a_role_scenario_works_with_exactly_its_derived_policy(

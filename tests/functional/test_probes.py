@@ -8,8 +8,9 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from job.aws.probes import PROBES, probe
+from job.aws.probes import probe
 from job.aws.session import is_denial, make_aws
+from job.probes import PROBES
 from tests.helpers import admin_client
 
 BUCKET = "probe-needs-bucket"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from job.aws.probes import PROBES, Probe
-from job.scenario_file import compile_source, naming_target, read_source
+from job.naming import Naming
+from job.probes import PROBES, Probe
+from job.scenario_file import compile_source, read_source
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -39,7 +40,7 @@ def test_get_caller_identity_cannot_be_denied() -> None:
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_action_the_examples_check_has_a_probe(path: Path) -> None:
-    target = naming_target("aws", "abcdefghij", "123456789012")
-    for expectation in compile_source(read_source(str(path)), "job", target).expectations:
+    naming = Naming("job", "abcdefghij", "123456789012", "aws")
+    for expectation in compile_source(read_source(str(path)), naming).expectations:
         probe = PROBES[expectation.action]
         assert probe.on_bucket == (expectation.bucket is not None)

@@ -12,11 +12,10 @@ from typing import Any, cast
 import pytest
 import yaml
 
-from job.aws.handler import Target
-from job.aws.probes import PROBES, Probe
-from job.aws.s3 import bucket_arn
 from job.errors import BadInput
+from job.naming import Naming
 from job.permissions import required_actions, runner_policy
+from job.probes import PROBES, Probe
 from job.scenario import (
     JOB_BUCKET_NAME,
     MAX_BUCKET_LOGICAL_NAME,
@@ -42,9 +41,9 @@ ROOT = Path(__file__).parents[2]
 RUN_ID = "abcdefghij"
 
 
-def target(partition: str = "aws", account_id: str = "123456789012") -> Target:
+def naming(prefix: str = "job", partition: str = "aws", account_id: str = "123456789012") -> Naming:
     # Compiling names things; it makes no AWS call, so no AWS principal is needed.
-    return Target(aws=cast(Any, None), run_id=RUN_ID, account_id=account_id, partition=partition)
+    return Naming(prefix, RUN_ID, account_id, partition)
 
 
 def error_of(document: Any, origin: str = "s.yaml") -> str:
@@ -77,8 +76,8 @@ def test_the_seed_and_the_examples_are_valid() -> None:
 
 def test_json_is_accepted() -> None:
     text = json.dumps(seed_document())
-    assert compile_source(ScenarioSource(text, "s.json"), "job", target()) == compile_source(
-        seed_source(), "job", target()
+    assert compile_source(ScenarioSource(text, "s.json"), naming()) == compile_source(
+        seed_source(), naming()
     )
 
 
@@ -194,7 +193,7 @@ def test_an_action_without_a_probe_lists_the_supported_ones() -> None:
 
 def test_the_supported_actions_are_the_probe_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """A probe added to the registry is usable at once."""
-    probe = Probe("s3:GetBucketAcl", lambda aws, bucket, key: None, needs=("s3:GetBucketAcl",))
+    probe = Probe("s3:GetBucketAcl", needs=("s3:GetBucketAcl",))
     monkeypatch.setitem(PROBES, "s3:GetBucketAcl", probe)
     document = seed_document()
     document["expect"][2]["action"] = "s3:GetBucketAcl"
@@ -260,7 +259,7 @@ def test_names_fit_aws_limits_under_the_longest_prefix() -> None:
     bucket, user = "b" * MAX_BUCKET_LOGICAL_NAME, "u" * MAX_PRINCIPAL_LOGICAL_NAME
     document["buckets"][bucket] = {}
     document["users"][user] = {}
-    scenario = compile_scenario(validate(_source(document)), "p" * 20, target())
+    scenario = compile_scenario(validate(_source(document)), naming("p" * 20))
     names = {spec.logical_name: spec.name for spec in scenario.resources}
     assert len(names[bucket]) == 63 and len(names[user]) == 64
     assert JOB_BUCKET_NAME.fullmatch(names[bucket])
@@ -296,11 +295,11 @@ def _source(document: dict[str, Any]) -> ScenarioSource:
     return ScenarioSource(yaml.safe_dump(document, sort_keys=False), "s.yaml")
 
 
-def _old_seed_scenario(prefix: str, target: Target, options: RunOptions) -> Scenario:
+def _old_seed_scenario(target: Naming, options: RunOptions) -> Scenario:
     """job.scenario.seed_scenario as it was before scenario files, kept as the reference the
     packaged seed must prove the same as (only the logical names of buckets and objects and the
     policies' descriptions differ)."""
-    base = f"{prefix}-{target.run_id}"
+    base = f"{target.prefix}-{target.run_id}"
     bucket, decoy = f"{base}-data", f"{base}-elsewhere"
     fixture = "probe/fixture.txt"
     resources: list[ResourceSpec] = []
@@ -337,7 +336,7 @@ def _old_seed_scenario(prefix: str, target: Target, options: RunOptions) -> Scen
                 {
                     "Effect": "Allow",
                     "Action": list(actions),
-                    "Resource": bucket_arn(target, bucket, "*"),
+                    "Resource": target.s3_arn(bucket, "*"),
                 }
             ],
         }
@@ -384,7 +383,7 @@ RENAMED = {"bucket": "data", "fixture": "data/probe/fixture.txt"}
 RENAMED["elsewhere-fixture"] = "elsewhere/probe/fixture.txt"
 
 
-def _comparable(scenario: Scenario, tgt: Target, renamed: dict[str, str]) -> Any:
+def _comparable(scenario: Scenario, tgt: Naming, renamed: dict[str, str]) -> Any:
     def name(logical: str) -> str:
         return renamed.get(logical, logical)
 
@@ -411,9 +410,9 @@ def _comparable(scenario: Scenario, tgt: Target, renamed: dict[str, str]) -> Any
     [RunOptions(), RunOptions("arn:aws:iam::123456789012:policy/boundary", require_tls=False)],
 )
 def test_the_packaged_seed_proves_what_the_old_seed_did(options: RunOptions) -> None:
-    tgt = target()
-    new = compile_source(seed_source(), "job", tgt, options)
-    old = _old_seed_scenario("job", tgt, options)
+    tgt = naming()
+    new = compile_source(seed_source(), tgt, options)
+    old = _old_seed_scenario(tgt, options)
     assert _comparable(new, tgt, {}) == _comparable(old, tgt, RENAMED)
     assert len(new.expectations) == 12
     assert new.principal_kind("writer") is ResourceKind.IAM_USER
@@ -422,7 +421,7 @@ def test_the_packaged_seed_proves_what_the_old_seed_did(options: RunOptions) -> 
 def test_a_bucket_records_every_key_the_run_may_write_into_it() -> None:
     """Its objects' keys and those of every probe that writes, whatever the expected verdict (a
     wrong "allow" writes too); not those of probes that only read or delete."""
-    scenario = compile_source(seed_source(), "job", target())
+    scenario = compile_source(seed_source(), naming())
     keys = {
         spec.logical_name: spec.attributes["keys"]
         for spec in scenario.resources
@@ -472,8 +471,8 @@ def test_bucket_references_expand_in_the_runs_partition() -> None:
             {"principal": "analyst", "action": "iam:ListUsers", "resource": "*", "result": "deny"},
         ],
     }
-    tgt = target("aws-cn", "210987654321")
-    scenario = compile_scenario(validate(_source(document)), "cn", tgt)
+    tgt = naming("cn", "aws-cn", "210987654321")
+    scenario = compile_scenario(validate(_source(document)), tgt)
     specs = {spec.logical_name: spec for spec in scenario.resources}
     bucket = f"cn-{RUN_ID}-data"
     assert specs["analyst"] == ResourceSpec(
@@ -526,8 +525,7 @@ def test_bucket_references_expand_in_the_runs_partition() -> None:
 def test_a_principal_without_a_policy_gets_no_policy_or_attachment() -> None:
     scenario = compile_source(
         ScenarioSource((ROOT / "examples" / "three-principals.yaml").read_text(), "t"),
-        "job",
-        target(),
+        naming(),
     )
     logical = {spec.logical_name for spec in scenario.resources}
     assert "outsider" in logical
@@ -614,7 +612,7 @@ def test_the_runner_policy_narrows_to_a_scenarios_kinds() -> None:
     assert "s3:CreateBucket" in buckets_only
     # The sweep's listings: every runner makes them, whatever its scenario.
     assert {"iam:ListUsers", "s3:ListAllMyBuckets"} <= buckets_only
-    seed = compile_source(seed_source(), "job", target())
+    seed = compile_source(seed_source(), naming())
     # The seed's users get access keys from verify: the runner must be allowed to make them.
     assert {"iam:CreateUser", "iam:CreateAccessKey", "iam:DeleteAccessKey", "s3:PutObject"} <= (
         required_actions(scenario_kinds(seed))

@@ -1,0 +1,67 @@
+"""The actions verify can check, declared: for each, the IAM actions a principal needs for its call
+to succeed, and what its call does to an object. job.aws.probes makes the calls; scenario files,
+the runner policy and verify's ordering read these declarations without any AWS client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Probe:
+    # The action a scenario's expectation names (the registry's key).
+    action: str
+    # The IAM actions a principal's policies must allow for the call to succeed.
+    needs: tuple[str, ...]
+    # True when no IAM policy can deny the call: a scenario may only expect it allowed.
+    always_allowed: bool = False
+    # Whether the call is aimed at a bucket (and then, perhaps, an object in it).
+    on_bucket: bool = True
+    # Whether an allowed call leaves an object behind (at the key it is aimed at): the bucket's
+    # teardown then deletes that key with the bucket's own objects.
+    writes_object: bool = False
+    # Whether the call reads the object at its key. Its denial means something only if the object
+    # is there: S3 answers a missing key with 403 AccessDenied, not 404, to a caller without
+    # s3:ListBucket, so a scenario may aim it only at a key it creates.
+    # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)
+    reads_object: bool = False
+    # Whether an allowed call changes the object it is aimed at (overwrites or deletes it): verify
+    # runs such checks only after every check that reads that object, so that no verdict depends
+    # on the order AWS happens to see the calls in.
+    mutates_object: bool = False
+
+    @property
+    def service(self) -> str:
+        """The service the call is authorized by ("s3", "iam", "sts"): a principal's policy
+        reaches each one separately."""
+        return self.action.partition(":")[0].lower()
+
+
+PROBES: dict[str, Probe] = {
+    probe.action: probe
+    for probe in (
+        Probe("s3:GetObject", ("s3:GetObject",), reads_object=True),
+        Probe(
+            "s3:PutObject",
+            ("s3:PutObject",),
+            writes_object=True,
+            mutates_object=True,
+        ),
+        Probe("s3:DeleteObject", ("s3:DeleteObject",), mutates_object=True),
+        # ListObjectsV2 is authorized as s3:ListBucket, on the bucket.
+        # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
+        Probe("s3:ListBucket", ("s3:ListBucket",)),
+        Probe("iam:ListUsers", ("iam:ListUsers",), on_bucket=False),
+        # "No permissions are required to perform this operation. If an administrator attaches a
+        # policy to your identity that explicitly denies access to the sts:GetCallerIdentity
+        # action, you can still perform this operation."
+        # https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html
+        Probe(
+            "sts:GetCallerIdentity",
+            (),
+            always_allowed=True,
+            on_bucket=False,
+        ),
+    )
+}
