@@ -28,10 +28,13 @@ from job.config import (
     DEFAULT_LOG_FORMAT,
     DEFAULT_OUTPUT,
     DEFAULT_PREFIX,
+    CommandLine,
+    LogFormat,
+    OutputFormat,
     Settings,
     parse_duration,
 )
-from job.errors import BadInput, JobError
+from job.errors import BadInput, ExitCode, JobError
 from job.ledger.states import RunStatus, RunVerdict
 from job.runtime import App, CallHook
 
@@ -42,11 +45,12 @@ log = logging.getLogger("job")
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     if value is None or value == 0:
         return value
-    options = ctx.find_root().obj.options
+    command_line: CommandLine = ctx.find_root().obj.command_line
+    assert param.name is not None and hasattr(command_line, param.name), param.name
     if param.name == "verbosity":
-        options["verbosity"] = options.get("verbosity", 0) + value
+        command_line.verbosity += value
     else:
-        options[param.name] = value
+        setattr(command_line, param.name, value)
     return value
 
 
@@ -66,7 +70,7 @@ def global_options(function: F) -> F:
         ),
         click.option(
             "--output",
-            type=click.Choice(["text", "json"]),
+            type=click.Choice([output.value for output in OutputFormat]),
             help=f"Output format [env JOB_OUTPUT; default {DEFAULT_OUTPUT}].",
         ),
         click.option(
@@ -83,7 +87,7 @@ def global_options(function: F) -> F:
         ),
         click.option(
             "--log-format",
-            type=click.Choice(["text", "json"]),
+            type=click.Choice([log_format.value for log_format in LogFormat]),
             help="Logs on stderr as lines or as one JSON object each "
             f"[env JOB_LOG_FORMAT; default {DEFAULT_LOG_FORMAT}].",
         ),
@@ -174,7 +178,7 @@ def run_options(settings: Settings) -> Any:
 
 
 def emit(app: App, document: dict[str, Any], text: str) -> None:
-    click.echo(json.dumps(document) if app.output == "json" else text)
+    click.echo(json.dumps(document) if app.output is OutputFormat.JSON else text)
 
 
 def finish(app: App, document: dict[str, Any], text: str, error: str | None) -> None:
@@ -183,10 +187,11 @@ def finish(app: App, document: dict[str, Any], text: str, error: str | None) -> 
     if error is None:
         emit(app, document, text)
         return
-    emit(app, {**document, "status": "error", "error": error, "exit_code": 4}, text)
-    if app.output != "json":
+    code = ExitCode.NOT_FINISHED
+    emit(app, {**document, "status": "error", "error": error, "exit_code": code}, text)
+    if app.output is not OutputFormat.JSON:
         click.echo(f"job: error: {error}", err=True)
-    raise click.exceptions.Exit(4)
+    raise click.exceptions.Exit(code)
 
 
 def some_failed(failures: list[str], total: int, what: str) -> str | None:
@@ -365,7 +370,7 @@ def verify_command(app: App, run_id: str, junit_xml: str | None, measure_revocat
         checks = app.store.latest_checks(run)
         code = verdict_exit_code(run.verdict)
         document = {**run_dict(run, checks), "exit_code": code}
-        if code == 4:
+        if code == ExitCode.NOT_FINISHED:
             concern.error = document["error"] = run.verdict_summary
         emit(app, document, run_text(run, checks, show_resources=False))
     raise click.exceptions.Exit(code)
@@ -532,7 +537,7 @@ def runs_list_command(app: App, status: str | None, verdict: str | None) -> None
         RunStatus(status) if status else None, verdict=RunVerdict(verdict) if verdict else None
     )
     # One rendering only: a ledger may hold many thousands of runs.
-    if app.output == "json":
+    if app.output is OutputFormat.JSON:
         click.echo(json.dumps({"status": "ok", "runs": [run_summary(run) for run in runs]}))
     else:
         click.echo(runs_text(runs))
@@ -684,19 +689,19 @@ def main(argv: list[str] | None = None, *, call_hooks: Sequence[CallHook] = ()) 
                 cli.invoke(ctx)
         finally:
             app.close()
-        code = 0
+        code = int(ExitCode.DONE)
     except click.exceptions.Exit as done:
         code = done.exit_code
     except click.exceptions.NoArgsIsHelpError as error:
         click.echo(error.format_message())
-        code = 0
+        code = ExitCode.DONE
     except click.ClickException as error:
         # Parsing stopped before --output was read, perhaps: look for it on the line itself.
-        code = _fail(app, error.format_message(), 2, args)
+        code = _fail(app, error.format_message(), ExitCode.BAD_INPUT, args)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        code = _fail(app, _stopped(app, "interrupted"), EXIT_INTERRUPTED)
+        code = _fail(app, _stopped(app, "interrupted"), ExitCode.INTERRUPTED)
     except Terminated:
-        code = _fail(app, _stopped(app, "terminated (SIGTERM)"), EXIT_TERMINATED)
+        code = _fail(app, _stopped(app, "terminated (SIGTERM)"), ExitCode.TERMINATED)
     except Exception as error:  # the one boundary: every failure is one line and an exit code
         failure = app.failure(error)
         code = _fail(app, failure.message, failure.exit_code)
@@ -718,12 +723,10 @@ def _write_metrics(app: App, code: int) -> int:
         # Checked writable when the command started, so rare; on stderr even with --output json,
         # whose one object on stdout is already out.
         click.echo(f"job: error: cannot write the metrics file: {error}", err=True)
-        return max(code, 4)
+        return max(code, ExitCode.NOT_FINISHED)
     return code
 
 
-# The shell's codes for a process ended by SIGINT and SIGTERM (128 + the signal's number).
-EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
 # The commands that change nothing in AWS or the ledger: stopping one leaves nothing to resume.
 _READ_ONLY = ("scenario", "runs", "runner-policy")
 
@@ -755,7 +758,7 @@ def _output_on_the_line(args: list[str]) -> str | None:
 def _fail(app: App, message: str, exit_code: int, args: list[str] | None = None) -> int:
     message = " ".join(message.split())
     output = (_output_on_the_line(args) if args is not None else None) or app.output
-    if output == "json":
+    if output == OutputFormat.JSON:
         click.echo(json.dumps({"status": "error", "error": message, "exit_code": exit_code}))
     else:
         click.echo(f"job: error: {message}", err=True)

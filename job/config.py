@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from job.errors import BadInput
 
@@ -16,8 +17,24 @@ if TYPE_CHECKING:  # SQLAlchemy is imported only when a URL is parsed: `job --he
 
 DEFAULT_DATABASE_URL = "sqlite:///job.db"
 DEFAULT_PREFIX = "job"
-DEFAULT_OUTPUT = "text"
-DEFAULT_LOG_FORMAT = "text"
+
+
+class OutputFormat(enum.StrEnum):
+    """What a command prints on stdout: a summary and tables for people, or one JSON object."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+class LogFormat(enum.StrEnum):
+    """How the logs on stderr are written: lines, or one JSON object each."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+DEFAULT_OUTPUT = OutputFormat.TEXT
+DEFAULT_LOG_FORMAT = LogFormat.TEXT
 # Room for "-<run id>-<role>" within AWS's shortest limit we use (bucket names: 63 characters).
 MAX_PREFIX_LENGTH = 20
 # Starts of bucket names S3 refuses (sthree-configurator is within sthree-).
@@ -36,8 +53,6 @@ _REGION = re.compile(r"[a-z]{2,}(?:-[a-z0-9]+)*-[0-9]+")
 _BOUNDARY = re.compile(r"arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/[A-Za-z0-9+=,.@_/-]+")
 _YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 LOG_LEVELS = ("debug", "info", "warning")
-OUTPUTS = ("text", "json")
-LOG_FORMATS = ("text", "json")
 # Terraform's default parallelism: enough to hide round trips, few enough not to provoke IAM's
 # throttling (its mutating calls are limited to a handful per second per account).
 # The seed's widest step (teardown's listings of two users, two policies and two buckets) is
@@ -172,12 +187,38 @@ def _or_default(value: str | None, default: str) -> str:
     return default if value is None else value
 
 
+def _choice(kind: type[enum.Enum], value: str, what: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        names = " or ".join(member.value for member in kind)
+        raise BadInput(f"invalid {what} {value!r}: use {names}") from None
+
+
+@dataclass
+class CommandLine:
+    """The global options as given on the command line (None: not given), before the
+    environment and the defaults are applied (Settings.load)."""
+
+    database_url: str | None = None
+    prefix: str | None = None
+    region: str | None = None
+    output: str | None = None
+    emulator: bool | None = None
+    permissions_boundary: str | None = None
+    log_format: str | None = None
+    metrics_file: str | None = None
+    concurrency: str | None = None
+    scenario: str | None = None
+    verbosity: int = 0
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: URL
     prefix: str = DEFAULT_PREFIX
     region: str | None = None
-    output: str = DEFAULT_OUTPUT
+    output: OutputFormat = DEFAULT_OUTPUT
     emulator: bool = False
     log_level: str = "warning"
     propagation_timeout: timedelta = DEFAULT_PROPAGATION_TIMEOUT
@@ -186,7 +227,7 @@ class Settings:
     deny_settle: timedelta | None = None
     permissions_boundary: str | None = None
     require_tls: bool = True
-    log_format: str = DEFAULT_LOG_FORMAT
+    log_format: LogFormat = DEFAULT_LOG_FORMAT
     # Where to write Prometheus text-format metrics after the command (node_exporter's textfile
     # collector reads them), or None.
     metrics_file: str | None = None
@@ -194,6 +235,10 @@ class Settings:
     # The scenario file a new run proves (read by the commands that start runs), or None: the
     # built-in seed.
     scenario: str | None = None
+
+    @classmethod
+    def of(cls, command_line: CommandLine, environ: Mapping[str, str] | None = None) -> Settings:
+        return cls.load(**asdict(command_line), environ=environ)
 
     @classmethod
     def load(
@@ -214,9 +259,11 @@ class Settings:
     ) -> Settings:
         """Options win over the environment, which wins over defaults."""
         env = os.environ if environ is None else environ
-        output_value = _or_default(_first(output, env.get("JOB_OUTPUT")), DEFAULT_OUTPUT)
-        if output_value not in OUTPUTS:
-            raise BadInput(f"invalid output {output_value!r}: use text or json")
+        output_value = _choice(
+            OutputFormat,
+            _or_default(_first(output, env.get("JOB_OUTPUT")), DEFAULT_OUTPUT),
+            "output",
+        )
         if verbosity:
             log_level = "info" if verbosity == 1 else "debug"
         else:
@@ -227,11 +274,11 @@ class Settings:
         settle_text = env.get("JOB_DENY_SETTLE")
         use_emulator = bool(emulator) or env.get("JOB_EMULATOR", "") in ("1", "true", "yes")
         boundary = _first(permissions_boundary, env.get("JOB_PERMISSIONS_BOUNDARY"))
-        log_format_value = _or_default(
-            _first(log_format, env.get("JOB_LOG_FORMAT")), DEFAULT_LOG_FORMAT
+        log_format_value = _choice(
+            LogFormat,
+            _or_default(_first(log_format, env.get("JOB_LOG_FORMAT")), DEFAULT_LOG_FORMAT),
+            "log format",
         )
-        if log_format_value not in LOG_FORMATS:
-            raise BadInput(f"invalid log format {log_format_value!r}: use text or json")
         metrics_path = _first(metrics_file, env.get("JOB_METRICS_FILE"))
         if metrics_path == "":
             raise BadInput("empty --metrics-file: give a file path, e.g. /var/lib/job/job.prom")

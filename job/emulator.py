@@ -24,6 +24,8 @@ from typing import Any, NoReturn
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from job.errors import ExitCode
+
 RUNNER_USER = "job-emulator-runner"
 ADMIN_POLICY: dict[str, Any] = {
     "Version": "2012-10-17",
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     endpoint_url = os.environ.get("AWS_ENDPOINT_URL", "")
     if not args or args[0].startswith("-") or not endpoint_url:
         print(USAGE, file=sys.stderr)
-        sys.exit(2)
+        sys.exit(ExitCode.BAD_INPUT)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     environment = {
         name: value for name, value in os.environ.items() if name not in _OTHER_IDENTITIES
@@ -221,13 +223,13 @@ def main(argv: list[str] | None = None) -> NoReturn:
         print(
             f"job.emulator: cannot bootstrap a runner at {endpoint_url}: {message}", file=sys.stderr
         )
-        sys.exit(4)
+        sys.exit(ExitCode.NOT_FINISHED)
     environment.update(credentials.environment(region))
     try:
         os.execvpe(args[0], args, environment)
     except OSError as error:
         print(f"job.emulator: cannot run {args[0]!r}: {error.strerror}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(ExitCode.BAD_INPUT)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from job.config import LogFormat, OutputFormat
+
 # Marks a record as "what the job is waiting for now": log.info(..., extra=WAITING).
 WAITING = {"waiting": True}
 _NOISY = ("botocore", "boto3", "urllib3", "s3transfer", "werkzeug")
@@ -74,19 +76,19 @@ class _ClearingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-def wants_status_line(stream: Any, output: str, log_format: str, level: int) -> bool:
+def wants_status_line(stream: Any, output: OutputFormat, log_format: LogFormat, level: int) -> bool:
     """Only for a person at a terminal: not in CI, not for machine-read output, not when -v
     already prints every wait as a log line."""
     return (
-        output == "text"
-        and log_format == "text"
+        output is OutputFormat.TEXT
+        and log_format is LogFormat.TEXT
         and level > logging.INFO
         and not os.environ.get("CI")
         and bool(getattr(stream, "isatty", lambda: False)())
     )
 
 
-def configure(level_name: str, log_format: str, output: str) -> StatusLine | None:
+def configure(level_name: str, log_format: LogFormat, output: OutputFormat) -> StatusLine | None:
     """Set up the root logger; returns the status line when there is one, for clearing at exit."""
     stream = sys.stderr
     level = logging.getLevelName(level_name.upper())
@@ -95,7 +97,7 @@ def configure(level_name: str, log_format: str, output: str) -> StatusLine | Non
     handler.setLevel(level)
     handler.setFormatter(
         JsonFormatter()
-        if log_format == "json"
+        if log_format is LogFormat.JSON
         else logging.Formatter("job: %(levelname)s: %(message)s")
     )
     root = logging.getLogger()

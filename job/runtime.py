@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from job.config import Settings
+from job.config import CommandLine, OutputFormat, Settings
 from job.errors import JobError, LedgerError, first_line
 from job.logs import StatusLine
 from job.logs import configure as configure_logging
@@ -32,14 +32,14 @@ CallHook = Callable[..., Any]
 
 
 class App:
-    """What every command works with. `options` is filled in while click parses the command
-    line (global options may stand anywhere); everything else is made from them when first asked
-    for and closed by `close`, in the reverse order."""
+    """What every command works with. `command_line` is filled in while click parses it (global
+    options may stand anywhere); everything else is made from it when first asked for and closed
+    by `close`, in the reverse order."""
 
     def __init__(
         self, *, call_hooks: Sequence[CallHook] = (), environ: Mapping[str, str] | None = None
     ) -> None:
-        self.options: dict[str, Any] = {}
+        self.command_line = CommandLine()
         # The command's name without "job ", for the metrics ("runs list"); set by the CLI.
         self.command = ""
         # The run the command is working on, once it knows (for the hint when it is stopped).
@@ -59,7 +59,7 @@ class App:
     def settings(self) -> Settings:
         """Validated once, before anything is created; sets up logging and the metrics too."""
         if self._settings is None:
-            settings = Settings.load(**self.options, environ=self._environ)
+            settings = Settings.of(self.command_line, self._environ)
             self.status_line = configure_logging(
                 settings.log_level, settings.log_format, settings.output
             )
@@ -73,12 +73,13 @@ class App:
         return self._settings
 
     @property
-    def output(self) -> str:
+    def output(self) -> OutputFormat:
         """The output format, even when the settings could not be loaded (an error is then
         printed in the format asked for)."""
         if self._settings is not None:
             return self._settings.output
-        return str(self.options.get("output") or self._environ.get("JOB_OUTPUT") or "text")
+        asked = self.command_line.output or self._environ.get("JOB_OUTPUT")
+        return OutputFormat.JSON if asked == OutputFormat.JSON else OutputFormat.TEXT
 
     @property
     def ledger(self) -> Ledger:

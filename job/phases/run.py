@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from job.aws.session import Aws
 from job.config import DEFAULT_CONCURRENCY
-from job.errors import JobError
+from job.errors import ExitCode, JobError
 from job.ledger.models import Run, RunVerdict
 from job.ledger.store import Store
 from job.phases.common import CreatedHere
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class RunOutcome:
     run: Run
-    exit_code: int
+    exit_code: ExitCode
     error: JobError | None = None
 
 
@@ -72,7 +72,7 @@ def _phases(
     measure_revocation: bool,
 ) -> RunOutcome:
     error: JobError | None = None
-    exit_code = 0
+    exit_code = ExitCode.DONE
     created_here = CreatedHere()
     try:
         provision(store, aws, run_id=run.id, concurrency=concurrency, created_here=created_here)
@@ -105,11 +105,12 @@ def _phases(
         teardown(store, aws, run_id=run.id, concurrency=concurrency, created_here=created_here)
     except JobError as failure:
         log.error("%s", failure.message)
-        return RunOutcome(run, 4, error or failure)
+        return RunOutcome(run, ExitCode.NOT_FINISHED, error or failure)
     return RunOutcome(run, exit_code, error)
 
 
-def verdict_exit_code(verdict: RunVerdict | None) -> int:
+def verdict_exit_code(verdict: RunVerdict | None) -> ExitCode:
     """The contract's exit code for a verify's verdict: passed 0, failed 1, incomplete (or none
     recorded: the verify did not get to judge) 4."""
-    return {RunVerdict.PASSED: 0, RunVerdict.FAILED: 1}.get(verdict, 4) if verdict else 4
+    codes = {RunVerdict.PASSED: ExitCode.DONE, RunVerdict.FAILED: ExitCode.FAILED}
+    return codes.get(verdict, ExitCode.NOT_FINISHED) if verdict else ExitCode.NOT_FINISHED

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from job.config import LogFormat, OutputFormat
 from job.junit import junit_document
 from job.ledger.models import Check, Run, RunStatus, RunVerdict, Verdict
 from job.logs import WAITING, StatusLine, wants_status_line
@@ -162,7 +163,7 @@ def test_status_line_only_for_a_person(
     stream, output, log_format, level, ci, shown, monkeypatch
 ) -> None:
     monkeypatch.setenv("CI", ci)
-    assert wants_status_line(stream, output, log_format, level) is shown
+    assert wants_status_line(stream, OutputFormat(output), LogFormat(log_format), level) is shown
 
 
 def test_status_line_shows_waits_only_and_clears() -> None:
