@@ -91,6 +91,11 @@ def test_state_does_not_leak_between_tests(aws: EmulatorCredentials, attempt: in
 def test_reset_forgets_resources_and_keys(aws: EmulatorCredentials) -> None:
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=LEAK_BUCKET)
+    iam = boto3.client("iam")
+    iam.create_user(UserName="left-from-before")
+    iam.attach_user_policy(
+        UserName="left-from-before", PolicyArn="arn:aws:iam::aws:policy/ReadOnlyAccess"
+    )
     reset(aws.endpoint_url)
     fresh = bootstrap_runner(aws.endpoint_url)
     assert fresh.access_key_id != aws.access_key_id
@@ -101,13 +106,21 @@ def test_reset_forgets_resources_and_keys(aws: EmulatorCredentials) -> None:
         "s3", aws_access_key_id=fresh.access_key_id, aws_secret_access_key=fresh.secret_access_key
     )
     assert s3.list_buckets(MaxBuckets=1000)["Buckets"] == []
+    # The session's server skips the work moto's reset throws away (tests/services/moto_main.py):
+    # IAM is still new, with AWS's managed policies, after it.
+    iam = boto3.client(
+        "iam", aws_access_key_id=fresh.access_key_id, aws_secret_access_key=fresh.secret_access_key
+    )
+    assert [user["UserName"] for user in iam.list_users()["Users"]] == [RUNNER_USER]
+    managed = iam.get_policy(PolicyArn="arn:aws:iam::aws:policy/ReadOnlyAccess")["Policy"]
+    assert managed["AttachmentCount"] == 0
 
 
 def test_environment_is_isolated(tmp_path: Path) -> None:
     assert Path.cwd() == tmp_path
-    # Only what the fixture sets on purpose: the layer propagates nothing late.
-    assert [name for name in JOB_VARIABLES if name in os.environ] == ["JOB_DENY_SETTLE"]
-    assert os.environ["JOB_DENY_SETTLE"] == "0s"
+    # Only what the fixture sets on purpose: the layer propagates nothing late, or briefly.
+    chosen = {name: os.environ[name] for name in JOB_VARIABLES if name in os.environ}
+    assert chosen == {"JOB_DENY_SETTLE": "0s", "JOB_PROPAGATION_TIMEOUT": "20s"}
 
 
 def test_postgres_answers(postgres_url: str) -> None:
