@@ -75,6 +75,8 @@ LAGS = {
     "new_role_lag": 4.0,
     "new_session_lag": 1.0,
 }
+# Several times the longest of them.
+TEST_PROPAGATION_TIMEOUT = "20s"
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -105,6 +107,11 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     # tests of that wait set them back (tests/functional/test_verdicts.py).
     monkeypatch.setenv("JOB_DENY_SETTLE", "0s")
     monkeypatch.setattr(verify_phase, "DENY_SETTLE", timedelta(0))
+    # What the job waits for AWS to show a change is two minutes by default; the emulator shows
+    # every change at once, and the lags a test turns on last a few seconds (LAGS), so a wait
+    # for what never comes (a check that fails as the test intends) need not last two minutes.
+    # A test that needs it otherwise sets it and says why.
+    monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", TEST_PROPAGATION_TIMEOUT)
 
 
 @pytest.fixture(scope="session")
