@@ -57,7 +57,7 @@ def trust_account_principals() -> None:
     any of its principals whose own identity policies allow sts:AssumeRole on the role may assume
     it (the root user is not singled out). moto 5 compares the caller's ARN with the trust
     policy's principals literally, so the job's roles, which trust their own account
-    (job.aws.iam.trust_policy), can be assumed by nobody: verify waits out
+    (job.aws.iam.roles.trust_policy), can be assumed by nobody: verify waits out
     JOB_PROPAGATION_TIMEOUT and blames the runner's permissions. moto already requires the
     caller's identity policy to allow sts:AssumeRole (IAMRequestBase.check_action_permitted), so
     the one fix is the principal match, `IAMPolicyStatement._check_principal`, which moto calls

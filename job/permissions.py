@@ -1,10 +1,10 @@
 """`job runner-policy`: the least-privilege IAM policy the job's own credentials need.
 
 Built from the permissions each resource kind declares beside its AWS calls (job.aws.*), plus
-those of the listings sweep makes (declared beside them too, in job.aws.iam and job.aws.s3), and
-scoped to the job's own names wherever IAM allows a resource there. What probe users and roles do
-in verify is theirs, not the runner's (assuming a role is the runner's: sts:AssumeRole, declared by
-the role kind), and sts:GetCallerIdentity needs no permission at all.
+those of the listings sweep makes (declared beside them too, in job.aws.iam.listing and
+job.aws.s3), and scoped to the job's own names wherever IAM allows a resource there. What probe
+users and roles do in verify is theirs, not the runner's (assuming a role is the runner's:
+sts:AssumeRole, declared by the role kind), and sts:GetCallerIdentity needs no permission at all.
 
 Every IAM write it grants acts on the job's own users, roles and policies: by their ARNs, or, where
 IAM authorizes the call on something else (detaching the job's policy from whatever holds it: a
@@ -26,8 +26,8 @@ from collections import defaultdict
 from collections.abc import Collection
 from typing import Any
 
-from job.aws.iam import JANITOR
-from job.aws.iam import LISTING_PERMISSIONS as IAM_LISTING_PERMISSIONS
+from job.aws.iam.common import JANITOR
+from job.aws.iam.listing import LISTING_PERMISSIONS as IAM_LISTING_PERMISSIONS
 from job.aws.kinds import HANDLERS
 from job.aws.s3 import LISTING_PERMISSIONS as S3_LISTING_PERMISSIONS
 from job.naming import IAM_PATH
@@ -71,9 +71,9 @@ S3_OBJECT_ACTIONS = {
     "s3:DeleteObjectVersion",
     "s3:AbortMultipartUpload",
 }
-# Where IAM authorizes each janitor action (job.aws.iam.JANITOR): the group, the MFA device and
-# the instance profile are someone else's, named as they like, so only their resource type can be
-# given; DeactivateMFADevice is authorized on the user, one of the job's.
+# Where IAM authorizes each janitor action (job.aws.iam.common.JANITOR): the group, the MFA
+# device and the instance profile are someone else's, named as they like, so only their resource
+# type can be given; DeactivateMFADevice is authorized on the user, one of the job's.
 JANITOR_STATEMENTS = {
     "iam:RemoveUserFromGroup": "JanitorGroups",
     "iam:DeactivateMFADevice": "JanitorJobUsers",

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from job.aws.handler import Handler
-from job.aws.iam import (
-    AccessKeyHandler,
-    AttachmentHandler,
-    PolicyHandler,
-    RoleAttachmentHandler,
-    RoleHandler,
-    SessionRevocationHandler,
-    UserHandler,
-)
+from job.aws.iam.policies import AttachmentHandler, PolicyHandler, RoleAttachmentHandler
+from job.aws.iam.roles import RoleHandler, SessionRevocationHandler
+from job.aws.iam.users import AccessKeyHandler, UserHandler
 from job.aws.s3 import BucketHandler, ObjectHandler
 from job.vocabulary import ResourceKind
 

@@ -90,8 +90,8 @@ def iam_action(operation: str) -> str:
 
 class ForeignBlocker(ClientError):
     """AWS refused (AccessDenied) to take off one of the job's resources something someone else
-    hung on it, which the job's usual grant does not reach on purpose (job.aws.iam.JANITOR). Its
-    message names the blocker, and `fix` the ways to remove it, in place of "grant more"."""
+    hung on it, which the job's usual grant does not reach on purpose (job.aws.iam.common.JANITOR).
+    Its message names the blocker, and `fix` the ways to remove it, in place of "grant more"."""
 
     def __init__(self, refused: ClientError, blocker: str, fix: str) -> None:
         answer = refused.response.get("Error", {})

@@ -19,7 +19,7 @@ from itertools import chain
 from botocore.exceptions import ClientError
 
 from job.aws.handler import MANAGED_BY_KEY, MANAGED_BY_VALUE, RUN_ID_KEY, Subject, Target
-from job.aws.iam import list_job_policies, list_job_roles, list_job_users, listed_tags
+from job.aws.iam.listing import list_job_policies, list_job_roles, list_job_users, listed_tags
 from job.aws.kinds import handler_for
 from job.aws.s3 import bucket_tags, list_buckets
 from job.aws.session import AWS_ERRORS, Aws, describe_aws_error, error_code

@@ -47,8 +47,8 @@ from functools import partial
 from botocore.exceptions import ClientError
 
 from job.aws.handler import Target
-from job.aws.iam import REVOKE_SESSIONS_POLICY, assume_role
-from job.aws.iam import session_seconds as role_session_seconds
+from job.aws.iam.roles import REVOKE_SESSIONS_POLICY, assume_role
+from job.aws.iam.roles import session_seconds as role_session_seconds
 from job.aws.probes import probe
 from job.aws.retry import until_consistent, until_refused
 from job.aws.session import AWS_ERRORS, DENIED, Aws, describe_aws_error, error_code, is_denial
@@ -111,7 +111,7 @@ def session_seconds(propagation_timeout: timedelta, settle: timedelta | None = N
     """How long a role session must last: an allowed call may be retried for the propagation
     timeout, a denial asked again after the settle interval, and a revocation timed for the
     propagation timeout again, with a few minutes to spare; within what STS and the role allow
-    (job.aws.iam.session_seconds)."""
+    (job.aws.iam.roles.session_seconds)."""
     needed = (
         2 * propagation_timeout + deny_settle(propagation_timeout, settle) + timedelta(minutes=5)
     )

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from job.aws.iam import JANITOR
+from job.aws.iam.common import JANITOR
 from job.aws.kinds import HANDLERS
 from job.aws.session import make_aws
 from job.emulator import EmulatorCredentials

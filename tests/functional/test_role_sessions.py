@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from job.aws.handler import Target
-from job.aws.iam import ROLE_MAX_SESSION_SECONDS, ROLE_SESSION_SECONDS, assume_role
+from job.aws.iam.roles import ROLE_MAX_SESSION_SECONDS, ROLE_SESSION_SECONDS, assume_role
 from job.aws.session import make_aws
 from job.emulator import EmulatorCredentials
 from job.phases.provision import provision, start_run

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from job.aws.iam import RoleSession
+from job.aws.iam.roles import RoleSession
 from job.aws.session import make_aws
 from job.config import parse_database_url
 from job.emulator import EmulatorCredentials
