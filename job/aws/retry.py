@@ -42,16 +42,21 @@ def until_consistent(
     clock: Callable[[], float] = time.monotonic,
 ) -> T:
     """Call until it stops failing with one of `retry_on`'s error codes or `timeout` has passed,
-    backing off from 0.5 s to 5 s; then the last error is raised as it is."""
+    backing off from 0.5 s to 5 s, the last time at the deadline itself; then the last error is
+    raised as it is."""
     deadline = clock() + timeout.total_seconds()
     for delay in _delays():
         try:
             return call()
         except ClientError as error:
             code = error_code(error)
-            if code not in retry_on or clock() + delay > deadline:
+            remaining = deadline - clock()
+            if code not in retry_on or remaining <= 0:
                 raise
-            _wait(what, code, delay, sleep)
+            # A wait that would pass the deadline is cut short to end at it: giving up when the
+            # next full delay would not fit stopped up to five seconds early, and an allowed call
+            # whose policy arrived in those seconds was reported denied.
+            _wait(what, code, min(delay, remaining), sleep)
     raise AssertionError("unreachable: the delays never end")
 
 
@@ -64,15 +69,17 @@ def while_unseen(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> T:
-    """Call until `unseen(answer)` is false or `timeout` has passed, backing off as above; then
-    return the last answer. For looking up something that may exist but that AWS may not show
-    yet: an answer of "not there" is final only once the time AWS may take has passed."""
+    """Call until `unseen(answer)` is false or `timeout` has passed, backing off as above (the
+    last time at the deadline); then return the last answer. For looking up something that may
+    exist but that AWS may not show yet: an answer of "not there" is final only once the time AWS
+    may take has passed."""
     deadline = clock() + max(timeout.total_seconds(), 0.0)
     for delay in _delays():
         answer = call()
-        if not unseen(answer) or clock() + delay > deadline:
+        remaining = deadline - clock()
+        if not unseen(answer) or remaining <= 0:
             return answer
-        _wait(what, "not found yet", delay, sleep)
+        _wait(what, "not found yet", min(delay, remaining), sleep)
     raise AssertionError("unreachable: the delays never end")
 
 
@@ -99,9 +106,10 @@ def until_refused(
             if error_code(error) in refused:
                 return clock() - start
             raise
-        if clock() + delay > deadline:
+        remaining = deadline - clock()
+        if remaining <= 0:
             return None
-        _wait(what, "still accepted", delay, sleep)
+        _wait(what, "still accepted", min(delay, remaining), sleep)
         delay = min(delay * 2, 2.0)
 
 

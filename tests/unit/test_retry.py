@@ -58,7 +58,32 @@ def test_backoff_is_capped_and_bounded_by_the_timeout() -> None:
             clock=clock,
         )
     assert max(clock.sleeps) == 5.0
-    assert clock.now <= 20
+    # The last wait is cut short to end at the deadline, and the call is asked once more there.
+    assert clock.now == 20
+    assert clock.sleeps[-1] < 5.0
+
+
+def test_the_last_call_is_made_at_the_deadline_not_a_backoff_early() -> None:
+    """What a canary with a 3 s window met: refused at 0, 0.5 and 1.5 s, allowed from 2.9 s. The
+    next full delay (2 s) would pass the deadline; giving up then reported a denial the policy
+    did not make."""
+    clock = FakeClock()
+
+    def allowed_from_2_9() -> str:
+        if clock() < 2.9:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": ""}}, "GetObject")
+        return "allowed"
+
+    answer = until_consistent(
+        allowed_from_2_9,
+        retry_on={"AccessDenied"},
+        timeout=timedelta(seconds=3),
+        what="a policy",
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert answer == "allowed"
+    assert clock.sleeps == [0.5, 1.0, 1.5]
 
 
 def test_other_errors_are_raised_at_once() -> None:
