@@ -137,8 +137,8 @@ def _sweep_one_call_at_a_time(
 ) -> list[str]:
     """Kills `job run --concurrency 1` right before and right after its every `stride`-th call,
     this chunk's share of them, and holds each kill to the call the same index names in a run
-    that nothing kills: the same index kills the same call in every sweep. Returns the kills
-    ("EVENT INDEX LABEL"), which the sweep prints."""
+    that nothing kills: the same index kills the same call in every sweep. Returns the calls of
+    that run; the kills ("EVENT INDEX LABEL") are printed."""
     args = _run_args(database_url, scenario, concurrency=1)
     calls = _calls_of_a_run(args, scenario, tmp_path)
     share = range(1 + chunk * stride, len(calls) + 1, CHUNKS * stride)
@@ -158,7 +158,7 @@ def _sweep_one_call_at_a_time(
         _, index, label = kill.split(" ", 2)
         assert label == calls[int(index) - 1], f"{kill}: the run that nothing killed made {calls}"
     print("\n".join(kills))
-    return kills
+    return calls
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
@@ -171,8 +171,8 @@ def test_kill_at_every_call_of_a_run_then_teardown(
     # Every call on SQLite; every fourth on PostgreSQL, whose ledger code is the same and whose
     # own failure modes have tests of their own: the sweep is the suite's longest test.
     stride = 1 if database_url.startswith("sqlite") else 4
-    kills = _sweep_one_call_at_a_time(aws, database_url, capsys, tmp_path, chunk, stride)
-    assert len(kills) > 80 / stride / CHUNKS, "a full run makes more than 40 AWS calls"
+    calls = _sweep_one_call_at_a_time(aws, database_url, capsys, tmp_path, chunk, stride)
+    assert len(calls) > 40, "a full run makes more than 40 AWS calls"
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
@@ -183,10 +183,11 @@ def test_kill_at_calls_of_a_role_scenario_run_then_teardown(
     not make, torn down from the ledger alone. Every third call, before and after (the seed's
     sweep above tries every call of the same code)."""
     monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "1s")
-    kills = _sweep_one_call_at_a_time(
+    calls = _sweep_one_call_at_a_time(
         aws, sqlite_url, capsys, tmp_path, chunk, stride=3, scenario=ROLE_SCENARIO
     )
-    assert len(kills) > 80 / 3 / CHUNKS, "a run of the role scenario makes more than 40 AWS calls"
+    assert len(calls) > 30, "a run of the role scenario makes more than 30 AWS calls"
+    assert any(call.startswith("CreateRole") for call in calls)
 
 
 def test_kill_at_calls_of_a_concurrent_run_then_teardown(aws, sqlite_url, capsys, monkeypatch):
@@ -269,7 +270,10 @@ def test_kill_right_after_each_create_through_aws_lags_then_teardown(
         _run_args(sqlite_url, None, concurrency=1),
     )
     assert len(killed) > 15 / CHUNKS, "a run makes more than 15 creating calls"
-    assert any("HeadBucket" in line for line in aws_lag.refusals), "a teardown met the lag"
+    if chunk == 0:
+        # Its first kill comes right after the first CreateBucket: the teardown that follows
+        # cannot see the bucket for a while, and must wait it out.
+        assert any("HeadBucket" in line for line in aws_lag.refusals), "a teardown met the lag"
 
 
 class TermAt:
