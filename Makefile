@@ -3,6 +3,8 @@ VENV ?= .venv
 PYTHON ?= python3
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS='-k sqlite -x'`.
 PYTEST_ARGS ?=
+# Test processes side by side (`make test TEST_WORKERS=1` for one).
+TEST_WORKERS ?= 4
 # Benchmark options, e.g. `make bench BENCH_ARGS='--latency-ms 100 --stale-runs 20'`.
 BENCH_ARGS ?=
 
@@ -10,17 +12,28 @@ BENCH_ARGS ?=
 
 install: $(VENV)/.installed
 
-# A stamp, so that every target can depend on an installed venv without reinstalling each time;
-# editing pyproject.toml (new dependency, new entry point) triggers a reinstall.
+# Stamps, so that every target can depend on an installed venv without reinstalling each time;
+# editing pyproject.toml (new dependency, new entry point) triggers a reinstall. The development
+# install holds the emulator's too.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
 	$(VENV)/bin/pip install -e '.[dev]'
+	touch $@ $(VENV)/.installed-emulator
+
+# What `make run` needs and no more: the job and moto, not the test and lint toolchain.
+$(VENV)/.installed-emulator: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/pip install -e '.[emulator]'
 	touch $@
 
-# no:cacheprovider: no .pytest_cache in the tree, and no state carried between runs.
+# no:cacheprovider: no .pytest_cache in the tree, and no state carried between runs. The tests
+# run in TEST_WORKERS processes (pytest-xdist), each with its own moto server and PostgreSQL
+# cluster; a test waits on AWS calls and the ledger much of the time, so more workers than cores
+# pay. worksteal: a worker that runs out takes tests queued for another.
 test: $(VENV)/.installed
-	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # scripts/ is not a package, so not among pyproject's mypy `packages`: mypy checks it as files.
 lint: $(VENV)/.installed lint-recipes
@@ -41,7 +54,7 @@ lint-recipes: $(VENV)/.installed
 		deploy/kubernetes/*.yaml deploy/kubernetes/example/*.yaml
 
 # The whole job against the in-process, IAM-enforcing emulator: no AWS account needed.
-run: $(VENV)/.installed
+run: $(VENV)/.installed-emulator
 	$(VENV)/bin/job run --emulator
 
 # The whole job once against a real AWS account, then `job sweep` to prove nothing is left: for an
