@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Collection
 from typing import Any
 
+from job.aws.handler import Scope
 from job.aws.iam.common import JANITOR
 from job.aws.iam.listing import LISTING_PERMISSIONS as IAM_LISTING_PERMISSIONS
 from job.aws.kinds import HANDLERS
@@ -33,90 +34,40 @@ from job.aws.s3 import LISTING_PERMISSIONS as S3_LISTING_PERMISSIONS
 from job.naming import IAM_PATH
 from job.vocabulary import ResourceKind
 
-# Listings of a whole account: IAM and S3 give them no narrower resource.
-UNSCOPED = {"iam:ListUsers", "iam:ListRoles", "iam:ListPolicies", "s3:ListAllMyBuckets"}
-# Actions whose resource is one of the job's roles.
-IAM_ROLE_ACTIONS = {
-    "iam:CreateRole",
-    "iam:TagRole",
-    "iam:ListRoleTags",
-    "iam:AttachRolePolicy",
-    "iam:DetachRolePolicy",
-    "iam:ListAttachedRolePolicies",
-    "iam:ListRolePolicies",
-    "iam:DeleteRolePolicy",
-    "iam:PutRolePolicy",
-    "iam:GetRolePolicy",
-    "iam:ListInstanceProfilesForRole",
-    "iam:DeleteRole",
-    "sts:AssumeRole",
-}
-IAM_POLICY_ACTIONS = {
-    "iam:CreatePolicy",
-    "iam:TagPolicy",
-    "iam:ListPolicyTags",
-    "iam:ListEntitiesForPolicy",
-    "iam:ListPolicyVersions",
-    "iam:DeletePolicyVersion",
-    "iam:DeletePolicy",
-}
-# What the policy kind's delete does to the job's policy wherever it is attached. IAM authorizes
-# each on the entity it is detached from (any group, role or user), and lets iam:PolicyARN narrow
-# it to the job's own policies.
-DETACH_ACTIONS = {"iam:DetachGroupPolicy", "iam:DetachRolePolicy", "iam:DetachUserPolicy"}
-S3_OBJECT_ACTIONS = {
-    "s3:PutObject",
-    "s3:GetObject",
-    "s3:DeleteObject",
-    "s3:DeleteObjectVersion",
-    "s3:AbortMultipartUpload",
-}
-# Where IAM authorizes each janitor action (job.aws.iam.common.JANITOR): the group, the MFA
-# device and the instance profile are someone else's, named as they like, so only their resource
-# type can be given; DeactivateMFADevice is authorized on the user, one of the job's.
-JANITOR_STATEMENTS = {
-    "iam:RemoveUserFromGroup": "JanitorGroups",
-    "iam:DeactivateMFADevice": "JanitorJobUsers",
-    "iam:DeleteVirtualMFADevice": "JanitorMFADevices",
-    "iam:RemoveRoleFromInstanceProfile": "JanitorInstanceProfiles",
-}
 
-
-def _statements(prefix: str, partition: str) -> dict[str, tuple[str, dict[str, Any] | None]]:
-    """Each statement's Sid, resource and condition, in the order the policy lists them."""
+def _statements(prefix: str, partition: str) -> dict[Scope, tuple[str, dict[str, Any] | None]]:
+    """Each scope's resource and condition, in the order the policy lists their statements."""
     iam = f"arn:{partition}:iam::*"
     users = f"{iam}:user{IAM_PATH}{prefix}-*"
     policies = f"{iam}:policy{IAM_PATH}{prefix}-*"
     return {
-        "Unscoped": ("*", None),
-        "JobPolicyAttachments": ("*", {"ArnLike": {"iam:PolicyARN": policies}}),
-        "JobPolicies": (policies, None),
-        "JobRoles": (f"{iam}:role{IAM_PATH}{prefix}-*", None),
-        "JobUsers": (users, None),
-        "JobBuckets": (f"arn:{partition}:s3:::{prefix}-*", None),
-        "JobObjects": (f"arn:{partition}:s3:::{prefix}-*/*", None),
-        "JanitorGroups": (f"{iam}:group/*", None),
-        "JanitorJobUsers": (users, None),
-        "JanitorMFADevices": (f"{iam}:mfa/*", None),
-        "JanitorInstanceProfiles": (f"{iam}:instance-profile/*", None),
+        Scope.UNSCOPED: ("*", None),
+        Scope.JOB_POLICY_ATTACHMENTS: ("*", {"ArnLike": {"iam:PolicyARN": policies}}),
+        Scope.JOB_POLICIES: (policies, None),
+        Scope.JOB_ROLES: (f"{iam}:role{IAM_PATH}{prefix}-*", None),
+        Scope.JOB_USERS: (users, None),
+        Scope.JOB_BUCKETS: (f"arn:{partition}:s3:::{prefix}-*", None),
+        Scope.JOB_OBJECTS: (f"arn:{partition}:s3:::{prefix}-*/*", None),
+        Scope.JANITOR_GROUPS: (f"{iam}:group/*", None),
+        Scope.JANITOR_JOB_USERS: (users, None),
+        Scope.JANITOR_MFA_DEVICES: (f"{iam}:mfa/*", None),
+        Scope.JANITOR_INSTANCE_PROFILES: (f"{iam}:instance-profile/*", None),
     }
 
 
-def _declared(
-    kinds: Collection[ResourceKind] | None, janitor: bool
-) -> set[tuple[ResourceKind | None, str, str]]:
-    """(kind, verb, action) for what the handlers of `kinds` (None: every kind) declare, the
-    janitor's only with `janitor`, and (None, "list", action) for the sweep's listings, which
-    every runner makes whatever its scenario."""
-    declared: set[tuple[ResourceKind | None, str, str]] = {
-        (None, "list", action) for action in (*IAM_LISTING_PERMISSIONS, *S3_LISTING_PERMISSIONS)
-    }
+def _declared(kinds: Collection[ResourceKind] | None, janitor: bool) -> set[tuple[str, Scope]]:
+    """(action, scope) for what the handlers of `kinds` (None: every kind) declare, the janitor's
+    only with `janitor`, and for the sweep's listings, which every runner makes whatever its
+    scenario."""
+    declared = set(IAM_LISTING_PERMISSIONS.items()) | set(S3_LISTING_PERMISSIONS.items())
     for kind, handler in HANDLERS.items():
         if kinds is not None and kind not in kinds:
             continue
         for verb, actions in handler.permissions.items():
             if verb != JANITOR or janitor:
-                declared.update((kind, verb, action) for action in actions)
+                declared.update(
+                    (action, handler.scopes.get(action, handler.scope)) for action in actions
+                )
     return declared
 
 
@@ -125,26 +76,7 @@ def required_actions(
 ) -> set[str]:
     """What the handlers of `kinds` (None: every kind) declare, and the sweep's listings, which
     every runner makes whatever its scenario; the janitor's actions too with `janitor`."""
-    return {action for _, _, action in _declared(kinds, janitor)}
-
-
-def _statement_for(kind: ResourceKind | None, verb: str, action: str) -> str:
-    """The Sid of the statement that grants `action` for `kind`'s `verb`."""
-    if verb == JANITOR:
-        return JANITOR_STATEMENTS[action]
-    if kind is ResourceKind.IAM_POLICY and action in DETACH_ACTIONS:
-        return "JobPolicyAttachments"
-    if action in UNSCOPED:
-        return "Unscoped"
-    if action in IAM_POLICY_ACTIONS:
-        return "JobPolicies"
-    if action in IAM_ROLE_ACTIONS:
-        return "JobRoles"
-    if action.startswith("iam:"):
-        # Every other IAM action the job makes acts on one of its users (AttachUserPolicy and
-        # DetachUserPolicy too: their resource is the user).
-        return "JobUsers"
-    return "JobObjects" if action in S3_OBJECT_ACTIONS else "JobBuckets"
+    return {action for action, _ in _declared(kinds, janitor)}
 
 
 def runner_policy(
@@ -159,18 +91,18 @@ def runner_policy(
     review. `kinds` narrows it to what a scenario creates (job.scenario_file.scenario_kinds);
     None is every kind the job knows, what a janitor tearing down any run needs. `janitor` adds,
     after the same statements, the grant that removes what others hung on the job's principals."""
-    by_statement: dict[str, set[str]] = defaultdict(set)
-    for kind, verb, action in _declared(kinds, janitor):
+    by_statement: dict[Scope, set[str]] = defaultdict(set)
+    for action, scope in _declared(kinds, janitor):
         if action not in without:
-            by_statement[_statement_for(kind, verb, action)].add(action)
+            by_statement[scope].add(action)
     statements = []
-    for sid, (resource, condition) in _statements(prefix, partition).items():
-        if sid not in by_statement:
+    for scope, (resource, condition) in _statements(prefix, partition).items():
+        if scope not in by_statement:
             continue
         statement: dict[str, Any] = {
-            "Sid": sid,
+            "Sid": scope.value,
             "Effect": "Allow",
-            "Action": sorted(by_statement[sid]),
+            "Action": sorted(by_statement[scope]),
             "Resource": resource,
         }
         if condition is not None:

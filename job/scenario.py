@@ -12,7 +12,6 @@ ones at once); teardown deletes each once nothing that needs it is left; verify 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,49 +101,3 @@ class RunOptions:
     def of(cls, run: Any) -> RunOptions:
         options = run.options or {}
         return cls(options.get("permissions_boundary"), bool(options.get("require_tls", True)))
-
-
-def teardown_needs(rows: Sequence[Any]) -> dict[str, set[str]]:
-    """For each of a run's ledger rows (by logical name), the rows that must be deleted before it:
-    those that need it. Read from the rows alone, not from a scenario: a run's logical names are
-    whatever its scenario called things when it ran (older runs said "bucket" and "fixture"), and
-    what one resource needs of another is in its attributes. An object needs its bucket; an
-    attachment its user or role and its policy; an access key its user; a session revocation its
-    role."""
-    by_name: dict[tuple[ResourceKind, str], list[str]] = {}
-    for row in rows:
-        by_name.setdefault((row.kind, row.name), []).append(row.logical_name)
-        if row.kind == ResourceKind.IAM_POLICY and row.physical_id:
-            # Created: its ARN, which attachments name it by.
-            by_name.setdefault((row.kind, row.physical_id), []).append(row.logical_name)
-    blockers: dict[str, set[str]] = {row.logical_name: set() for row in rows}
-    for row in rows:
-        for need in _needed(row):
-            for logical_name in by_name.get(need, []):
-                if logical_name != row.logical_name:
-                    blockers[logical_name].add(row.logical_name)
-    return blockers
-
-
-def _needed(row: Any) -> list[tuple[ResourceKind, str]]:
-    """What a row's resource hangs off, as (kind, name) of other rows."""
-    attributes = row.attributes or {}
-    if row.kind == ResourceKind.S3_OBJECT:
-        return [(ResourceKind.S3_BUCKET, attributes.get("bucket", ""))]
-    if row.kind == ResourceKind.IAM_ACCESS_KEY:
-        return [(ResourceKind.IAM_USER, attributes.get("user_name", ""))]
-    if row.kind == ResourceKind.IAM_ROLE_SESSION_REVOCATION:
-        return [(ResourceKind.IAM_ROLE, attributes.get("role_name", ""))]
-    owner = {
-        ResourceKind.IAM_USER_POLICY_ATTACHMENT: (ResourceKind.IAM_USER, "user_name"),
-        ResourceKind.IAM_ROLE_POLICY_ATTACHMENT: (ResourceKind.IAM_ROLE, "role_name"),
-    }.get(row.kind)
-    if owner is None:
-        return []
-    policy_arn = str(attributes.get("policy_arn", ""))
-    return [
-        (owner[0], attributes.get(owner[1], "")),
-        (ResourceKind.IAM_POLICY, policy_arn),
-        # A policy row not yet created has no ARN: its name is the ARN's last path part.
-        (ResourceKind.IAM_POLICY, policy_arn.rsplit("/", 1)[-1]),
-    ]

@@ -30,12 +30,13 @@ import functools
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from job.errors import BadInput
+from job.kinds import needs, with_verify_kinds
 from job.naming import Naming
 from job.scenario import (
     LOGICAL_NAME_PATTERN,
@@ -245,15 +246,9 @@ def supported_actions() -> list[str]:
 
 
 def scenario_kinds(scenario: Scenario) -> set[ResourceKind]:
-    """What a run of the scenario creates: its resources, the access keys verify makes for its
-    users, and the inline policy verify --measure-revocation puts on a role (roles are assumed, and
-    need no key)."""
-    kinds = {spec.kind for spec in scenario.resources}
-    if ResourceKind.IAM_USER in kinds:
-        kinds.add(ResourceKind.IAM_ACCESS_KEY)
-    if ResourceKind.IAM_ROLE in kinds:
-        kinds.add(ResourceKind.IAM_ROLE_SESSION_REVOCATION)
-    return kinds
+    """What a run of the scenario creates: its resources, and what verify makes for them (the
+    access keys of its users, the inline policy verify --measure-revocation puts on a role)."""
+    return with_verify_kinds({spec.kind for spec in scenario.resources})
 
 
 # Reading
@@ -600,7 +595,6 @@ def compile_scenario(
                     f"{bucket}/{key}",
                     key,
                     {"bucket": real(bucket), "key": key, "body": body},
-                    needs=(bucket,),
                 )
             )
     boundary = (
@@ -659,11 +653,7 @@ def compile_scenario(
                 ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
                 {"role_name": real(name), "policy_arn": policy_arn},
             )
-        specs.append(
-            ResourceSpec(
-                kind, f"{name}-attachment", real(name), attributes, needs=(name, f"{name}-policy")
-            )
-        )
+        specs.append(ResourceSpec(kind, f"{name}-attachment", real(name), attributes))
     expectations = []
     for cell in document["expect"]:
         resource: str = cell["resource"]
@@ -676,4 +666,7 @@ def compile_scenario(
         else:
             expectation = Expectation(cell["principal"], cell["action"], verdict, resource=resource)
         expectations.append(expectation)
+    # What each resource needs, from its kind's declaration and its attributes (job.kinds).
+    needed = needs(specs)
+    specs = [replace(spec, needs=tuple(needed[spec.logical_name])) for spec in specs]
     return Scenario(tuple(specs), tuple(expectations))

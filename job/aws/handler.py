@@ -144,12 +144,38 @@ class Created:
     secret: str | None = field(default=None, repr=False)
 
 
+class Scope(enum.StrEnum):
+    """What an action the runner needs may act on, as IAM authorizes it: one statement of `job
+    runner-policy` each (the value is its Sid), with the resource (and condition) job.permissions
+    gives it."""
+
+    # account-wide listings: IAM and S3 give them no narrower resource
+    UNSCOPED = "Unscoped"
+    # the job's policy detached from whatever holds it, narrowed by an iam:PolicyARN condition
+    JOB_POLICY_ATTACHMENTS = "JobPolicyAttachments"
+    JOB_POLICIES = "JobPolicies"
+    JOB_ROLES = "JobRoles"
+    JOB_USERS = "JobUsers"
+    JOB_BUCKETS = "JobBuckets"
+    JOB_OBJECTS = "JobObjects"
+    # the janitor's (job.aws.iam.common.JANITOR): someone else's group, MFA device or instance
+    # profile, or the job's users (DeactivateMFADevice is authorized on the user)
+    JANITOR_GROUPS = "JanitorGroups"
+    JANITOR_JOB_USERS = "JanitorJobUsers"
+    JANITOR_MFA_DEVICES = "JanitorMFADevices"
+    JANITOR_INSTANCE_PROFILES = "JanitorInstanceProfiles"
+
+
 class Handler(Protocol):
     kind: ClassVar[ResourceKind]
     # IAM actions each verb needs from the job's own credentials (for `job runner-policy`).
     # configure's are under "create": it is the second half of a create. A kind may declare what a
     # phase does with it beyond the verbs too (a role's "assume", for verify).
     permissions: ClassVar[dict[str, tuple[str, ...]]]
+    # What those actions act on: the kind's own resource (`scope`), but for those `scopes` names
+    # (job.aws.kinds refuses, at import, a scope for an action the kind does not declare).
+    scope: ClassVar[Scope]
+    scopes: ClassVar[Mapping[str, Scope]]
 
     def create(self, target: Target, subject: Subject) -> Created: ...
 
@@ -165,6 +191,8 @@ class Handler(Protocol):
 
 class NothingToConfigure:
     """For the kinds whose one create call makes them whole."""
+
+    scopes: ClassVar[Mapping[str, Scope]] = {}
 
     def configure(self, target: Target, subject: Subject) -> None:
         pass

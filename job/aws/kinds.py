@@ -27,3 +27,18 @@ HANDLERS: dict[ResourceKind, Handler] = {
 
 def handler_for(kind: ResourceKind) -> Handler:
     return HANDLERS[kind]
+
+
+def _check(handlers: dict[ResourceKind, Handler]) -> None:
+    """At import, so that a kind declared wrong stops every command, tests first: each kind has a
+    handler, and each action a kind scopes apart from its own resource is one it declares (a
+    scope left behind by a renamed action would silently grant the new one on the kind's own)."""
+    if set(handlers) != set(ResourceKind):
+        raise ImportError(f"kinds without a handler: {set(ResourceKind) - set(handlers)}")
+    for kind, handler in handlers.items():
+        declared = {action for actions in handler.permissions.values() for action in actions}
+        if stray := set(handler.scopes) - declared:
+            raise ImportError(f"{kind} scopes actions it does not declare: {sorted(stray)}")
+
+
+_check(HANDLERS)

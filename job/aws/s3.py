@@ -4,7 +4,7 @@ whatever the ledger says (for `job sweep`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any, ClassVar, TypeVar
 
@@ -17,6 +17,7 @@ from job.aws.handler import (
     Found,
     NothingToConfigure,
     Presence,
+    Scope,
     Subject,
     Target,
     judge_tags,
@@ -45,7 +46,10 @@ DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListBuckets.html
 LIST_BUCKETS_PAGE = 1000
 # What list_buckets and bucket_tags need, beyond the kinds' own verbs.
-LISTING_PERMISSIONS = ("s3:ListAllMyBuckets", "s3:GetBucketTagging")
+LISTING_PERMISSIONS: Mapping[str, Scope] = {
+    "s3:ListAllMyBuckets": Scope.UNSCOPED,
+    "s3:GetBucketTagging": Scope.JOB_BUCKETS,
+}
 
 
 def bucket_arn(target: Target, bucket: str, key: str | None = None) -> str:
@@ -211,6 +215,14 @@ class BucketHandler:
             "s3:DeleteBucket",
         ),
     }
+    scope: ClassVar[Scope] = Scope.JOB_BUCKETS
+    scopes: ClassVar[Mapping[str, Scope]] = {
+        # Emptying the bucket acts on its objects and uploads.
+        "s3:AbortMultipartUpload": Scope.JOB_OBJECTS,
+        "s3:DeleteObject": Scope.JOB_OBJECTS,
+        "s3:DeleteObjectVersion": Scope.JOB_OBJECTS,
+        "s3:ListAllMyBuckets": Scope.UNSCOPED,
+    }
 
     def create(self, target: Target, subject: Subject) -> Created:
         s3 = target.aws.client("s3")
@@ -355,6 +367,13 @@ class ObjectHandler(NothingToConfigure):
         "create": ("s3:PutObject",),
         "inspect": ("s3:ListBucket", "s3:GetBucketTagging", "s3:GetObject"),
         "delete": ("s3:ListBucketVersions", "s3:DeleteObject", "s3:DeleteObjectVersion"),
+    }
+    scope: ClassVar[Scope] = Scope.JOB_OBJECTS
+    scopes: ClassVar[Mapping[str, Scope]] = {
+        # Its bucket's questions, asked to judge whose the object is.
+        "s3:ListBucket": Scope.JOB_BUCKETS,
+        "s3:GetBucketTagging": Scope.JOB_BUCKETS,
+        "s3:ListBucketVersions": Scope.JOB_BUCKETS,
     }
 
     def create(self, target: Target, subject: Subject) -> Created:

@@ -24,6 +24,7 @@ from job.aws.kinds import handler_for
 from job.aws.s3 import bucket_tags, list_buckets
 from job.aws.session import AWS_ERRORS, Aws, describe_aws_error, error_code
 from job.config import DEFAULT_CONCURRENCY
+from job.kinds import sweep_waves
 from job.ledger.models import utcnow
 from job.ledger.store import Store
 from job.parallel import run_each
@@ -138,14 +139,9 @@ def sweep(
             orphan.error = f"younger than {older_than}: may belong to a run in progress elsewhere"
         else:
             doomed.append(orphan)
-    # Users and roles first: deleting them detaches the policies (a role's delete removes its
-    # inline policies and instance profiles too), which can then go. Within a wave, at once.
-    waves = (
-        {ResourceKind.IAM_USER, ResourceKind.IAM_ROLE},
-        {ResourceKind.IAM_POLICY},
-        {ResourceKind.S3_BUCKET},
-    )
-    for kinds in waves:
+    # In the waves the kinds declare (job.kinds): users and roles before the policies they hold.
+    # Within a wave, at once.
+    for kinds in sweep_waves():
         run_each(
             {id(o): partial(delete, o) for o in doomed if o.kind in kinds}, concurrency=concurrency
         )

@@ -17,6 +17,7 @@ from job.aws.handler import Target
 from job.aws.session import Aws
 from job.config import DEFAULT_CONCURRENCY
 from job.errors import AwsError
+from job.kinds import carrier, teardown_needs
 from job.ledger.models import Phase, Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.parallel import run_graph
@@ -26,8 +27,6 @@ from job.phases.common import (
     phase,
     target_for,
 )
-from job.scenario import teardown_needs
-from job.vocabulary import ResourceKind
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +77,15 @@ def teardown(
 
 
 def _carried_objects(rows: list[Resource]) -> dict[int, list[Resource]]:
-    """The run's objects by the id of the run's bucket row they are in. Deleting one of the run's
-    buckets deletes every object in it (every version), so its objects' rows need no calls of
-    their own: they are settled once their bucket's deletion is (`_settle`)."""
-    buckets = {row.name: row.id for row in rows if row.kind == ResourceKind.S3_BUCKET}
+    """The rows another row's delete takes away, by that row's id (job.kinds: carried_by):
+    deleting one of the run's buckets deletes every object in it (every version), so its
+    objects' rows need no calls of their own: they are settled once their bucket's deletion is
+    (`_settle`)."""
     carried: dict[int, list[Resource]] = {}
     for row in rows:
-        bucket = (row.attributes or {}).get("bucket")
-        if row.kind == ResourceKind.S3_OBJECT and bucket in buckets:
-            carried.setdefault(buckets[bucket], []).append(row)
+        carrying = carrier(row, rows)
+        if carrying is not None:
+            carried.setdefault(carrying.id, []).append(row)
     return carried
 
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from job.errors import BadInput
+from job.kinds import teardown_needs
 from job.naming import Naming
 from job.permissions import required_actions, runner_policy
 from job.probes import PROBES, Probe
@@ -24,7 +25,6 @@ from job.scenario import (
     ResourceSpec,
     RunOptions,
     Scenario,
-    teardown_needs,
 )
 from job.scenario_file import (
     SCHEMA,

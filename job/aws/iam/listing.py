@@ -3,25 +3,25 @@ sweep`): everything under the job's IAM path."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from job.aws.handler import tag_dict
+from job.aws.handler import Scope, tag_dict
 from job.aws.iam.common import pages, unless_gone
 from job.naming import IAM_PATH
 from job.vocabulary import ResourceKind
 
 # What the listing needs, beyond the kinds' own verbs.
-LISTING_PERMISSIONS = (
-    "iam:ListUsers",
-    "iam:ListUserTags",
-    "iam:ListRoles",
-    "iam:ListRoleTags",
-    "iam:ListPolicies",
-    "iam:ListPolicyTags",
-)
+LISTING_PERMISSIONS: Mapping[str, Scope] = {
+    "iam:ListUsers": Scope.UNSCOPED,
+    "iam:ListUserTags": Scope.JOB_USERS,
+    "iam:ListRoles": Scope.UNSCOPED,
+    "iam:ListRoleTags": Scope.JOB_ROLES,
+    "iam:ListPolicies": Scope.UNSCOPED,
+    "iam:ListPolicyTags": Scope.JOB_POLICIES,
+}
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import partial
 from typing import Any, ClassVar
 
@@ -12,6 +13,7 @@ from job.aws.handler import (
     Found,
     NothingToConfigure,
     Presence,
+    Scope,
     Subject,
     Target,
     judge_tags,
@@ -63,6 +65,13 @@ class PolicyHandler(NothingToConfigure):
             "iam:DeletePolicyVersion",
             "iam:DeletePolicy",
         ),
+    }
+    scope: ClassVar[Scope] = Scope.JOB_POLICIES
+    # Detached from whatever holds the job's policy: the holder may be anyone's.
+    scopes: ClassVar[Mapping[str, Scope]] = {
+        "iam:DetachUserPolicy": Scope.JOB_POLICY_ATTACHMENTS,
+        "iam:DetachGroupPolicy": Scope.JOB_POLICY_ATTACHMENTS,
+        "iam:DetachRolePolicy": Scope.JOB_POLICY_ATTACHMENTS,
     }
 
     def create(self, target: Target, subject: Subject) -> Created:
@@ -184,6 +193,7 @@ class AttachmentHandler(_Attachment):
         "inspect": ("iam:ListUserTags", "iam:ListAttachedUserPolicies"),
         "delete": ("iam:DetachUserPolicy",),
     }
+    scope: ClassVar[Scope] = Scope.JOB_USERS
 
 
 class RoleAttachmentHandler(_Attachment):
@@ -196,3 +206,4 @@ class RoleAttachmentHandler(_Attachment):
         "inspect": ("iam:ListRoleTags", "iam:ListAttachedRolePolicies"),
         "delete": ("iam:DetachRolePolicy",),
     }
+    scope: ClassVar[Scope] = Scope.JOB_ROLES

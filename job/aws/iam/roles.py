@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -15,6 +16,7 @@ from job.aws.handler import (
     Found,
     NothingToConfigure,
     Presence,
+    Scope,
     Subject,
     Target,
     judge_tags,
@@ -75,6 +77,10 @@ class RoleHandler(NothingToConfigure):
         JANITOR: ("iam:RemoveRoleFromInstanceProfile",),
         # Not a verb of the handler: what verify does with a role (job.phases.verify).
         "assume": ("sts:AssumeRole",),
+    }
+    scope: ClassVar[Scope] = Scope.JOB_ROLES
+    scopes: ClassVar[Mapping[str, Scope]] = {
+        "iam:RemoveRoleFromInstanceProfile": Scope.JANITOR_INSTANCE_PROFILES,
     }
 
     def create(self, target: Target, subject: Subject) -> Created:
@@ -240,6 +246,7 @@ class SessionRevocationHandler(NothingToConfigure):
         "inspect": ("iam:ListRoleTags", "iam:GetRolePolicy"),
         "delete": ("iam:DeleteRolePolicy",),
     }
+    scope: ClassVar[Scope] = Scope.JOB_ROLES
 
     def create(self, target: Target, subject: Subject) -> Created:
         role = subject.attributes["role_name"]

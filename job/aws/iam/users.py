@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import Any, ClassVar
 
@@ -11,6 +12,7 @@ from job.aws.handler import (
     Found,
     NothingToConfigure,
     Presence,
+    Scope,
     Subject,
     Target,
     judge_tags,
@@ -66,6 +68,12 @@ class UserHandler(NothingToConfigure):
             "iam:DeactivateMFADevice",
             "iam:DeleteVirtualMFADevice",
         ),
+    }
+    scope: ClassVar[Scope] = Scope.JOB_USERS
+    scopes: ClassVar[Mapping[str, Scope]] = {
+        "iam:RemoveUserFromGroup": Scope.JANITOR_GROUPS,
+        "iam:DeactivateMFADevice": Scope.JANITOR_JOB_USERS,
+        "iam:DeleteVirtualMFADevice": Scope.JANITOR_MFA_DEVICES,
     }
 
     def create(self, target: Target, subject: Subject) -> Created:
@@ -179,6 +187,7 @@ class AccessKeyHandler(NothingToConfigure):
         "inspect": ("iam:ListUserTags", "iam:ListAccessKeys"),
         "delete": ("iam:ListAccessKeys", "iam:DeleteAccessKey"),
     }
+    scope: ClassVar[Scope] = Scope.JOB_USERS
 
     def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")

@@ -1,0 +1,106 @@
+"""The kinds' declarations (job.kinds, and the scopes beside each handler's actions) are what
+scenario compilation, teardown, sweep and the runner policy read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pytest
+
+from job.aws.handler import Scope
+from job.aws.kinds import HANDLERS, _check
+from job.kinds import KINDS, carrier, needs, sweep_waves, teardown_needs, with_verify_kinds
+from job.vocabulary import ResourceKind
+
+
+@dataclass
+class Row:
+    kind: ResourceKind
+    logical_name: str
+    name: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    physical_id: str | None = None
+
+
+POLICY_ARN = "arn:aws:iam::123456789012:policy/job/job-r-writer"
+ROWS = [
+    Row(ResourceKind.S3_BUCKET, "data", "job-r-data"),
+    Row(ResourceKind.S3_OBJECT, "data/k", "k", {"bucket": "job-r-data", "key": "k"}),
+    Row(ResourceKind.IAM_USER, "writer", "job-r-writer"),
+    # Created: attachments name it by the ARN it has.
+    Row(ResourceKind.IAM_POLICY, "writer-policy", "job-r-writer", physical_id=POLICY_ARN),
+    Row(
+        ResourceKind.IAM_USER_POLICY_ATTACHMENT,
+        "writer-attachment",
+        "job-r-writer",
+        {"user_name": "job-r-writer", "policy_arn": POLICY_ARN},
+    ),
+    Row(ResourceKind.IAM_ACCESS_KEY, "writer-key-1", "key", {"user_name": "job-r-writer"}),
+]
+
+
+def test_what_each_resource_needs_is_read_from_its_kind_and_attributes() -> None:
+    assert needs(ROWS) == {
+        "data": [],
+        "data/k": ["data"],
+        "writer": [],
+        "writer-policy": [],
+        "writer-attachment": ["writer", "writer-policy"],
+        "writer-key-1": ["writer"],
+    }
+
+
+def test_a_policy_not_created_yet_is_found_by_the_last_part_of_the_arn() -> None:
+    rows = [Row(r.kind, r.logical_name, r.name, r.attributes) for r in ROWS]  # no physical ids
+    assert needs(rows)["writer-attachment"] == ["writer", "writer-policy"]
+
+
+def test_teardown_deletes_what_hangs_off_a_resource_before_it() -> None:
+    blockers = teardown_needs(ROWS)
+    assert blockers["writer"] == {"writer-attachment", "writer-key-1"}
+    assert blockers["writer-policy"] == {"writer-attachment"}
+    assert blockers["data"] == {"data/k"}
+
+
+def test_an_object_goes_with_its_bucket_and_nothing_else_is_carried() -> None:
+    bucket, obj = ROWS[0], ROWS[1]
+    assert carrier(obj, ROWS) is bucket
+    assert [row for row in ROWS if carrier(row, ROWS) is not None] == [obj]
+    # A bucket that is not the run's (no row) carries nothing away.
+    assert carrier(obj, ROWS[2:]) is None
+
+
+def test_verify_adds_keys_for_users_and_revocations_for_roles() -> None:
+    assert with_verify_kinds({ResourceKind.IAM_USER}) == {
+        ResourceKind.IAM_USER,
+        ResourceKind.IAM_ACCESS_KEY,
+    }
+    assert ResourceKind.IAM_ROLE_SESSION_REVOCATION in with_verify_kinds({ResourceKind.IAM_ROLE})
+    assert with_verify_kinds({ResourceKind.S3_BUCKET}) == {ResourceKind.S3_BUCKET}
+
+
+def test_sweep_deletes_principals_before_policies_and_buckets_last() -> None:
+    assert sweep_waves() == [
+        {ResourceKind.IAM_USER, ResourceKind.IAM_ROLE},
+        {ResourceKind.IAM_POLICY},
+        {ResourceKind.S3_BUCKET},
+    ]
+
+
+def test_every_kind_is_declared_and_handled() -> None:
+    assert set(KINDS) == set(HANDLERS) == set(ResourceKind)
+
+
+def test_a_scope_for_an_action_the_kind_does_not_declare_is_refused() -> None:
+    class Renamed:
+        kind: ClassVar[ResourceKind] = ResourceKind.IAM_POLICY
+        permissions: ClassVar[dict[str, tuple[str, ...]]] = {"delete": ("iam:DeletePolicy",)}
+        scope: ClassVar[Scope] = Scope.JOB_POLICIES
+        scopes: ClassVar[dict[str, Scope]] = {"iam:DetachRolePolicy": Scope.JOB_POLICY_ATTACHMENTS}
+
+    with pytest.raises(ImportError, match="iam:DetachRolePolicy"):
+        _check({**HANDLERS, ResourceKind.IAM_POLICY: Renamed()})  # type: ignore[dict-item]
+    without = {k: v for k, v in HANDLERS.items() if k is not ResourceKind.S3_OBJECT}
+    with pytest.raises(ImportError, match="s3_object"):
+        _check(without)
