@@ -160,6 +160,12 @@ def with_verify_kinds(kinds: set[ResourceKind]) -> set[ResourceKind]:
     }
 
 
+def sweep_kinds() -> list[ResourceKind]:
+    """The kinds sweep looks for, in the order it lists them: by wave, then as declared."""
+    swept = [kind for kind in KINDS.values() if kind.sweep_wave is not None]
+    return [kind.kind for kind in sorted(swept, key=lambda kind: kind.sweep_wave or 0)]
+
+
 def sweep_waves() -> list[set[ResourceKind]]:
     """The kinds sweep looks for, by the wave they are deleted in, in order."""
     waves: dict[int, set[ResourceKind]] = {}

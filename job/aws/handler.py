@@ -13,10 +13,10 @@ knows of the resource, and return what they learned (Created, Found) for the cal
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
 from botocore.exceptions import ClientError
@@ -187,6 +187,26 @@ class Handler(Protocol):
     def inspect(self, target: Target, subject: Subject) -> Found: ...
 
     def delete(self, target: Target, subject: Subject) -> None: ...
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """One of the job's resources as a listing found it, with its tags (for `job sweep`)."""
+
+    name: str
+    physical_id: str
+    tags: Mapping[str, str]
+    created_at: datetime
+
+
+class Sweepable(Protocol):
+    """A kind `job sweep` looks for (job.kinds: sweep_wave): how it finds the job's resources of
+    that kind whatever any ledger says, under `prefix`, reading the tags only of those `skip`
+    does not account for (so an account with thousands costs a tag read per stranger)."""
+
+    def find_tagged(
+        self, aws: Aws, prefix: str, partition: str, skip: Callable[[str], bool]
+    ) -> Iterator[Tagged]: ...
 
 
 class NothingToConfigure:

@@ -4,6 +4,7 @@ whatever the ledger says (for `job sweep`)."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any, ClassVar, TypeVar
@@ -19,16 +20,18 @@ from job.aws.handler import (
     Presence,
     Scope,
     Subject,
+    Tagged,
     Target,
     judge_tags,
     refused_means_not_created,
     tag_dict,
 )
 from job.aws.retry import delete_clearing, until_consistent
-from job.aws.session import error_code
+from job.aws.session import Aws, error_code
 from job.errors import NotOurs
 from job.naming import s3_arn
 from job.parallel import fan_out
+from job.scenario import JOB_BUCKET_NAME
 from job.vocabulary import ResourceKind
 
 BUCKET_GONE = {"NoSuchBucket", "404", "NotFound"}
@@ -40,6 +43,7 @@ NEW_BUCKET_NOT_FOUND = {"NoSuchBucket"}
 BUCKET_BUSY = {"OperationAborted"}
 OBJECT_GONE = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 # ListBuckets pages of the most S3 returns. AWS refuses unpaginated ListBuckets for accounts whose
 # bucket quota was raised above 10,000, so every listing asks for pages.
@@ -311,6 +315,23 @@ class BucketHandler:
 
     def inspect(self, target: Target, subject: Subject) -> Found:
         return inspect_bucket(target, subject.name)
+
+    def find_tagged(
+        self, aws: Aws, prefix: str, partition: str, skip: Callable[[str], bool]
+    ) -> Iterator[Tagged]:
+        s3 = aws.client("s3")
+        for bucket in list_buckets(s3, prefix=f"{prefix}-"):
+            name = bucket["Name"]
+            # Named as the job names buckets: another name under the prefix is not the job's.
+            if not JOB_BUCKET_NAME.fullmatch(name) or skip(name):
+                continue
+            try:
+                tags = bucket_tags(s3, name)
+            except ClientError as error:
+                # Untagged, gone, or in another region (answered by a redirect): not ours to judge.
+                log.info("not judging bucket %s: %s", name, error_code(error))
+                continue
+            yield Tagged(name, s3_arn(partition, name), tags, bucket["CreationDate"])
 
     def delete(self, target: Target, subject: Subject) -> None:
         """The keys the run may have written (recorded with the bucket), then the bucket. Only

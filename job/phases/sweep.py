@@ -14,21 +14,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from itertools import chain
+from typing import cast
 
-from botocore.exceptions import ClientError
-
-from job.aws.handler import MANAGED_BY_KEY, MANAGED_BY_VALUE, RUN_ID_KEY, Subject, Target
-from job.aws.iam.listing import list_job_policies, list_job_roles, list_job_users, listed_tags
+from job.aws.handler import (
+    MANAGED_BY_KEY,
+    MANAGED_BY_VALUE,
+    RUN_ID_KEY,
+    Subject,
+    Sweepable,
+    Target,
+)
 from job.aws.kinds import handler_for
-from job.aws.s3 import bucket_tags, list_buckets
-from job.aws.session import AWS_ERRORS, Aws, describe_aws_error, error_code
+from job.aws.session import AWS_ERRORS, Aws, describe_aws_error
 from job.config import DEFAULT_CONCURRENCY
-from job.kinds import sweep_waves
+from job.kinds import sweep_kinds, sweep_waves
 from job.ledger.models import utcnow
 from job.ledger.store import Store
 from job.parallel import run_each
-from job.scenario import JOB_BUCKET_NAME
 from job.vocabulary import ResourceKind
 
 log = logging.getLogger(__name__)
@@ -54,44 +56,21 @@ class Orphan:
     error: str | None = None
 
 
-def _tagged_iam(
-    aws: Aws, prefix: str, accounted: set[tuple[ResourceKind, str]]
-) -> Iterator[Orphan]:
-    """Users, roles, then customer-managed policies, under the job's path, with the job's tags."""
-    iam = aws.client("iam")
-    for listed in chain(list_job_users(iam), list_job_roles(iam), list_job_policies(iam)):
-        # Another prefix's resources are another job's (and outside this runner's policy).
-        if not listed.name.startswith(f"{prefix}-") or (listed.kind, listed.name) in accounted:
-            continue
-        tags = listed_tags(iam, listed)
-        if tags is not None and tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
-            yield Orphan(
-                listed.kind, listed.name, listed.arn, tags.get(RUN_ID_KEY), listed.created_at
-            )
-
-
-def _tagged_buckets(
+def _tagged(
     aws: Aws, prefix: str, accounted: set[tuple[ResourceKind, str]], partition: str
 ) -> Iterator[Orphan]:
-    s3 = aws.client("s3")
-    for bucket in list_buckets(s3, prefix=f"{prefix}-"):
-        name = bucket["Name"]
-        if not JOB_BUCKET_NAME.fullmatch(name) or (ResourceKind.S3_BUCKET, name) in accounted:
-            continue
-        try:
-            tags = bucket_tags(s3, name)
-        except ClientError as error:
-            # Untagged, gone, or in another region (answered by a redirect): not ours to judge.
-            log.info("not judging bucket %s: %s", name, error_code(error))
-            continue
-        if tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
-            yield Orphan(
-                ResourceKind.S3_BUCKET,
-                name,
-                f"arn:{partition}:s3:::{name}",
-                tags.get(RUN_ID_KEY),
-                bucket["CreationDate"],
-            )
+    """What carries the job's tags, kind by kind in sweep's order, as each kind finds it."""
+    for kind in sweep_kinds():
+        handler = cast(Sweepable, handler_for(kind))
+        skip = partial(_accounted, accounted, kind)
+        for found in handler.find_tagged(aws, prefix, partition, skip):
+            if found.tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
+                run_id = found.tags.get(RUN_ID_KEY)
+                yield Orphan(kind, found.name, found.physical_id, run_id, found.created_at)
+
+
+def _accounted(accounted: set[tuple[ResourceKind, str]], kind: ResourceKind, name: str) -> bool:
+    return (kind, name) in accounted
 
 
 def sweep(
@@ -106,10 +85,7 @@ def sweep(
     identity = aws.identity()
     accounted = store.live_resource_names(identity.account_id)
     try:
-        orphans = [
-            *_tagged_iam(aws, prefix, accounted),
-            *_tagged_buckets(aws, prefix, accounted, identity.partition),
-        ]
+        orphans = list(_tagged(aws, prefix, accounted, identity.partition))
     except AWS_ERRORS as error:
         raise describe_aws_error(error, "listing the job's resources") from None
     if not execute:

@@ -10,7 +10,15 @@ import pytest
 
 from job.aws.handler import Scope
 from job.aws.kinds import HANDLERS, _check
-from job.kinds import KINDS, carrier, needs, sweep_waves, teardown_needs, with_verify_kinds
+from job.kinds import (
+    KINDS,
+    carrier,
+    needs,
+    sweep_kinds,
+    sweep_waves,
+    teardown_needs,
+    with_verify_kinds,
+)
 from job.vocabulary import ResourceKind
 
 
@@ -104,3 +112,21 @@ def test_a_scope_for_an_action_the_kind_does_not_declare_is_refused() -> None:
     without = {k: v for k, v in HANDLERS.items() if k is not ResourceKind.S3_OBJECT}
     with pytest.raises(ImportError, match="s3_object"):
         _check(without)
+
+
+def test_a_kind_sweep_looks_for_must_be_findable() -> None:
+    assert sweep_kinds() == [
+        ResourceKind.IAM_USER,
+        ResourceKind.IAM_ROLE,
+        ResourceKind.IAM_POLICY,
+        ResourceKind.S3_BUCKET,
+    ]
+
+    class Unfindable:
+        kind: ClassVar[ResourceKind] = ResourceKind.IAM_ROLE
+        permissions: ClassVar[dict[str, tuple[str, ...]]] = {}
+        scope: ClassVar[Scope] = Scope.JOB_ROLES
+        scopes: ClassVar[dict[str, Scope]] = {}
+
+    with pytest.raises(ImportError, match="iam_role is swept"):
+        _check({**HANDLERS, ResourceKind.IAM_ROLE: Unfindable()})  # type: ignore[dict-item]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -18,6 +18,7 @@ from job.aws.handler import (
     Presence,
     Scope,
     Subject,
+    Tagged,
     Target,
     judge_tags,
     refused_means_not_created,
@@ -36,7 +37,9 @@ from job.aws.iam.common import (
     remove_foreign,
     unless_gone,
 )
+from job.aws.iam.listing import find_tagged, under_path
 from job.aws.retry import until_consistent
+from job.aws.session import Aws
 from job.naming import IAM_PATH
 from job.vocabulary import ResourceKind
 
@@ -103,6 +106,19 @@ class RoleHandler(NothingToConfigure):
 
     def inspect(self, target: Target, subject: Subject) -> Found:
         return inspect_role(target, subject.name)
+
+    def find_tagged(
+        self, aws: Aws, prefix: str, partition: str, skip: Callable[[str], bool]
+    ) -> Iterator[Tagged]:
+        """A leaked role is as bad as a leaked user: whoever its trust lets in gets its rights."""
+        iam = aws.client("iam")
+        return find_tagged(
+            under_path(iam, "list_roles", "Roles"),
+            "RoleName",
+            lambda role: iam.list_role_tags(RoleName=role["RoleName"]),
+            prefix,
+            skip,
+        )
 
     def delete(self, target: Target, subject: Subject) -> None:
         # DeleteRole answers DeleteConflict while any of these remain ("you must delete the items

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any, ClassVar
 
@@ -14,6 +14,7 @@ from job.aws.handler import (
     Presence,
     Scope,
     Subject,
+    Tagged,
     Target,
     judge_tags,
     refused_means_not_created,
@@ -34,7 +35,9 @@ from job.aws.iam.common import (
     remove_foreign,
     unless_gone,
 )
+from job.aws.iam.listing import find_tagged, under_path
 from job.aws.retry import until_consistent
+from job.aws.session import Aws
 from job.naming import IAM_PATH
 from job.parallel import fan_out
 from job.vocabulary import ResourceKind
@@ -87,6 +90,18 @@ class UserHandler(NothingToConfigure):
 
     def inspect(self, target: Target, subject: Subject) -> Found:
         return inspect_user(target, subject.name)
+
+    def find_tagged(
+        self, aws: Aws, prefix: str, partition: str, skip: Callable[[str], bool]
+    ) -> Iterator[Tagged]:
+        iam = aws.client("iam")
+        return find_tagged(
+            under_path(iam, "list_users", "Users"),
+            "UserName",
+            lambda user: iam.list_user_tags(UserName=user["UserName"]),
+            prefix,
+            skip,
+        )
 
     def delete(self, target: Target, subject: Subject) -> None:
         iam = target.aws.client("iam")
