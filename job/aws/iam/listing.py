@@ -4,10 +4,12 @@ under the job's IAM path, under the prefix, with its tags."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from functools import partial
+from typing import Any, ClassVar
 
 from job.aws.handler import Scope, Tagged, tag_dict
 from job.aws.iam.common import pages, unless_gone
+from job.aws.session import Aws
 from job.naming import IAM_PATH
 
 # What the listings need, beyond the kinds' own verbs.
@@ -41,6 +43,20 @@ def find_tagged(
             yield Tagged(name, entity["Arn"], tag_dict(answer["Tags"]), entity["CreateDate"])
 
 
-def under_path(iam: Any, operation: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
-    """Every entity a listing finds under the job's IAM path, page by page."""
-    return pages(iam, operation, key, PathPrefix=IAM_PATH, **params)
+class FoundUnderPath:
+    """For the IAM kinds sweep looks for: found by listing the job's IAM path (`listing`: the
+    call, its answer's key, the entity's name key, and the call's parameters), then one tag read
+    each (`tags_of`)."""
+
+    listing: ClassVar[tuple[str, str, str, dict[str, str]]]
+
+    def tags_of(self, iam: Any, entity: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def find_tagged(
+        self, aws: Aws, prefix: str, partition: str, skip: Callable[[str], bool]
+    ) -> Iterator[Tagged]:
+        iam = aws.client("iam")
+        operation, key, name_key, params = self.listing
+        entities = pages(iam, operation, key, PathPrefix=IAM_PATH, **params)
+        return find_tagged(entities, name_key, partial(self.tags_of, iam), prefix, skip)

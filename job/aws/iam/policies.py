@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from functools import partial
 from typing import Any, ClassVar
 
@@ -15,7 +15,6 @@ from job.aws.handler import (
     Presence,
     Scope,
     Subject,
-    Tagged,
     Target,
     judge_tags,
     refused_means_not_created,
@@ -32,11 +31,10 @@ from job.aws.iam.common import (
     remove_all,
     unless_gone,
 )
-from job.aws.iam.listing import find_tagged, under_path
+from job.aws.iam.listing import FoundUnderPath
 from job.aws.iam.roles import inspect_role
 from job.aws.iam.users import inspect_user
 from job.aws.retry import until_consistent
-from job.aws.session import Aws
 from job.naming import IAM_PATH
 from job.vocabulary import ResourceKind
 
@@ -54,7 +52,7 @@ def _entities(iam: Any, arn: str) -> list[tuple[str, dict[str, str]]]:
     return entities
 
 
-class PolicyHandler(NothingToConfigure):
+class PolicyHandler(FoundUnderPath, NothingToConfigure):
     kind: ClassVar[ResourceKind] = ResourceKind.IAM_POLICY
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:CreatePolicy", "iam:TagPolicy"),
@@ -76,6 +74,11 @@ class PolicyHandler(NothingToConfigure):
         "iam:DetachGroupPolicy": Scope.JOB_POLICY_ATTACHMENTS,
         "iam:DetachRolePolicy": Scope.JOB_POLICY_ATTACHMENTS,
     }
+
+    listing = ("list_policies", "Policies", "PolicyName", {"Scope": "Local"})
+
+    def tags_of(self, iam: Any, entity: dict[str, Any]) -> dict[str, Any]:
+        return dict(iam.list_policy_tags(PolicyArn=entity["Arn"]))
 
     def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
@@ -99,18 +102,6 @@ class PolicyHandler(NothingToConfigure):
             return ABSENT
         return judge_tags(
             target, tags, arn, untagged_is_ours=False, what=f"IAM policy {subject.name}"
-        )
-
-    def find_tagged(
-        self, aws: Aws, prefix: str, partition: str, skip: Callable[[str], bool]
-    ) -> Iterator[Tagged]:
-        iam = aws.client("iam")
-        return find_tagged(
-            under_path(iam, "list_policies", "Policies", Scope="Local"),
-            "PolicyName",
-            lambda policy: iam.list_policy_tags(PolicyArn=policy["Arn"]),
-            prefix,
-            skip,
         )
 
     def delete(self, target: Target, subject: Subject) -> None:

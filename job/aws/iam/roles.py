@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -18,7 +18,6 @@ from job.aws.handler import (
     Presence,
     Scope,
     Subject,
-    Tagged,
     Target,
     judge_tags,
     refused_means_not_created,
@@ -37,9 +36,8 @@ from job.aws.iam.common import (
     remove_foreign,
     unless_gone,
 )
-from job.aws.iam.listing import find_tagged, under_path
+from job.aws.iam.listing import FoundUnderPath
 from job.aws.retry import until_consistent
-from job.aws.session import Aws
 from job.naming import IAM_PATH
 from job.vocabulary import ResourceKind
 
@@ -62,7 +60,7 @@ def trust_policy(target: Target) -> dict[str, Any]:
     }
 
 
-class RoleHandler(NothingToConfigure):
+class RoleHandler(FoundUnderPath, NothingToConfigure):
     """A role the job's own principal assumes in verify, to probe with the role's permissions."""
 
     kind: ClassVar[ResourceKind] = ResourceKind.IAM_ROLE
@@ -86,6 +84,12 @@ class RoleHandler(NothingToConfigure):
         "iam:RemoveRoleFromInstanceProfile": Scope.JANITOR_INSTANCE_PROFILES,
     }
 
+    # A leaked role is as bad as a leaked user: whoever its trust lets in gets its rights.
+    listing = ("list_roles", "Roles", "RoleName", {})
+
+    def tags_of(self, iam: Any, entity: dict[str, Any]) -> dict[str, Any]:
+        return dict(iam.list_role_tags(RoleName=entity["RoleName"]))
+
     def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
         params: dict[str, Any] = {
@@ -106,19 +110,6 @@ class RoleHandler(NothingToConfigure):
 
     def inspect(self, target: Target, subject: Subject) -> Found:
         return inspect_role(target, subject.name)
-
-    def find_tagged(
-        self, aws: Aws, prefix: str, partition: str, skip: Callable[[str], bool]
-    ) -> Iterator[Tagged]:
-        """A leaked role is as bad as a leaked user: whoever its trust lets in gets its rights."""
-        iam = aws.client("iam")
-        return find_tagged(
-            under_path(iam, "list_roles", "Roles"),
-            "RoleName",
-            lambda role: iam.list_role_tags(RoleName=role["RoleName"]),
-            prefix,
-            skip,
-        )
 
     def delete(self, target: Target, subject: Subject) -> None:
         # DeleteRole answers DeleteConflict while any of these remain ("you must delete the items

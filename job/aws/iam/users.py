@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from functools import partial
 from typing import Any, ClassVar
 
@@ -14,7 +14,6 @@ from job.aws.handler import (
     Presence,
     Scope,
     Subject,
-    Tagged,
     Target,
     judge_tags,
     refused_means_not_created,
@@ -35,15 +34,14 @@ from job.aws.iam.common import (
     remove_foreign,
     unless_gone,
 )
-from job.aws.iam.listing import find_tagged, under_path
+from job.aws.iam.listing import FoundUnderPath
 from job.aws.retry import until_consistent
-from job.aws.session import Aws
 from job.naming import IAM_PATH
 from job.parallel import fan_out
 from job.vocabulary import ResourceKind
 
 
-class UserHandler(NothingToConfigure):
+class UserHandler(FoundUnderPath, NothingToConfigure):
     kind: ClassVar[ResourceKind] = ResourceKind.IAM_USER
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:CreateUser", "iam:TagUser"),
@@ -79,6 +77,11 @@ class UserHandler(NothingToConfigure):
         "iam:DeleteVirtualMFADevice": Scope.JANITOR_MFA_DEVICES,
     }
 
+    listing = ("list_users", "Users", "UserName", {})
+
+    def tags_of(self, iam: Any, entity: dict[str, Any]) -> dict[str, Any]:
+        return dict(iam.list_user_tags(UserName=entity["UserName"]))
+
     def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
         params: dict[str, Any] = {"UserName": subject.name, "Path": IAM_PATH, "Tags": target.tags()}
@@ -90,18 +93,6 @@ class UserHandler(NothingToConfigure):
 
     def inspect(self, target: Target, subject: Subject) -> Found:
         return inspect_user(target, subject.name)
-
-    def find_tagged(
-        self, aws: Aws, prefix: str, partition: str, skip: Callable[[str], bool]
-    ) -> Iterator[Tagged]:
-        iam = aws.client("iam")
-        return find_tagged(
-            under_path(iam, "list_users", "Users"),
-            "UserName",
-            lambda user: iam.list_user_tags(UserName=user["UserName"]),
-            prefix,
-            skip,
-        )
 
     def delete(self, target: Target, subject: Subject) -> None:
         iam = target.aws.client("iam")
