@@ -83,6 +83,12 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The long sweeps first (in their order): started last, one would keep a test process busy
+    # after the others ran out of tests.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # `timeout`, CI cancellation and IDE stop buttons send SIGTERM, which would kill pytest
     # without teardown and orphan the moto server and the PostgreSQL cluster (pg_ctl detaches

@@ -26,7 +26,7 @@ from job.ledger.models import ResourceState
 from tests.faults import AccountTrust, KillAt, LabelCalls, StrictAws
 from tests.helpers import admin_client, cli_in_fork, invoke, open_store
 
-pytestmark = pytest.mark.usefixtures("aws")
+pytestmark = [pytest.mark.usefixtures("aws"), pytest.mark.slow]
 
 
 def _leftovers(aws: EmulatorCredentials) -> list[str]:

@@ -18,6 +18,7 @@ from tests.faults import CallLog, Crash, CrashAfter, FailAt
 from tests.helpers import EMULATED, leftovers, open_store
 
 REGION = "us-east-1"
+pytestmark = pytest.mark.slow
 # Each sweep below is cut into this many tests (chunk k fails at calls k+1, k+1+CHUNKS, ...),
 # which pytest-xdist spreads over its workers.
 CHUNKS = 3
