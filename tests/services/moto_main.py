@@ -6,8 +6,9 @@ backend parses about 1,300 policy documents, a few tenths of a second. moto's re
 backend it holds anew and then drops them all (BackendDict.reset re-initialises, then clears:
 getmoto/moto#6592), and the next request builds the account's again: twice per test, once for
 nothing. Here an IAM backend's reset is skipped (it is dropped right after, and the next request
-builds a new one), and the policies' JSON is parsed once per process rather than per backend (each
-backend still makes its own policy objects, which attachments change). Written against moto 5.2
+builds a new one), and the AWS-managed policies are made once per account and handed to each new
+backend as a reset leaves them (attached nowhere, untagged: the rest of them a test cannot change,
+as AWS lets nobody change them). Written against moto 5.2
 (pyproject.toml bounds it): if moto changes shape, the server runs unpatched, only slower.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import cache
 from typing import Any
 
 
@@ -29,17 +29,24 @@ def _patch() -> None:
     if backend is None or not hasattr(models, "aws_managed_policies_data"):
         return
 
-    @cache
-    def parsed() -> dict[str, Any]:
-        return dict(json.loads(models.aws_managed_policies_data))
+    made: dict[tuple[str, str], list[Any]] = {}
 
     def init_aws_policies(self: Any) -> list[Any]:
         if not load_iam_aws_managed_policies():
             return []
-        return [
-            models.AWSManagedPolicy.from_data(name, self.account_id, self.region_name, data)
-            for name, data in parsed().items()
-        ]
+        key = (self.account_id, self.region_name)
+        if key not in made:
+            data = json.loads(models.aws_managed_policies_data)
+            made[key] = [
+                models.AWSManagedPolicy.from_data(name, self.account_id, self.region_name, policy)
+                for name, policy in data.items()
+            ]
+        # The same objects for every new backend of the account, as a reset leaves them: what a
+        # test can change on an AWS-managed policy is how often it is attached, and its tags.
+        for policy in made[key]:
+            policy.attachment_count = 0
+            policy.tags = {}
+        return list(made[key])
 
     backend._init_aws_policies = init_aws_policies
     backend.reset = lambda self: None
