@@ -23,34 +23,15 @@ LISTING_PERMISSIONS: Mapping[str, Scope] = {
 }
 
 
-def find_tagged(
-    entities: Iterator[dict[str, Any]],
-    name_key: str,
-    tags_of: Callable[[dict[str, Any]], dict[str, Any]],
-    prefix: str,
-    skip: Callable[[str], bool],
-) -> Iterator[Tagged]:
-    """The entities a listing under the job's path found (`entities`, page by page) whose name
-    starts with `prefix` and that `skip` does not account for, with their tags (`tags_of`, one
-    call each); one gone since the listing is left out."""
-    for entity in entities:
-        name = entity[name_key]
-        # Another prefix's resources are another job's (and outside this runner's policy).
-        if not name.startswith(f"{prefix}-") or skip(name):
-            continue
-        answer = unless_gone(lambda: tags_of(entity))  # noqa: B023 - called at once
-        if answer is not None:
-            yield Tagged(name, entity["Arn"], tag_dict(answer["Tags"]), entity["CreateDate"])
-
-
 class FoundUnderPath:
     """For the IAM kinds sweep looks for: found by listing the job's IAM path (`listing`: the
-    call, its answer's key, the entity's name key, and the call's parameters), then one tag read
-    each (`tags_of`)."""
+    call, its answer's key, the entity's name key, and the call's parameters), then one read of
+    each one's tags (`tags_of`), only for those under the prefix that `skip` does not account
+    for; one gone since the listing is left out."""
 
     listing: ClassVar[tuple[str, str, str, dict[str, str]]]
 
-    def tags_of(self, iam: Any, entity: dict[str, Any]) -> dict[str, Any]:
+    def tags_of(self, iam: Any, entity: dict[str, Any]) -> list[dict[str, Any]]:
         raise NotImplementedError
 
     def find_tagged(
@@ -58,5 +39,11 @@ class FoundUnderPath:
     ) -> Iterator[Tagged]:
         iam = aws.client("iam")
         operation, key, name_key, params = self.listing
-        entities = pages(iam, operation, key, PathPrefix=IAM_PATH, **params)
-        return find_tagged(entities, name_key, partial(self.tags_of, iam), prefix, skip)
+        for entity in pages(iam, operation, key, PathPrefix=IAM_PATH, **params):
+            name = entity[name_key]
+            # Another prefix's resources are another job's (and outside this runner's policy).
+            if not name.startswith(f"{prefix}-") or skip(name):
+                continue
+            tags = unless_gone(partial(self.tags_of, iam, entity))
+            if tags is not None:
+                yield Tagged(name, entity["Arn"], tag_dict(tags), entity["CreateDate"])

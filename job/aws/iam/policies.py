@@ -77,8 +77,8 @@ class PolicyHandler(FoundUnderPath, NothingToConfigure):
 
     listing = ("list_policies", "Policies", "PolicyName", {"Scope": "Local"})
 
-    def tags_of(self, iam: Any, entity: dict[str, Any]) -> dict[str, Any]:
-        return dict(iam.list_policy_tags(PolicyArn=entity["Arn"]))
+    def tags_of(self, iam: Any, entity: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(iam.list_policy_tags(PolicyArn=entity["Arn"])["Tags"])
 
     def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")

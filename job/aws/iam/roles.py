@@ -87,8 +87,8 @@ class RoleHandler(FoundUnderPath, NothingToConfigure):
     # A leaked role is as bad as a leaked user: whoever its trust lets in gets its rights.
     listing = ("list_roles", "Roles", "RoleName", {})
 
-    def tags_of(self, iam: Any, entity: dict[str, Any]) -> dict[str, Any]:
-        return dict(iam.list_role_tags(RoleName=entity["RoleName"]))
+    def tags_of(self, iam: Any, entity: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(iam.list_role_tags(RoleName=entity["RoleName"])["Tags"])
 
     def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")

@@ -79,8 +79,8 @@ class UserHandler(FoundUnderPath, NothingToConfigure):
 
     listing = ("list_users", "Users", "UserName", {})
 
-    def tags_of(self, iam: Any, entity: dict[str, Any]) -> dict[str, Any]:
-        return dict(iam.list_user_tags(UserName=entity["UserName"]))
+    def tags_of(self, iam: Any, entity: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(iam.list_user_tags(UserName=entity["UserName"])["Tags"])
 
     def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
