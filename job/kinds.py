@@ -6,7 +6,7 @@ declarations, and none of them names a kind of its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -111,8 +111,9 @@ def needs(resources: Sequence[_Resource]) -> dict[str, list[str]]:
     scenario called things."""
     by_name: dict[tuple[ResourceKind, str], list[str]] = {}
     for resource in resources:
-        names = {resource.name, getattr(resource, "physical_id", None) or resource.name}
-        for name in names:
+        # A created row is named by its ARN too (an attachment names its policy so).
+        physical_id: str | None = getattr(resource, "physical_id", None)
+        for name in {resource.name, physical_id or resource.name}:
             by_name.setdefault((ResourceKind(resource.kind), name), []).append(
                 resource.logical_name
             )
@@ -139,16 +140,21 @@ def teardown_needs(rows: Sequence[_Resource]) -> dict[str, set[str]]:
     return blockers
 
 
-def carrier(resource: R, candidates: Iterable[R]) -> R | None:
-    """The resource whose delete takes `resource` with it (its bucket), among `candidates`."""
-    reference = KINDS[ResourceKind(resource.kind)].carried_by
-    if reference is None:
-        return None
-    value = (resource.attributes or {}).get(reference.attribute)
-    return next(
-        (c for c in candidates if c.kind == reference.kind and c.name == value),
-        None,
-    )
+def carried(resources: Sequence[R]) -> list[tuple[R, R]]:
+    """(carrier, carried): each resource among `resources` that another one's delete takes with
+    it (an object, its bucket's), with that one. A resource whose carrier is not among them (a
+    bucket that is not the run's) is carried by nothing."""
+    by_name = {(ResourceKind(r.kind), r.name): r for r in resources}
+    pairs = []
+    for resource in resources:
+        reference = KINDS[ResourceKind(resource.kind)].carried_by
+        if reference is None:
+            continue
+        name = str((resource.attributes or {}).get(reference.attribute, ""))
+        carrier = by_name.get((reference.kind, name))
+        if carrier is not None:
+            pairs.append((carrier, resource))
+    return pairs
 
 
 def with_verify_kinds(kinds: set[ResourceKind]) -> set[ResourceKind]:

@@ -17,7 +17,7 @@ from job.aws.handler import Target
 from job.aws.session import Aws
 from job.config import DEFAULT_CONCURRENCY
 from job.errors import AwsError
-from job.kinds import carrier, teardown_needs
+from job.kinds import carried, teardown_needs
 from job.ledger.models import Phase, Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.parallel import run_graph
@@ -81,12 +81,10 @@ def _carried_objects(rows: list[Resource]) -> dict[int, list[Resource]]:
     deleting one of the run's buckets deletes every object in it (every version), so its
     objects' rows need no calls of their own: they are settled once their bucket's deletion is
     (`_settle`)."""
-    carried: dict[int, list[Resource]] = {}
-    for row in rows:
-        carrying = carrier(row, rows)
-        if carrying is not None:
-            carried.setdefault(carrying.id, []).append(row)
-    return carried
+    by_carrier: dict[int, list[Resource]] = {}
+    for carrier, row in carried(rows):
+        by_carrier.setdefault(carrier.id, []).append(row)
+    return by_carrier
 
 
 def _settle(

@@ -12,7 +12,7 @@ from job.aws.handler import Scope
 from job.aws.kinds import HANDLERS, _check
 from job.kinds import (
     KINDS,
-    carrier,
+    carried,
     needs,
     sweep_kinds,
     sweep_waves,
@@ -73,10 +73,9 @@ def test_teardown_deletes_what_hangs_off_a_resource_before_it() -> None:
 
 def test_an_object_goes_with_its_bucket_and_nothing_else_is_carried() -> None:
     bucket, obj = ROWS[0], ROWS[1]
-    assert carrier(obj, ROWS) is bucket
-    assert [row for row in ROWS if carrier(row, ROWS) is not None] == [obj]
+    assert carried(ROWS) == [(bucket, obj)]
     # A bucket that is not the run's (no row) carries nothing away.
-    assert carrier(obj, ROWS[2:]) is None
+    assert carried(ROWS[1:]) == []
 
 
 def test_verify_adds_keys_for_users_and_revocations_for_roles() -> None:
