@@ -689,7 +689,7 @@ def main(argv: list[str] | None = None, *, call_hooks: Sequence[CallHook] = ()) 
                 cli.invoke(ctx)
         finally:
             app.close()
-        code = int(ExitCode.DONE)
+        code: int = ExitCode.DONE
     except click.exceptions.Exit as done:
         code = done.exit_code
     except click.exceptions.NoArgsIsHelpError as error:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 from job.errors import BadInput
 
@@ -187,7 +187,10 @@ def _or_default(value: str | None, default: str) -> str:
     return default if value is None else value
 
 
-def _choice(kind: type[enum.Enum], value: str, what: str) -> Any:
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _choice(kind: type[E], value: str, what: str) -> E:
     try:
         return kind(value)
     except ValueError:

@@ -239,6 +239,7 @@ class _Verification:
         # process: deleted without asking AWS whose they are (leftovers of earlier ones are not).
         self.created_here = created_here if created_here is not None else CreatedHere()
         self.scenario = scenario
+        self.naming = naming_of(run)
         self.expectations = scenario.expectations
         self.concurrency = concurrency
         self.measure_revocation = measure_revocation
@@ -526,7 +527,7 @@ class _Verification:
             self.attempt,
             principal=expectation.principal,
             action=expectation.action,
-            resource=expectation.resource_arn(naming_of(self.run)),
+            resource=expectation.resource_arn(self.naming),
             expected=expectation.expected,
             actual=actual,
             detail=detail,
