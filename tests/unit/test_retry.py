@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from job.aws.retry import delete_clearing, until_consistent
+from job.aws.retry import delete_clearing, until_consistent, until_refused, while_unseen
 
 
 class FakeClock:
@@ -158,3 +158,50 @@ def test_any_other_error_is_raised_before_any_clearing() -> None:
             deletes.delete, deletes.clearing("usual"), refused="DeleteConflict", what="user u"
         )
     assert deletes.cleared == []
+
+
+def test_a_lookup_looks_once_more_at_the_deadline() -> None:
+    """Teardown's "not there" is final only when the window has passed: a resource AWS shows
+    from 2.9 s of a 3 s window is found, not taken for gone at 1.5 s."""
+    clock = FakeClock()
+    answer = while_unseen(
+        lambda: "found" if clock() >= 2.9 else "absent",
+        lambda seen: seen == "absent",
+        timeout=timedelta(seconds=3),
+        what="a bucket",
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert answer == "found"
+    assert clock.sleeps == [0.5, 1.0, 1.5]
+
+
+def test_a_revocation_is_timed_up_to_the_deadline_and_no_further() -> None:
+    clock = FakeClock()
+
+    def refused_from(moment: float):
+        def call() -> None:
+            if clock() >= moment:
+                raise ClientError({"Error": {"Code": "InvalidClientTokenId", "Message": ""}}, "Op")
+
+        return call
+
+    seconds = until_refused(
+        refused_from(2.9),
+        refused={"InvalidClientTokenId"},
+        timeout=timedelta(seconds=3),
+        what="a deleted key",
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert seconds == 3.0  # asked at 0, 0.25, 0.75, 1.75 and, cut short, at the deadline
+    clock = FakeClock()
+    never = until_refused(
+        refused_from(99),
+        refused={"InvalidClientTokenId"},
+        timeout=timedelta(seconds=3),
+        what="a deleted key",
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert never is None and clock.now == 3.0
