@@ -2,14 +2,14 @@
 less work at each reset (the suite resets it before every test).
 
 With AWS's managed policies loaded (MOTO_IAM_LOAD_MANAGED_POLICIES), building an account's IAM
-backend parses about 1,300 policy documents, a few tenths of a second. moto's reset builds every
+backend makes about 1,300 policy objects, a few tenths of a second. moto's reset builds every
 backend it holds anew and then drops them all (BackendDict.reset re-initialises, then clears:
 getmoto/moto#6592), and the next request builds the account's again: twice per test, once for
 nothing. Here an IAM backend's reset is skipped (it is dropped right after, and the next request
 builds a new one), and the AWS-managed policies are made once per account and handed to each new
 backend as a reset leaves them (attached nowhere, untagged: the rest of them a test cannot change,
-as AWS lets nobody change them). Written against moto 5.2
-(pyproject.toml bounds it): if moto changes shape, the server runs unpatched, only slower.
+as AWS lets nobody change them). Written against moto 5.2 (pyproject.toml bounds it): if moto
+changes shape, the server runs unpatched, only slower.
 """
 
 from __future__ import annotations
