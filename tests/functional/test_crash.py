@@ -154,6 +154,7 @@ def _sweep_one_call_at_a_time(
     )
     assert killed == [index for index in share for _ in range(2)], "every call of the share"
     kills = Path(labels).read_text().splitlines() if killed else []
+    assert len(kills) == len(killed), "every kill said which call it was"
     for kill in kills:
         _, index, label = kill.split(" ", 2)
         assert label == calls[int(index) - 1], f"{kill}: the run that nothing killed made {calls}"
