@@ -7,10 +7,84 @@ declarations, and none of them names a kind of its own.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Protocol, Self, TypeVar
 
 from job.vocabulary import ResourceKind
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attributes:
+    """What a resource of a kind needs beyond its name, as the scenario compiles it, the ledger
+    keeps it (a JSON column) and the kind's handler reads it: one dataclass per kind."""
+
+    def to_json(self) -> dict[str, Any]:
+        """For the ledger and `--output json`: a field left unset (None) is left out, so that
+        a row says only what was chosen."""
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any] | None) -> Self:
+        """A ledger row's JSON as the kind's attributes. A key the kind no longer reads (a row
+        an older job wrote) is passed over; a required one missing is a TypeError naming it."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in (data or {}).items() if name in known})
+
+
+@dataclass(frozen=True, kw_only=True)
+class BucketAttributes(Attributes):
+    # The job's bucket policy refuses every request not made over TLS (job.scenario.RunOptions).
+    require_tls: bool = True
+    # Every key the run may write into it, so teardown deletes them without listing the
+    # bucket. None: a row from before they were recorded, or one sweep found: listed and emptied.
+    keys: list[str] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectAttributes(Attributes):
+    bucket: str
+    key: str
+    body: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrincipalAttributes(Attributes):
+    """A user's or a role's: the ARN of the policy set as its permissions boundary, if any."""
+
+    permissions_boundary: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyAttributes(Attributes):
+    document: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserPolicyAttachmentAttributes(Attributes):
+    user_name: str
+    policy_arn: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccessKeyAttributes(Attributes):
+    user_name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolePolicyAttachmentAttributes(Attributes):
+    role_name: str
+    policy_arn: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionRevocationAttributes(Attributes):
+    role_name: str
+    # Sessions issued before this moment (ISO 8601, UTC, whole seconds) are refused.
+    issued_before: str
+
+
+A = TypeVar("A", bound=Attributes)
 
 
 @dataclass(frozen=True)
@@ -25,6 +99,7 @@ class Reference:
 @dataclass(frozen=True)
 class Kind:
     kind: ResourceKind
+    attributes: type[Attributes]
     # What must exist before it is made, and outlive it: made after these, deleted before them.
     hangs_off: tuple[Reference, ...] = ()
     # Deleting that one takes this one with it (an object goes with its bucket): teardown
@@ -45,14 +120,19 @@ class Kind:
 KINDS: dict[ResourceKind, Kind] = {
     kind.kind: kind
     for kind in (
-        Kind(ResourceKind.S3_BUCKET, sweep_wave=2),
-        Kind(ResourceKind.S3_OBJECT, carried_by=Reference(ResourceKind.S3_BUCKET, "bucket")),
+        Kind(ResourceKind.S3_BUCKET, BucketAttributes, sweep_wave=2),
+        Kind(
+            ResourceKind.S3_OBJECT,
+            ObjectAttributes,
+            carried_by=Reference(ResourceKind.S3_BUCKET, "bucket"),
+        ),
         # Users and roles are swept first: deleting them detaches the policies (a role's delete
         # takes its inline policies and instance profiles off too), which can then go.
-        Kind(ResourceKind.IAM_USER, sweep_wave=0),
-        Kind(ResourceKind.IAM_POLICY, sweep_wave=1),
+        Kind(ResourceKind.IAM_USER, PrincipalAttributes, sweep_wave=0),
+        Kind(ResourceKind.IAM_POLICY, PolicyAttributes, sweep_wave=1),
         Kind(
             ResourceKind.IAM_USER_POLICY_ATTACHMENT,
+            UserPolicyAttachmentAttributes,
             hangs_off=(
                 Reference(ResourceKind.IAM_USER, "user_name"),
                 Reference(ResourceKind.IAM_POLICY, "policy_arn"),
@@ -60,12 +140,14 @@ KINDS: dict[ResourceKind, Kind] = {
         ),
         Kind(
             ResourceKind.IAM_ACCESS_KEY,
+            AccessKeyAttributes,
             hangs_off=(Reference(ResourceKind.IAM_USER, "user_name"),),
             made_by_verify_for=ResourceKind.IAM_USER,
         ),
-        Kind(ResourceKind.IAM_ROLE, sweep_wave=0),
+        Kind(ResourceKind.IAM_ROLE, PrincipalAttributes, sweep_wave=0),
         Kind(
             ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
+            RolePolicyAttachmentAttributes,
             hangs_off=(
                 Reference(ResourceKind.IAM_ROLE, "role_name"),
                 Reference(ResourceKind.IAM_POLICY, "policy_arn"),
@@ -74,13 +156,48 @@ KINDS: dict[ResourceKind, Kind] = {
         # Put on a role only by verify --measure-revocation, and taken off again by it.
         Kind(
             ResourceKind.IAM_ROLE_SESSION_REVOCATION,
+            SessionRevocationAttributes,
             hangs_off=(Reference(ResourceKind.IAM_ROLE, "role_name"),),
             made_by_verify_for=ResourceKind.IAM_ROLE,
         ),
     )
 }
-if set(KINDS) != set(ResourceKind):
-    raise ImportError(f"resource kinds without a declaration: {set(ResourceKind) - set(KINDS)}")
+
+
+def _check(kinds: Mapping[ResourceKind, Kind]) -> None:
+    """At import: every kind is declared, and every reference names a field of the referring
+    kind's attributes (a renamed field would otherwise silently drop an order)."""
+    if set(kinds) != set(ResourceKind):
+        raise ImportError(f"resource kinds without a declaration: {set(ResourceKind) - set(kinds)}")
+    for kind in kinds.values():
+        known = {f.name for f in fields(kind.attributes)}
+        for reference in kind.references():
+            if reference.attribute not in known:
+                raise ImportError(
+                    f"{kind.kind} refers to {reference.kind} by {reference.attribute!r},"
+                    f" which {kind.attributes.__name__} does not have"
+                )
+
+
+_check(KINDS)
+
+
+def attributes_of(resource: _Resource) -> Attributes:
+    """A scenario's resource's attributes, or a ledger row's JSON read as its kind's."""
+    if isinstance(resource.attributes, Attributes):
+        return resource.attributes
+    return KINDS[ResourceKind(resource.kind)].attributes.of(resource.attributes)
+
+
+def read_as(attributes: Attributes | None, kind: type[A]) -> A:
+    """`attributes` as the kind's own, as its handler reads them; None (nothing known but a
+    resource's name, as sweep finds it): the kind's defaults, so a kind with required attributes
+    cannot be acted on by name alone."""
+    if attributes is None:
+        return kind.of(None)
+    if not isinstance(attributes, kind):
+        raise TypeError(f"{kind.__name__} expected, not {type(attributes).__name__}")
+    return attributes
 
 
 def _named(value: str) -> set[str]:
@@ -119,10 +236,10 @@ def needs(resources: Sequence[_Resource]) -> dict[str, list[str]]:
             )
     found: dict[str, list[str]] = {}
     for resource in resources:
-        attributes: Mapping[str, Any] = resource.attributes or {}
+        attributes = attributes_of(resource)
         wanted: list[str] = []
         for reference in KINDS[ResourceKind(resource.kind)].references():
-            for name in sorted(_named(str(attributes.get(reference.attribute, "")))):
+            for name in sorted(_named(str(getattr(attributes, reference.attribute)))):
                 for logical_name in by_name.get((reference.kind, name), []):
                     if logical_name != resource.logical_name and logical_name not in wanted:
                         wanted.append(logical_name)
@@ -150,7 +267,7 @@ def carried(resources: Sequence[R]) -> list[tuple[R, R]]:
         reference = KINDS[ResourceKind(resource.kind)].carried_by
         if reference is None:
             continue
-        name = str((resource.attributes or {}).get(reference.attribute, ""))
+        name = str(getattr(attributes_of(resource), reference.attribute))
         carrier = by_name.get((reference.kind, name))
         if carrier is not None:
             pairs.append((carrier, resource))

@@ -244,7 +244,7 @@ def scenario_dict(scenario: Scenario, naming: Naming) -> dict[str, Any]:
                 "logical_name": spec.logical_name,
                 "name": spec.name,
                 "needs": list(spec.needs),
-                "attributes": spec.attributes,
+                "attributes": spec.attributes.to_json(),
             }
             for spec in scenario.resources
         ],

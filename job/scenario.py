@@ -12,10 +12,11 @@ ones at once); teardown deletes each once nothing that needs it is left; verify 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from job.config import MAX_PREFIX_LENGTH
+from job.kinds import Attributes
 from job.naming import RUN_ID_LENGTH, RUN_ID_PATTERN, Naming
 from job.vocabulary import ResourceKind, Verdict
 
@@ -43,7 +44,7 @@ class ResourceSpec:
     kind: ResourceKind
     logical_name: str
     name: str
-    attributes: dict[str, Any] = field(default_factory=dict)
+    attributes: Attributes
     # Logical names of what must exist before this can be created (and must outlive it).
     needs: tuple[str, ...] = ()
 

@@ -36,7 +36,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from job.errors import BadInput
-from job.kinds import needs, with_verify_kinds
+from job.kinds import (
+    BucketAttributes,
+    ObjectAttributes,
+    PolicyAttributes,
+    PrincipalAttributes,
+    RolePolicyAttachmentAttributes,
+    UserPolicyAttachmentAttributes,
+    needs,
+    with_verify_kinds,
+)
 from job.naming import Naming
 from job.scenario import (
     LOGICAL_NAME_PATTERN,
@@ -585,7 +594,7 @@ def compile_scenario(
                 ResourceKind.S3_BUCKET,
                 bucket,
                 real(bucket),
-                {"require_tls": options.require_tls, "keys": written[bucket]},
+                BucketAttributes(require_tls=options.require_tls, keys=written[bucket]),
             )
         )
         for key, body in (spec.get("objects") or {}).items():
@@ -594,14 +603,9 @@ def compile_scenario(
                     ResourceKind.S3_OBJECT,
                     f"{bucket}/{key}",
                     key,
-                    {"bucket": real(bucket), "key": key, "body": body},
+                    ObjectAttributes(bucket=real(bucket), key=key, body=body),
                 )
             )
-    boundary = (
-        {"permissions_boundary": options.permissions_boundary}
-        if options.permissions_boundary
-        else {}
-    )
     principals: list[tuple[str, str, list[Mapping[str, Any]]]] = [
         (section, name, principal.get("policy") or [])
         for section in ("users", "roles")
@@ -609,7 +613,8 @@ def compile_scenario(
     ]
     for section, name, _ in principals:
         kind = ResourceKind.IAM_USER if section == "users" else ResourceKind.IAM_ROLE
-        specs.append(ResourceSpec(kind, name, real(name), dict(boundary)))
+        boundary = PrincipalAttributes(permissions_boundary=options.permissions_boundary)
+        specs.append(ResourceSpec(kind, name, real(name), boundary))
     for section, name, statements in principals:
         if not statements:  # a deny-only principal: nothing to attach
             continue
@@ -633,27 +638,32 @@ def compile_scenario(
                 ResourceKind.IAM_POLICY,
                 f"{name}-policy",
                 real(name),
-                {
-                    "document": document_,
-                    "description": f"job run {naming.run_id}: the policy of {section[:-1]} {name}",
-                },
+                PolicyAttributes(
+                    document=document_,
+                    description=f"job run {naming.run_id}: the policy of {section[:-1]} {name}",
+                ),
             )
         )
     for section, name, statements in principals:
         if not statements:
             continue
         policy_arn = naming.iam_arn("policy", real(name))
+        attachment: ResourceSpec
         if section == "users":
-            kind, attributes = (
+            attachment = ResourceSpec(
                 ResourceKind.IAM_USER_POLICY_ATTACHMENT,
-                {"user_name": real(name), "policy_arn": policy_arn},
+                f"{name}-attachment",
+                real(name),
+                UserPolicyAttachmentAttributes(user_name=real(name), policy_arn=policy_arn),
             )
         else:
-            kind, attributes = (
+            attachment = ResourceSpec(
                 ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
-                {"role_name": real(name), "policy_arn": policy_arn},
+                f"{name}-attachment",
+                real(name),
+                RolePolicyAttachmentAttributes(role_name=real(name), policy_arn=policy_arn),
             )
-        specs.append(ResourceSpec(kind, f"{name}-attachment", real(name), attributes))
+        specs.append(attachment)
     expectations = []
     for cell in document["expect"]:
         resource: str = cell["resource"]

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Protocol
 from botocore.exceptions import ClientError
 
 from job.aws.session import Aws, is_denial
+from job.kinds import A, Attributes, read_as
 from job.naming import iam_arn
 from job.vocabulary import ResourceKind
 
@@ -71,8 +72,12 @@ class Subject:
     name: str
     # What AWS calls it (an ARN, an access key id): None until a create has answered.
     physical_id: str | None = None
-    # What the kind needs beyond the name: a bucket and key, a user and policy ARN, a document.
-    attributes: Mapping[str, Any] = field(default_factory=dict)
+    # What the kind needs beyond the name (job.kinds: a bucket and key, a user and policy ARN, a
+    # document). None: nothing is known but the name (a resource sweep found).
+    attributes: Attributes | None = None
+
+    def attributes_as(self, kind: type[A]) -> A:
+        return read_as(self.attributes, kind)
 
 
 class Presence(enum.Enum):

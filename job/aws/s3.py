@@ -29,6 +29,7 @@ from job.aws.handler import (
 from job.aws.retry import delete_clearing, until_consistent
 from job.aws.session import Aws, error_code
 from job.errors import NotOurs
+from job.kinds import BucketAttributes, ObjectAttributes
 from job.naming import s3_arn
 from job.parallel import fan_out
 from job.scenario import JOB_BUCKET_NAME
@@ -308,7 +309,7 @@ class BucketHandler:
                 },
             ),
         ]
-        if subject.attributes.get("require_tls", True):
+        if subject.attributes_as(BucketAttributes).require_tls:
             policy = json.dumps(tls_only_policy(target, bucket))
             settings.append((s3.put_bucket_policy, {"Policy": policy}))
         return [partial(on_new_bucket, target, bucket, call, **params) for call, params in settings]
@@ -340,7 +341,7 @@ class BucketHandler:
         were recorded is emptied first, as S3 requires."""
         s3 = target.aws.client("s3")
         bucket = subject.name
-        keys = subject.attributes.get("keys")
+        keys = subject.attributes_as(BucketAttributes).keys
         empty = partial(self._empty, s3, bucket)
         try:
             if keys is None:
@@ -398,20 +399,22 @@ class ObjectHandler(NothingToConfigure):
     }
 
     def create(self, target: Target, subject: Subject) -> Created:
-        bucket, key = subject.attributes["bucket"], subject.attributes["key"]
+        attributes = subject.attributes_as(ObjectAttributes)
+        bucket, key = attributes.bucket, attributes.key
         with refused_means_not_created():
             on_new_bucket(
                 target,
                 bucket,
                 target.aws.client("s3").put_object,
                 Key=key,
-                Body=str(subject.attributes.get("body", "")).encode(),
+                Body=attributes.body.encode(),
                 ExpectedBucketOwner=target.account_id,
             )
         return Created(bucket_arn(target, bucket, key))
 
     def inspect(self, target: Target, subject: Subject) -> Found:
-        bucket, key = subject.attributes["bucket"], subject.attributes["key"]
+        attributes = subject.attributes_as(ObjectAttributes)
+        bucket, key = attributes.bucket, attributes.key
         # Asked beside the bucket's own questions; its answer counts only if the bucket is ours.
         head: list[ClientError | None] = []
         s3 = target.aws.client("s3")
@@ -431,11 +434,8 @@ class ObjectHandler(NothingToConfigure):
 
     def delete(self, target: Target, subject: Subject) -> None:
         try:
-            _delete_versions(
-                target.aws.client("s3"),
-                subject.attributes["bucket"],
-                prefix=subject.attributes["key"],
-            )
+            attributes = subject.attributes_as(ObjectAttributes)
+            _delete_versions(target.aws.client("s3"), attributes.bucket, prefix=attributes.key)
         except ClientError as error:
             if error_code(error) not in BUCKET_GONE:
                 raise

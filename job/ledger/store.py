@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from job.errors import BadInput, LedgerError, first_line
+from job.kinds import Attributes
 from job.ledger.models import (
     Check,
     Outcome,
@@ -210,14 +211,14 @@ class Store:
         kind: ResourceKind,
         logical_name: str,
         name: str,
-        attributes: dict[str, Any],
+        attributes: Attributes,
     ) -> Resource:
         """Write-ahead: the resource is in the ledger before the call that creates it."""
         row = Resource(
             kind=kind,
             logical_name=logical_name,
             name=name,
-            attributes=attributes,
+            attributes=attributes.to_json(),
             state=ResourceState.PENDING,
         )
         run.resources.append(row)

@@ -15,6 +15,7 @@ from job.aws.kinds import handler_for
 from job.aws.retry import while_unseen
 from job.aws.session import AWS_ERRORS, Aws, describe_aws_error
 from job.errors import AwsError, JobError, LedgerError
+from job.kinds import attributes_of
 from job.ledger.models import (
     Outcome,
     Phase,
@@ -73,7 +74,7 @@ class CreatedHere:
 def subject_of(row: Resource) -> Subject:
     """What a handler's verbs need of a ledger row. They return what they learn (Created, Found),
     and the phase writes that into the row: the AWS layer never sees the ledger."""
-    return Subject(name=row.name, physical_id=row.physical_id, attributes=dict(row.attributes))
+    return Subject(name=row.name, physical_id=row.physical_id, attributes=attributes_of(row))
 
 
 def naming_of(run: Run) -> Naming:

@@ -15,6 +15,7 @@ from job.aws.kinds import handler_for
 from job.aws.session import Aws
 from job.config import DEFAULT_CONCURRENCY
 from job.errors import BadInput, NotOurs
+from job.kinds import attributes_of
 from job.ledger.models import Phase, Resource, ResourceState, Run, RunStatus
 from job.ledger.store import Store
 from job.naming import new_run_id
@@ -197,7 +198,8 @@ def _recorded(store: Store, run: Run, spec: ResourceSpec) -> Resource | None:
             for other in run.resources
             if other.kind == spec.kind
             and other.name == spec.name
-            and (other.attributes or {}).get("bucket") == spec.attributes.get("bucket")
+            and getattr(attributes_of(other), "bucket", None)
+            == getattr(spec.attributes, "bucket", None)
         ),
         None,
     )

@@ -54,6 +54,7 @@ from job.aws.retry import until_consistent, until_refused
 from job.aws.session import AWS_ERRORS, DENIED, Aws, describe_aws_error, error_code, is_denial
 from job.config import DEFAULT_CONCURRENCY
 from job.errors import AwsError, BadInput, LedgerError
+from job.kinds import AccessKeyAttributes, SessionRevocationAttributes, attributes_of, read_as
 from job.ledger.models import (
     Check,
     Outcome,
@@ -252,14 +253,15 @@ class _Verification:
         self.leftover_keys: dict[str, list[Resource]] = {}
         for row in run.resources:
             if row.kind == ResourceKind.IAM_ACCESS_KEY and row.state is not ResourceState.DELETED:
-                self.leftover_keys.setdefault(row.attributes.get("user_name", ""), []).append(row)
+                user_name = read_as(attributes_of(row), AccessKeyAttributes).user_name
+                self.leftover_keys.setdefault(user_name, []).append(row)
         # A principal's permissions are in force from its policy attachment's creation, or the
         # user's or role's if that came later: when the ledger marked each created, as AWS
         # answered. Read here, before the worker threads start adding rows to the run.
-        attachments = (
-            ResourceKind.IAM_USER_POLICY_ATTACHMENT,
-            ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
-        )
+        attachments = {
+            ResourceKind.IAM_USER_POLICY_ATTACHMENT: "user_name",
+            ResourceKind.IAM_ROLE_POLICY_ATTACHMENT: "role_name",
+        }
         self.policy_since: dict[str, datetime] = {
             principal: max(
                 [
@@ -269,8 +271,7 @@ class _Verification:
                         for other in run.resources
                         if other.kind in attachments
                         and other.state is ResourceState.CREATED
-                        and row.name
-                        in (other.attributes.get("role_name"), other.attributes.get("user_name"))
+                        and row.name == getattr(attributes_of(other), attachments[other.kind])
                     ),
                 ]
             )
@@ -424,7 +425,7 @@ class _Verification:
             kind=ResourceKind.IAM_ACCESS_KEY,
             logical_name=f"{principal}-key-{self.attempt.id}",
             name=f"access key of {user.name}",
-            attributes={"user_name": user.name},
+            attributes=AccessKeyAttributes(user_name=user.name),
         )
         self.keys[principal] = row
         key = self._create_key(row)
@@ -435,11 +436,12 @@ class _Verification:
         )
 
     def _create_key(self, row: Resource) -> ProbeKey:
+        user_name = read_as(attributes_of(row), AccessKeyAttributes).user_name
         created = create_recorded(
             self.store,
             self.target,
             row,
-            f"creating an access key for {row.attributes['user_name']}",
+            f"creating an access key for {user_name}",
             self.created_here,
         )
         assert created.secret is not None
@@ -607,12 +609,10 @@ class _Verification:
             kind=ResourceKind.IAM_ROLE_SESSION_REVOCATION,
             logical_name=f"{principal}-revocation-{self.attempt.id}",
             name=REVOKE_SESSIONS_POLICY,
-            attributes={
-                "role_name": role.name,
-                "issued_before": (issued_before + timedelta(seconds=1)).strftime(
-                    "%Y-%m-%dT%H:%M:%SZ"
-                ),
-            },
+            attributes=SessionRevocationAttributes(
+                role_name=role.name,
+                issued_before=(issued_before + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            ),
         )
         try:
             create_recorded(

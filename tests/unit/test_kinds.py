@@ -12,13 +12,22 @@ from job.aws.handler import Scope
 from job.aws.kinds import HANDLERS, _check
 from job.kinds import (
     KINDS,
+    AccessKeyAttributes,
+    BucketAttributes,
+    Kind,
+    ObjectAttributes,
+    PrincipalAttributes,
+    Reference,
+    attributes_of,
     carried,
     needs,
+    read_as,
     sweep_kinds,
     sweep_waves,
     teardown_needs,
     with_verify_kinds,
 )
+from job.kinds import _check as check_kinds
 from job.vocabulary import ResourceKind
 
 
@@ -129,3 +138,42 @@ def test_a_kind_sweep_looks_for_must_be_findable() -> None:
 
     with pytest.raises(ImportError, match="iam_role is swept"):
         _check({**HANDLERS, ResourceKind.IAM_ROLE: Unfindable()})  # type: ignore[dict-item]
+
+
+def test_a_reference_by_an_attribute_the_kind_does_not_have_is_refused() -> None:
+    """A field renamed in an attributes class would otherwise drop an order without a sound."""
+    renamed = Kind(
+        ResourceKind.IAM_ACCESS_KEY,
+        AccessKeyAttributes,
+        hangs_off=(Reference(ResourceKind.IAM_USER, "user"),),
+    )
+    with pytest.raises(ImportError, match=r"iam_user by 'user'.*AccessKeyAttributes"):
+        check_kinds({**KINDS, ResourceKind.IAM_ACCESS_KEY: renamed})
+    with pytest.raises(ImportError, match="s3_object"):
+        check_kinds({k: v for k, v in KINDS.items() if k is not ResourceKind.S3_OBJECT})
+
+
+def test_attributes_go_to_the_ledger_as_json_and_come_back_typed() -> None:
+    bucket = BucketAttributes(require_tls=False, keys=["a.txt"])
+    assert bucket.to_json() == {"require_tls": False, "keys": ["a.txt"]}
+    assert BucketAttributes.of(bucket.to_json()) == bucket
+    # Unset fields are left out, so a row says only what was chosen.
+    assert PrincipalAttributes().to_json() == {}
+    # A key an older job wrote and this one no longer reads is passed over.
+    assert ObjectAttributes.of({"bucket": "b", "key": "k", "etag": "x"}) == ObjectAttributes(
+        bucket="b", key="k"
+    )
+    with pytest.raises(TypeError, match="key"):
+        ObjectAttributes.of({"bucket": "b"})
+
+
+def test_a_row_is_read_as_its_own_kinds_attributes() -> None:
+    row = Row(ResourceKind.IAM_ACCESS_KEY, "writer-key-1", "key", {"user_name": "job-r-writer"})
+    assert attributes_of(row) == AccessKeyAttributes(user_name="job-r-writer")
+    assert read_as(attributes_of(row), AccessKeyAttributes).user_name == "job-r-writer"
+    with pytest.raises(TypeError, match="ObjectAttributes expected, not AccessKeyAttributes"):
+        read_as(attributes_of(row), ObjectAttributes)
+    # Nothing known but the name (a bucket sweep found): the kind's defaults, where it has them.
+    assert read_as(None, BucketAttributes) == BucketAttributes(require_tls=True, keys=None)
+    with pytest.raises(TypeError):
+        read_as(None, ObjectAttributes)

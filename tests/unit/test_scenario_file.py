@@ -13,7 +13,15 @@ import pytest
 import yaml
 
 from job.errors import BadInput
-from job.kinds import teardown_needs
+from job.kinds import (
+    KINDS,
+    BucketAttributes,
+    PolicyAttributes,
+    PrincipalAttributes,
+    RolePolicyAttachmentAttributes,
+    read_as,
+    teardown_needs,
+)
 from job.naming import Naming
 from job.permissions import required_actions, runner_policy
 from job.probes import PROBES, Probe
@@ -295,6 +303,17 @@ def _source(document: dict[str, Any]) -> ScenarioSource:
     return ScenarioSource(yaml.safe_dump(document, sort_keys=False), "s.yaml")
 
 
+def _old_spec(
+    kind: ResourceKind,
+    logical_name: str,
+    name: str,
+    attributes: dict[str, Any],
+    needs: tuple[str, ...] = (),
+) -> ResourceSpec:
+    """A resource of the old seed, its attributes as the ledger's JSON held them."""
+    return ResourceSpec(kind, logical_name, name, KINDS[kind].attributes.of(attributes), needs)
+
+
 def _old_seed_scenario(target: Naming, options: RunOptions) -> Scenario:
     """job.scenario.seed_scenario as it was before scenario files, kept as the reference the
     packaged seed must prove the same as (only the logical names of buckets and objects and the
@@ -308,10 +327,10 @@ def _old_seed_scenario(target: Naming, options: RunOptions) -> Scenario:
         ("elsewhere", "elsewhere-fixture", decoy, "nobody here may read this"),
     ):
         resources += [
-            ResourceSpec(
+            _old_spec(
                 ResourceKind.S3_BUCKET, bucket_role, name, {"require_tls": options.require_tls}
             ),
-            ResourceSpec(
+            _old_spec(
                 ResourceKind.S3_OBJECT,
                 object_role,
                 fixture,
@@ -327,7 +346,7 @@ def _old_seed_scenario(target: Naming, options: RunOptions) -> Scenario:
     )
     for principal in grants:
         resources.append(
-            ResourceSpec(ResourceKind.IAM_USER, principal, f"{base}-{principal}", dict(boundary))
+            _old_spec(ResourceKind.IAM_USER, principal, f"{base}-{principal}", dict(boundary))
         )
     for principal, actions in grants.items():
         document = {
@@ -341,7 +360,7 @@ def _old_seed_scenario(target: Naming, options: RunOptions) -> Scenario:
             ],
         }
         resources.append(
-            ResourceSpec(
+            _old_spec(
                 ResourceKind.IAM_POLICY,
                 f"{principal}-policy",
                 f"{base}-{principal}",
@@ -350,7 +369,7 @@ def _old_seed_scenario(target: Naming, options: RunOptions) -> Scenario:
         )
     for principal in grants:
         resources.append(
-            ResourceSpec(
+            _old_spec(
                 ResourceKind.IAM_USER_POLICY_ATTACHMENT,
                 f"{principal}-attachment",
                 f"{base}-{principal}",
@@ -393,7 +412,11 @@ def _comparable(scenario: Scenario, tgt: Naming, renamed: dict[str, str]) -> Any
             name(spec.logical_name),
             spec.name,
             # The keys a bucket records (for its teardown) are new: the old seed had none.
-            {k: v for k, v in spec.attributes.items() if k not in ("description", "keys")},
+            {
+                k: v
+                for k, v in spec.attributes.to_json().items()
+                if k not in ("description", "keys")
+            },
             tuple(name(need) for need in spec.needs),
         )
         for spec in scenario.resources
@@ -423,7 +446,7 @@ def test_a_bucket_records_every_key_the_run_may_write_into_it() -> None:
     wrong "allow" writes too); not those of probes that only read or delete."""
     scenario = compile_source(seed_source(), naming())
     keys = {
-        spec.logical_name: spec.attributes["keys"]
+        spec.logical_name: read_as(spec.attributes, BucketAttributes).keys
         for spec in scenario.resources
         if spec.kind is ResourceKind.S3_BUCKET
     }
@@ -476,9 +499,9 @@ def test_bucket_references_expand_in_the_runs_partition() -> None:
     specs = {spec.logical_name: spec for spec in scenario.resources}
     bucket = f"cn-{RUN_ID}-data"
     assert specs["analyst"] == ResourceSpec(
-        ResourceKind.IAM_ROLE, "analyst", f"cn-{RUN_ID}-analyst"
+        ResourceKind.IAM_ROLE, "analyst", f"cn-{RUN_ID}-analyst", PrincipalAttributes()
     )
-    assert specs["analyst-policy"].attributes["document"]["Statement"] == [
+    assert read_as(specs["analyst-policy"].attributes, PolicyAttributes).document["Statement"] == [
         {
             "Effect": "Allow",
             "Action": ["s3:ListBucket", "s3:GetObject"],
@@ -494,10 +517,10 @@ def test_bucket_references_expand_in_the_runs_partition() -> None:
         ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
         "analyst-attachment",
         f"cn-{RUN_ID}-analyst",
-        {
-            "role_name": f"cn-{RUN_ID}-analyst",
-            "policy_arn": f"arn:aws-cn:iam::210987654321:policy/job/cn-{RUN_ID}-analyst",
-        },
+        RolePolicyAttachmentAttributes(
+            role_name=f"cn-{RUN_ID}-analyst",
+            policy_arn=f"arn:aws-cn:iam::210987654321:policy/job/cn-{RUN_ID}-analyst",
+        ),
         needs=("analyst", "analyst-policy"),
     )
     assert [e.resource_arn(tgt) for e in scenario.expectations] == [
@@ -546,9 +569,9 @@ def test_teardown_order_comes_from_the_rows_alone() -> None:
     arn = "arn:aws:iam::123456789012:policy/job/job-r-writer"
     rows = [
         _row(ResourceKind.S3_BUCKET, "bucket", "job-r-data"),
-        _row(ResourceKind.S3_OBJECT, "fixture", "probe/fixture.txt", bucket="job-r-data"),
+        _row(ResourceKind.S3_OBJECT, "fixture", "probe/fixture.txt", bucket="job-r-data", key="k"),
         _row(ResourceKind.S3_BUCKET, "elsewhere", "job-r-elsewhere"),
-        _row(ResourceKind.S3_OBJECT, "elsewhere-fixture", "k", bucket="job-r-elsewhere"),
+        _row(ResourceKind.S3_OBJECT, "elsewhere-fixture", "k", bucket="job-r-elsewhere", key="k"),
         _row(ResourceKind.IAM_USER, "writer", "job-r-writer"),
         _row(ResourceKind.IAM_POLICY, "writer-policy", "job-r-writer", arn),
         # Pending: no ARN yet; found by its name.
@@ -583,6 +606,7 @@ def test_teardown_order_comes_from_the_rows_alone() -> None:
             "analyst-revocation-4",
             "AWSRevokeOlderSessions",
             role_name="job-r-analyst",
+            issued_before="2026-12-06T00:00:00Z",
         ),
     ]
     assert teardown_needs(rows) == {

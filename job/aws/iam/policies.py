@@ -35,6 +35,11 @@ from job.aws.iam.listing import FoundUnderPath
 from job.aws.iam.roles import inspect_role
 from job.aws.iam.users import inspect_user
 from job.aws.retry import until_consistent
+from job.kinds import (
+    PolicyAttributes,
+    RolePolicyAttachmentAttributes,
+    UserPolicyAttachmentAttributes,
+)
 from job.naming import IAM_PATH
 from job.vocabulary import ResourceKind
 
@@ -82,12 +87,13 @@ class PolicyHandler(FoundUnderPath, NothingToConfigure):
 
     def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
+        attributes = subject.attributes_as(PolicyAttributes)
         with creating(subject.name):
             policy = iam.create_policy(
                 PolicyName=subject.name,
                 Path=IAM_PATH,
-                PolicyDocument=json.dumps(subject.attributes["document"]),
-                Description=str(subject.attributes.get("description", "")),
+                PolicyDocument=json.dumps(attributes.document),
+                Description=attributes.description,
                 Tags=target.tags(),
             )["Policy"]
         return Created(policy["Arn"])
@@ -142,10 +148,12 @@ class _Attachment(NothingToConfigure):
     ours when its owner is. The two kinds differ only in the IAM calls' names."""
 
     owner: ClassVar[str]  # "user" or "role": IAM's AttachUserPolicy, AttachRolePolicy...
+    attributes: ClassVar[type[UserPolicyAttachmentAttributes | RolePolicyAttachmentAttributes]]
 
     def _names(self, subject: Subject) -> tuple[dict[str, str], str]:
-        owner_name = subject.attributes[f"{self.owner}_name"]
-        return {f"{self.owner.title()}Name": owner_name}, subject.attributes["policy_arn"]
+        attributes = subject.attributes_as(self.attributes)
+        owner_name = getattr(attributes, f"{self.owner}_name")
+        return {f"{self.owner.title()}Name": owner_name}, attributes.policy_arn
 
     def _inspect_owner(self, target: Target, name: str) -> Found:
         return (inspect_user if self.owner == "user" else inspect_role)(target, name)
@@ -193,6 +201,7 @@ class AttachmentHandler(_Attachment):
     """A managed policy attached to a user."""
 
     owner = "user"
+    attributes = UserPolicyAttachmentAttributes
     kind: ClassVar[ResourceKind] = ResourceKind.IAM_USER_POLICY_ATTACHMENT
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:AttachUserPolicy",),
@@ -206,6 +215,7 @@ class RoleAttachmentHandler(_Attachment):
     """A managed policy attached to a role."""
 
     owner = "role"
+    attributes = RolePolicyAttachmentAttributes
     kind: ClassVar[ResourceKind] = ResourceKind.IAM_ROLE_POLICY_ATTACHMENT
     permissions: ClassVar[dict[str, tuple[str, ...]]] = {
         "create": ("iam:AttachRolePolicy",),

@@ -38,6 +38,7 @@ from job.aws.iam.common import (
 )
 from job.aws.iam.listing import FoundUnderPath
 from job.aws.retry import until_consistent
+from job.kinds import PrincipalAttributes, SessionRevocationAttributes
 from job.naming import IAM_PATH
 from job.vocabulary import ResourceKind
 
@@ -102,8 +103,8 @@ class RoleHandler(FoundUnderPath, NothingToConfigure):
             # Tagged by the create call itself, like a user: an untagged role is not ours.
             "Tags": target.tags(),
         }
-        if subject.attributes.get("permissions_boundary"):
-            params["PermissionsBoundary"] = subject.attributes["permissions_boundary"]
+        if boundary := subject.attributes_as(PrincipalAttributes).permissions_boundary:
+            params["PermissionsBoundary"] = boundary
         with creating(subject.name):
             role = iam.create_role(**params)["Role"]
         return Created(role["Arn"])
@@ -256,8 +257,9 @@ class SessionRevocationHandler(NothingToConfigure):
     scope: ClassVar[Scope] = Scope.JOB_ROLES
 
     def create(self, target: Target, subject: Subject) -> Created:
-        role = subject.attributes["role_name"]
-        document = revoke_sessions_document(subject.attributes["issued_before"])
+        attributes = subject.attributes_as(SessionRevocationAttributes)
+        role = attributes.role_name
+        document = revoke_sessions_document(attributes.issued_before)
         with refused_means_not_created():
             target.aws.client("iam").put_role_policy(
                 RoleName=role, PolicyName=subject.name, PolicyDocument=json.dumps(document)
@@ -265,7 +267,7 @@ class SessionRevocationHandler(NothingToConfigure):
         return Created(f"{role}|{subject.name}")
 
     def inspect(self, target: Target, subject: Subject) -> Found:
-        role = subject.attributes["role_name"]
+        role = subject.attributes_as(SessionRevocationAttributes).role_name
         found = inspect_role(target, role)
         if found.presence is not Presence.OURS:
             return found if found.presence is Presence.FOREIGN else ABSENT
@@ -277,6 +279,6 @@ class SessionRevocationHandler(NothingToConfigure):
     def delete(self, target: Target, subject: Subject) -> None:
         ignore_gone(
             target.aws.client("iam").delete_role_policy,
-            RoleName=subject.attributes["role_name"],
+            RoleName=subject.attributes_as(SessionRevocationAttributes).role_name,
             PolicyName=subject.name,
         )

@@ -36,6 +36,7 @@ from job.aws.iam.common import (
 )
 from job.aws.iam.listing import FoundUnderPath
 from job.aws.retry import until_consistent
+from job.kinds import AccessKeyAttributes, PrincipalAttributes
 from job.naming import IAM_PATH
 from job.parallel import fan_out
 from job.vocabulary import ResourceKind
@@ -85,8 +86,8 @@ class UserHandler(FoundUnderPath, NothingToConfigure):
     def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
         params: dict[str, Any] = {"UserName": subject.name, "Path": IAM_PATH, "Tags": target.tags()}
-        if subject.attributes.get("permissions_boundary"):
-            params["PermissionsBoundary"] = subject.attributes["permissions_boundary"]
+        if boundary := subject.attributes_as(PrincipalAttributes).permissions_boundary:
+            params["PermissionsBoundary"] = boundary
         with creating(subject.name):
             user = iam.create_user(**params)["User"]
         return Created(user["Arn"])
@@ -197,7 +198,7 @@ class AccessKeyHandler(NothingToConfigure):
 
     def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
-        user = subject.attributes["user_name"]
+        user = subject.attributes_as(AccessKeyAttributes).user_name
         with refused_means_not_created():
             key = until_consistent(
                 lambda: iam.create_access_key(UserName=user)["AccessKey"],
@@ -216,12 +217,12 @@ class AccessKeyHandler(NothingToConfigure):
                 iam,
                 "list_access_keys",
                 "AccessKeyMetadata",
-                UserName=subject.attributes["user_name"],
+                UserName=subject.attributes_as(AccessKeyAttributes).user_name,
             )
         ]
 
     def inspect(self, target: Target, subject: Subject) -> Found:
-        owner = inspect_user(target, subject.attributes["user_name"])
+        owner = inspect_user(target, subject.attributes_as(AccessKeyAttributes).user_name)
         if owner.presence is not Presence.OURS:
             return owner if owner.presence is Presence.FOREIGN else ABSENT
         keys = unless_gone(lambda: self._key_ids(target, subject))
@@ -231,7 +232,7 @@ class AccessKeyHandler(NothingToConfigure):
         """The key whose id the create heard is deleted while the user's keys are listed, at once;
         then whatever else the listing found (a key whose CreateAccessKey answer was lost)."""
         iam = target.aws.client("iam")
-        user = subject.attributes["user_name"]
+        user = subject.attributes_as(AccessKeyAttributes).user_name
         known = subject.physical_id
 
         def delete_known() -> None:
