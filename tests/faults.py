@@ -260,6 +260,16 @@ def call_label(model: Any, context: dict[str, Any]) -> str:
     return _RUN_ID_IN_NAME.sub("RUN", " ".join([model.name, *subject]))
 
 
+# The operations that only read: a kill right after one is the kill right before it (AWS
+# changed nothing, and the job had not yet seen the answer), so a sweep need not make both.
+_READS = re.compile(r"(Get|List|Head|Describe)[A-Za-z0-9]*\b")
+
+
+def only_reads(label: str) -> bool:
+    """Whether the call a `call_label` names changes nothing in the account."""
+    return _READS.match(label) is not None
+
+
 def append_line(path: str, line: str) -> None:
     """One line, in one write to a file opened for appending: whole lines from any thread or
     process, and in the file before a SIGKILL that may follow at once."""
