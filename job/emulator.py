@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from job.emulator_authorization import decide_as_aws
 from job.errors import ExitCode
 
 RUNNER_USER = "job-emulator-runner"
@@ -158,6 +159,7 @@ class InProcessEmulator:
         # Read by moto at reset time: AWS's managed policies exist, as they do in a real account.
         os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         trust_account_principals()
+        decide_as_aws()
         self._server.start()
         host, port = self._server.get_host_and_port()
         return bootstrap_runner(f"http://{host}:{port}")
@@ -181,6 +183,7 @@ def serve(moto_args: list[str]) -> NoReturn:
     from moto import server  # optional dependency: job[emulator]
 
     trust_account_principals()
+    decide_as_aws()
     sys.argv = ["python -m job.emulator --serve", *moto_args]  # what moto's argparse reads
     server.main()
     sys.exit(0)

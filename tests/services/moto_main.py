@@ -54,6 +54,10 @@ def _patch() -> None:
 
 if __name__ == "__main__":
     _patch()
+    # Decide as AWS documents, as the emulator the job ships does (job.emulator_authorization).
+    from job.emulator_authorization import decide_as_aws
+
+    decide_as_aws()
     from moto.server import main
 
     sys.exit(main(sys.argv[1:]))
