@@ -29,7 +29,7 @@ import copy
 import functools
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -57,6 +57,7 @@ from job.scenario import (
     RunOptions,
     Scenario,
 )
+from job.scenario_documents import document_errors, is_document, resolve_document, resolver
 from job.vocabulary import ResourceKind, Verdict
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ _STATEMENT = {
         "actions": {
             "type": "array",
             "minItems": 1,
-            "items": {"type": "string", "pattern": r"^(\*|[a-z0-9-]+:[A-Za-z0-9*?]+)$"},
+            "items": {"type": "string", "pattern": r"^(\*|[A-Za-z0-9-]+:[A-Za-z0-9*?]+)$"},
         },
         "resources": {
             "type": "array",
@@ -101,7 +102,30 @@ _STATEMENT = {
 _PRINCIPAL = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {"policy": {"type": "array", "items": {"$ref": "#/$defs/statement"}}},
+    "properties": {
+        "policy": {
+            "description": "the short form (a list of {effect, actions, resources}), or an IAM "
+            "policy document as IAM writes it (Version, Statement, Sid, Effect, Action/NotAction, "
+            "Resource/NotResource, Condition), where bucket:NAME[/KEY], principal:NAME and "
+            "role:NAME stand for the run's own ARNs",
+            "oneOf": [
+                {"type": "array", "items": {"$ref": "#/$defs/statement"}},
+                {"$ref": "#/$defs/document"},
+            ],
+        }
+    },
+}
+# An IAM policy document: its statements are checked as IAM checks them (job.policy_language),
+# with the place of what IAM would refuse, once references are resolved.
+_DOCUMENT = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["Statement"],
+    "properties": {
+        "Version": {"type": "string"},
+        "Id": {"type": "string"},
+        "Statement": {"type": ["object", "array"]},
+    },
 }
 
 SCHEMA: dict[str, Any] = {
@@ -164,6 +188,7 @@ SCHEMA: dict[str, Any] = {
     "$defs": {
         "principal": _PRINCIPAL,
         "statement": _STATEMENT,
+        "document": _DOCUMENT,
         "resource": {
             "description": "bucket:NAME, bucket:NAME/KEY, an ARN, or *",
             "type": "string",
@@ -462,7 +487,11 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
                 yield f"{taken[other]}: the name is taken by {section}.{name}'s access keys"
     for section in ("users", "roles"):
         for name, principal in (document.get(section) or {}).items():
-            for index, statement in enumerate(principal.get("policy") or []):
+            policy = principal.get("policy") or []
+            if is_document(policy):
+                yield from document_errors(f"{section}.{name}.policy", policy, buckets, principals)
+                continue
+            for index, statement in enumerate(policy):
                 for place, resource in enumerate(statement["resources"]):
                     yield from _bucket_ref_errors(
                         f"{section}.{name}.policy[{index}].resources[{place}]", resource, buckets
@@ -571,6 +600,27 @@ def _aim_errors(where: str, action: str, resource: str) -> Iterator[str]:
 # Compiling
 
 
+def _short_form_document(
+    statements: list[Mapping[str, Any]], arn: Callable[[str], str]
+) -> dict[str, Any]:
+    """The short form as the IAM document it stands for."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": statement["effect"],
+                "Action": list(statement["actions"]),
+                "Resource": (
+                    arn(statement["resources"][0])
+                    if len(statement["resources"]) == 1
+                    else [arn(resource) for resource in statement["resources"]]
+                ),
+            }
+            for statement in statements
+        ],
+    }
+
+
 def compile_scenario(
     document: Mapping[str, Any], naming: Naming, options: RunOptions | None = None
 ) -> Scenario:
@@ -579,12 +629,6 @@ def compile_scenario(
     verify: they find users, roles and buckets by them."""
     options = options or RunOptions()
     real = naming.name
-
-    def arn(resource: str) -> str:
-        if not resource.startswith(BUCKET_REF):
-            return resource
-        bucket, slash, key = resource.removeprefix(BUCKET_REF).partition("/")
-        return naming.s3_arn(real(bucket), key if slash else None)
 
     specs: list[ResourceSpec] = []
     written = _written_keys(document)
@@ -606,11 +650,16 @@ def compile_scenario(
                     ObjectAttributes(bucket=real(bucket), key=key, body=body),
                 )
             )
-    principals: list[tuple[str, str, list[Mapping[str, Any]]]] = [
+    principals: list[tuple[str, str, Any]] = [
         (section, name, principal.get("policy") or [])
         for section in ("users", "roles")
         for name, principal in (document.get(section) or {}).items()
     ]
+    resolve = resolver(
+        naming,
+        document.get("buckets") or {},
+        {name: section for section, name, _ in principals},
+    )
     for section, name, _ in principals:
         kind = ResourceKind.IAM_USER if section == "users" else ResourceKind.IAM_ROLE
         boundary = PrincipalAttributes(permissions_boundary=options.permissions_boundary)
@@ -618,21 +667,11 @@ def compile_scenario(
     for section, name, statements in principals:
         if not statements:  # a deny-only principal: nothing to attach
             continue
-        document_ = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": statement["effect"],
-                    "Action": list(statement["actions"]),
-                    "Resource": (
-                        arn(statement["resources"][0])
-                        if len(statement["resources"]) == 1
-                        else [arn(resource) for resource in statement["resources"]]
-                    ),
-                }
-                for statement in statements
-            ],
-        }
+        document_ = (
+            resolve_document(statements, resolve)
+            if is_document(statements)
+            else _short_form_document(statements, resolve)
+        )
         specs.append(
             ResourceSpec(
                 ResourceKind.IAM_POLICY,

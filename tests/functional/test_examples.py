@@ -36,14 +36,9 @@ def expected_cells(scenario: Path) -> list[tuple[str, str, str]]:
     )
 
 
-@pytest.mark.parametrize(
-    "scenario",
-    [None, *EXAMPLES],
-    ids=["built-in seed", *(f"examples/{path.name}" for path in EXAMPLES)],
-)
-def test_every_example_passes_on_the_emulator(scenario: Path | None, tmp_path: Path) -> None:
-    """`job run --emulator [--scenario FILE]` exits 0, with every cell of the file proved."""
-    environment = {
+def _environment(tmp_path: Path) -> dict[str, str]:
+    """A user's shell with nothing of AWS in it but the emulator `--emulator` starts."""
+    return {
         "PATH": f"{BIN}:/usr/bin:/bin",
         "HOME": str(tmp_path),
         "LANG": "C.UTF-8",
@@ -54,10 +49,19 @@ def test_every_example_passes_on_the_emulator(scenario: Path | None, tmp_path: P
         # (before the emulator trusted accounts, two minutes per role).
         "JOB_PROPAGATION_TIMEOUT": "10s",
     }
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [None, *EXAMPLES],
+    ids=["built-in seed", *(f"examples/{path.name}" for path in EXAMPLES)],
+)
+def test_every_example_passes_on_the_emulator(scenario: Path | None, tmp_path: Path) -> None:
+    """`job run --emulator [--scenario FILE]` exits 0, with every cell of the file proved."""
     command = ["job", "run", "--emulator", "--output", "json"]
     if scenario is not None:
         command += ["--scenario", str(scenario)]
-    done = run_captured(command, environment, tmp_path)
+    done = run_captured(command, _environment(tmp_path), tmp_path)
     assert done.exit_code == 0, done
     run = json.loads(done.stdout)
     assert run["status"] == "torn_down", done
@@ -67,6 +71,36 @@ def test_every_example_passes_on_the_emulator(scenario: Path | None, tmp_path: P
     )
     assert proved == expected_cells(scenario or SEED)
     assert {resource["state"] for resource in run["resources"]} == {"deleted"}, done
+
+
+# Each example's cell that shows what the file is for, turned around: the run must fail on it
+# and on nothing else (a canary that fails for the wrong cell, or passes, proves nothing).
+FLIPPED = {
+    "iam-documents.yaml": 2,  # lapsed's unmet condition grants nothing
+    "roles.yaml": 2,  # the analyst role may list the bucket
+    "seed.yaml": 4,  # the writer may not read the decoy bucket
+    "three-principals.yaml": 1,  # the uploader may write only under incoming/
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLIPPED))
+def test_a_flipped_cell_fails_and_only_it(name: str, tmp_path: Path) -> None:
+    assert {path.name for path in EXAMPLES} == set(FLIPPED), "every example has its flip"
+    document = yaml.safe_load((ROOT / "examples" / name).read_text())
+    cell = document["expect"][FLIPPED[name]]
+    cell["result"] = {"allow": "deny", "deny": "allow"}[cell["result"]]
+    flipped = tmp_path / name
+    flipped.write_text(yaml.safe_dump(document))
+    done = run_captured(
+        ["job", "run", "--emulator", "--output", "json", "--scenario", str(flipped)],
+        _environment(tmp_path),
+        tmp_path,
+    )
+    assert done.exit_code == 1, done
+    failed = [check for check in json.loads(done.stdout)["checks"] if not check["passed"]]
+    assert [(c["principal"], c["action"], c["expected"]) for c in failed] == [
+        (cell["principal"], cell["action"], cell["result"])
+    ], done
 
 
 # --- the emulator's account trust -----------------------------------------------------------------

@@ -1,0 +1,164 @@
+"""A principal's policy written as an IAM policy document (job.scenario_documents): compiled with
+the scenario's references resolved and everything else as written; refused, at validation, where
+IAM would refuse it, with the place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from job.errors import BadInput
+from job.kinds import PolicyAttributes, read_as
+from job.naming import Naming
+from job.scenario_file import ScenarioSource, compile_source, validate
+
+NAMING = Naming("job", "r123456789", "123456789012", "aws")
+
+
+def scenario(policy: Any, **more: Any) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "buckets": {"data": {"objects": {"k.txt": "x"}}},
+        "users": {"alice": {"policy": policy}},
+        "roles": {"auditor": {}},
+        "expect": [
+            {
+                "principal": "alice",
+                "action": "s3:GetObject",
+                "resource": "bucket:data/k.txt",
+                "result": "allow",
+            }
+        ],
+        **more,
+    }
+
+
+def source(document: dict[str, Any]) -> ScenarioSource:
+    return ScenarioSource(yaml.safe_dump(document, sort_keys=False), "s.yaml")
+
+
+def compiled_document(policy: Any) -> dict[str, Any]:
+    resources = compile_source(source(scenario(policy)), NAMING).resources
+    [spec] = [spec for spec in resources if spec.logical_name == "alice-policy"]
+    return read_as(spec.attributes, PolicyAttributes).document
+
+
+def error_of(policy: Any) -> str:
+    with pytest.raises(BadInput) as raised:
+        validate(source(scenario(policy)))
+    assert raised.value.exit_code == 2 and "\n" not in raised.value.message
+    return raised.value.message.removeprefix("s.yaml: ")
+
+
+def test_a_document_goes_to_iam_as_written_with_its_references_resolved() -> None:
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": {
+            "Sid": "OwnPrefix",
+            "Effect": "Allow",
+            "NotAction": "s3:Delete*",
+            "Resource": ["bucket:data", "bucket:data/raw/*", "arn:aws:s3:::shared/*"],
+            "Condition": {
+                "StringLike": {"s3:prefix": ["raw/*"]},
+                "ArnEquals": {"aws:PrincipalArn": ["principal:alice", "role:auditor"]},
+                "Bool": {"aws:SecureTransport": True},
+            },
+        },
+    }
+    assert compiled_document(policy) == {
+        "Version": "2012-10-17",
+        "Statement": {
+            "Sid": "OwnPrefix",
+            "Effect": "Allow",
+            "NotAction": "s3:Delete*",
+            "Resource": [
+                "arn:aws:s3:::job-r123456789-data",
+                "arn:aws:s3:::job-r123456789-data/raw/*",
+                "arn:aws:s3:::shared/*",
+            ],
+            "Condition": {
+                "StringLike": {"s3:prefix": ["raw/*"]},
+                "ArnEquals": {
+                    "aws:PrincipalArn": [
+                        "arn:aws:iam::123456789012:user/job/job-r123456789-alice",
+                        "arn:aws:iam::123456789012:role/job/job-r123456789-auditor",
+                    ]
+                },
+                "Bool": {"aws:SecureTransport": True},
+            },
+        },
+    }
+
+
+def test_the_short_form_takes_a_service_prefix_in_any_case() -> None:
+    statement = {"effect": "Allow", "actions": ["S3:GetObject"], "resources": ["bucket:data/*"]}
+    document = compiled_document([statement])
+    assert document["Statement"][0]["Action"] == ["S3:GetObject"]
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        (
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "bucket:nope/*"},
+            'users.alice.policy.Statement[0].Resource: unknown bucket "nope"; the buckets '
+            "are: data",
+        ),
+        (
+            {
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": "*",
+                "Condition": {"ArnEquals": {"aws:PrincipalArn": "role:alice"}},
+            },
+            "users.alice.policy.Statement[0].Condition.ArnEquals.aws:PrincipalArn: unknown role"
+            ' "alice"; they are: auditor',
+        ),
+        (
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*", "Principal": "*"},
+            "users.alice.policy.Statement[0].Principal: unknown element; an identity policy "
+            "names no principal (a bucket policy does)",
+        ),
+        (
+            {
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": "*",
+                "Condition": {"StringEqualz": {"s3:prefix": "a"}},
+            },
+            "users.alice.policy.Statement[0].Condition.StringEqualz: unknown condition operator "
+            "'StringEqualz'",
+        ),
+        (
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "my-bucket/*"},
+            'users.alice.policy.Statement[0].Resource[0]: "my-bucket/*" is not an ARN '
+            '(arn:partition:service:region:account:resource) or "*"',
+        ),
+        (
+            {"Effect": "Allow", "Action": "s3:GetObject"},
+            "users.alice.policy.Statement[0]: no Resource or NotResource",
+        ),
+    ],
+)
+def test_what_iam_would_refuse_is_refused_with_its_place(
+    statement: dict[str, Any], expected: str
+) -> None:
+    assert error_of({"Version": "2012-10-17", "Statement": [statement]}) == expected
+
+
+def test_a_document_over_iams_size_is_refused_counting_the_longest_names() -> None:
+    """6,144 characters without whitespace for a managed policy; a run's longest names count:
+    a document that fits under the default prefix may not fit under a 20-character one."""
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html
+    statement = {"Effect": "Allow", "Action": "s3:GetObject"}
+    many = [{**statement, "Resource": f"bucket:data/{index:04}"} for index in range(140)]
+    message = error_of({"Version": "2012-10-17", "Statement": many})
+    assert message.startswith("users.alice.policy: the document is ")
+    assert "IAM takes at most 6,144 in a managed policy" in message
+    assert validate(source(scenario({"Version": "2012-10-17", "Statement": many[:40]})))
+
+
+def test_a_document_must_have_statements() -> None:
+    assert "users.alice.policy" in error_of({"Version": "2012-10-17"})
