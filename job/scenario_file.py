@@ -112,9 +112,23 @@ _PRINCIPAL = {
                 {"type": "array", "items": {"$ref": "#/$defs/statement"}},
                 {"$ref": "#/$defs/document"},
             ],
-        }
+        },
+        "managed_policies": {
+            "description": "existing managed policies (AWS's, or the account's own) attached to "
+            "the principal for the run and detached at teardown, never created or changed",
+            "type": "array",
+            "uniqueItems": True,
+            "items": {
+                "type": "string",
+                "pattern": r"^arn:aws[a-z-]*:iam::(aws|[0-9]{12}):policy/[\w+=,.@/-]+$",
+            },
+        },
     },
 }
+# IAM attaches at most this many managed policies to one user or role (10 by default, raised on
+# request): the principal's own policy counts among them.
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html
+MAX_MANAGED_POLICIES_PER_PRINCIPAL = 20
 # An IAM policy document: its statements are checked as IAM checks them (job.policy_language),
 # with the place of what IAM would refuse, once references are resolved.
 _DOCUMENT = {
@@ -482,6 +496,20 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
             if f"{name}-{what}" in taken:
                 yield f"{taken[f'{name}-{what}']}: the name is taken by {section}.{name}'s {what}"
         for other in taken:
+            rest = other.removeprefix(f"{name}-managed-")
+            if rest != other and rest.isdigit():
+                yield (
+                    f"{taken[other]}: the name is taken by {section}.{name}'s managed policy"
+                    " attachments"
+                )
+        managed = (document[section][name] or {}).get("managed_policies") or []
+        if len(managed) + 1 > MAX_MANAGED_POLICIES_PER_PRINCIPAL:
+            yield (
+                f"{section}.{name}.managed_policies: {len(managed)} policies and the principal's"
+                f" own are more than the {MAX_MANAGED_POLICIES_PER_PRINCIPAL} IAM attaches to one"
+                " user or role"
+            )
+        for other in taken:
             rest = other.removeprefix(f"{name}-key-")
             if rest != other and rest.isdigit():
                 yield f"{taken[other]}: the name is taken by {section}.{name}'s access keys"
@@ -600,6 +628,23 @@ def _aim_errors(where: str, action: str, resource: str) -> Iterator[str]:
 # Compiling
 
 
+def _attachment(section: str, logical_name: str, principal: str, policy_arn: str) -> ResourceSpec:
+    """A managed policy (the principal's own, or an existing one) attached to a user or role."""
+    if section == "users":
+        return ResourceSpec(
+            ResourceKind.IAM_USER_POLICY_ATTACHMENT,
+            logical_name,
+            principal,
+            UserPolicyAttachmentAttributes(user_name=principal, policy_arn=policy_arn),
+        )
+    return ResourceSpec(
+        ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
+        logical_name,
+        principal,
+        RolePolicyAttachmentAttributes(role_name=principal, policy_arn=policy_arn),
+    )
+
+
 def _short_form_document(
     statements: list[Mapping[str, Any]], arn: Callable[[str], str]
 ) -> dict[str, Any]:
@@ -687,22 +732,11 @@ def compile_scenario(
         if not statements:
             continue
         policy_arn = naming.iam_arn("policy", real(name))
-        attachment: ResourceSpec
-        if section == "users":
-            attachment = ResourceSpec(
-                ResourceKind.IAM_USER_POLICY_ATTACHMENT,
-                f"{name}-attachment",
-                real(name),
-                UserPolicyAttachmentAttributes(user_name=real(name), policy_arn=policy_arn),
-            )
-        else:
-            attachment = ResourceSpec(
-                ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
-                f"{name}-attachment",
-                real(name),
-                RolePolicyAttachmentAttributes(role_name=real(name), policy_arn=policy_arn),
-            )
-        specs.append(attachment)
+        specs.append(_attachment(section, f"{name}-attachment", real(name), policy_arn))
+    for section, name, _ in principals:
+        managed = (document[section][name] or {}).get("managed_policies") or []
+        for index, policy_arn in enumerate(managed):
+            specs.append(_attachment(section, f"{name}-managed-{index}", real(name), policy_arn))
     expectations = []
     for cell in document["expect"]:
         resource: str = cell["resource"]

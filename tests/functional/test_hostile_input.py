@@ -297,6 +297,19 @@ HOSTILE_SCENARIOS = {
         + "x2: [*x1, *x1, *x1, *x1, *x1, *x1, *x1, *x1, *x1]\n",
         ["YAML anchor &x0 is not allowed", "write the value out in full instead"],
     ),
+    # A policy pasted as IAM writes it, with what IAM would refuse in it: the place is named.
+    "a document IAM would refuse": (
+        _SEED.replace(
+            """      - {effect: Allow, actions: [s3:GetObject], resources: ["bucket:data/*"]}""",
+            """      {Version: "2012-10-17", Statement: {Effect: Allow, Action: s3:GetObject,"""
+            """ Resource: "bucket:data/*", Condition: {StringEqualz: {"s3:prefix": a}}}}""",
+        ),
+        ["users.reader.policy.Statement.Condition.StringEqualz: unknown condition operator"],
+    ),
+    "a managed policy that is not an ARN": (
+        _SEED.replace("  reader:\n", "  reader:\n    managed_policies: [ReadOnlyAccess]\n"),
+        ["users.reader.managed_policies[0]"],
+    ),
     # A read of a key the scenario never puts there: on AWS, 403 without s3:ListBucket, as if
     # denied. https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)
     "read of a missing object": (
