@@ -11,10 +11,12 @@ the decision is AWS's. A role's trust is still moto's check (with job.emulator's
 principals), made after the decision as moto makes it.
 
 The request context holds what the emulator can know: the caller (aws:username, aws:userid,
-aws:PrincipalArn, aws:PrincipalAccount, aws:PrincipalType, aws:PrincipalTag/*), the time
+aws:PrincipalArn, aws:PrincipalAccount, aws:PrincipalType, aws:PrincipalTag/*, and for a role
+session aws:TokenIssueTime), the time
 (aws:CurrentTime, aws:EpochTime), aws:RequestedRegion, aws:SecureTransport (false: the emulator
-speaks plain HTTP), and for S3 the request's s3:prefix, s3:delimiter, s3:max-keys,
-s3:x-amz-server-side-encryption and s3:RequestObjectTag/* (as the request carries them).
+speaks plain HTTP); for S3 the request's s3:prefix, s3:delimiter, s3:max-keys,
+s3:x-amz-server-side-encryption and s3:RequestObjectTag/* (as the request carries them); for IAM
+iam:PolicyARN and iam:PermissionsBoundary from the call's parameters.
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html
 https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html#amazons3-policy-keys
 """
@@ -80,8 +82,13 @@ def _caller(iam_request: Any) -> tuple[Request, dict[str, Any]]:
         boundary_arn = role.permissions_boundary_arn
         tags = {tag["Key"]: tag["Value"] for tag in backend.list_role_tags(role.name, None)[0]}
         for assumed in sts_backends[account][key.partition].assumed_roles:
-            if assumed.access_key_id == key._access_key_id and assumed.policy:
+            if assumed.access_key_id != key._access_key_id:
+                continue
+            if assumed.policy:
                 session = _statements(assumed.policy)
+            issued = getattr(assumed, "issued_at", None)
+            if issued is not None:
+                context["aws:TokenIssueTime"] = [issued.strftime("%Y-%m-%dT%H:%M:%SZ")]
         context |= {
             "aws:PrincipalArn": [role.arn],
             "aws:PrincipalType": ["AssumedRole"],
@@ -170,11 +177,46 @@ def _no_second_bucket_policy_check() -> None:
     FakeBucket.get_permission = no_opinion  # type: ignore[method-assign]
 
 
+# IAM's request parameters that are condition keys of the call.
+# https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html#awsidentityandaccessmanagementiam-policy-keys
+_IAM_PARAMETER_KEYS = {
+    "PolicyArn": "iam:PolicyARN",
+    "PermissionsBoundary": "iam:PermissionsBoundary",
+}
+
+
+def _iam_context(iam_request: Any) -> dict[str, list[str]]:
+    context: dict[str, list[str]] = {}
+    for parameter, key in _IAM_PARAMETER_KEYS.items():
+        value = (iam_request._data or {}).get(parameter)
+        if value:
+            context[key] = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return context
+
+
+def _keep_session_issue_times() -> None:
+    """moto keeps a role session's expiry, not when it was issued: keep that too, for
+    aws:TokenIssueTime (AWS's "revoke older sessions" policy denies by it)."""
+    from moto.sts.models import AssumedRole
+
+    init = AssumedRole.__init__
+    if getattr(init, "keeps_issue_time", False):
+        return
+
+    def init_keeping_issue_time(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.issued_at = datetime.now(UTC)
+
+    init_keeping_issue_time.keeps_issue_time = True  # type: ignore[attr-defined]
+    AssumedRole.__init__ = init_keeping_issue_time  # type: ignore[method-assign]
+
+
 def decide_as_aws() -> None:
     """Replace moto's decision, in this process, by AWS's documented one. Idempotent."""
     from moto.iam.access_control import IAMRequestBase, S3IAMRequest
 
     _keep_user_boundaries()
+    _keep_session_issue_times()
     _no_second_bucket_policy_check()
 
     moto_decision = IAMRequestBase.check_action_permitted
@@ -190,7 +232,9 @@ def decide_as_aws() -> None:
             request = replace(request, resource=resource)
             if isinstance(self, S3IAMRequest):
                 extra, resource_policy = _s3_context(self, resource)
-                request = replace(request, context={**request.context, **extra})
+            else:
+                extra = _iam_context(self)
+            request = replace(request, context={**request.context, **extra})
         except PolicyError as error:
             # A document IAM would have refused cannot be in IAM: moto accepted it. Decide as
             # moto does, and say so.
