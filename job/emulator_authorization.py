@@ -23,8 +23,10 @@ https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -43,28 +45,44 @@ _S3_HEADER_KEYS = {
 }
 
 
-def _statements(document: Any, *, resource_policy: bool = False) -> list[Statement]:
-    if isinstance(document, (bytes, str)):
-        document = json.loads(document)
-    return read_document(document, resource_policy=resource_policy)
+@functools.lru_cache(maxsize=1024)
+def _read(text: str, resource_policy: bool) -> tuple[Statement, ...]:
+    """A document's statements, read once per text: every signed request gathers its caller's
+    policies again (AWS's managed ones run to thousands of actions)."""
+    return tuple(read_document(json.loads(text), resource_policy=resource_policy))
 
 
-def _policy_document(backend: Any, arn: str) -> Any:
-    from moto.iam.access_control import IAMPolicy
+def _statements(document: Any, *, resource_policy: bool = False) -> tuple[Statement, ...]:
+    """A document as moto keeps it (JSON text, bytes, or the form IAMPolicy reads)."""
+    if isinstance(document, bytes):
+        document = document.decode()
+    if not isinstance(document, str):
+        document = _text_of(document)
+    return _read(document, resource_policy)
 
-    return IAMPolicy(backend.get_policy(arn))._policy_json
+
+def _text_of(policy: Any) -> str:
+    """The JSON text of a policy as moto's collect_policies gives it: a managed Policy (its
+    default version's document), an inline policy's dict, or the text itself."""
+    from moto.iam.models import Policy
+
+    if isinstance(policy, Policy):
+        return str(next(v.document for v in policy.versions if v.is_default))
+    if isinstance(policy, dict):
+        return str(policy["policy_document"])
+    return str(policy)
 
 
 def _caller(iam_request: Any) -> tuple[Request, dict[str, Any]]:
     """The request as job.policy_evaluation takes it, and the policies that apply to its caller:
     identity, boundary and session (by name)."""
-    from moto.iam.access_control import AssumedRoleAccessKey, IAMPolicy
+    from moto.iam.access_control import AssumedRoleAccessKey
     from moto.sts.models import sts_backends
 
     key = iam_request._access_key
     backend = iam_request.backend
     account = iam_request.account_id
-    identity = [_statements(IAMPolicy(policy)._policy_json) for policy in key.collect_policies()]
+    identity = [_statements(_text_of(policy)) for policy in key.collect_policies()]
     now = datetime.now(UTC)
     context: dict[str, list[str]] = {
         "aws:PrincipalAccount": [account],
@@ -74,7 +92,7 @@ def _caller(iam_request: Any) -> tuple[Request, dict[str, Any]]:
         "aws:RequestedRegion": [iam_request._region],
     }
     boundary_arn: str | None
-    session: list[Statement] | None = None
+    session: Sequence[Statement] | None = None
     role_arn: str | None = None
     if isinstance(key, AssumedRoleAccessKey):
         role = backend.get_role(key._owner_role_name)
@@ -107,7 +125,7 @@ def _caller(iam_request: Any) -> tuple[Request, dict[str, Any]]:
     for name, value in tags.items():
         context[f"aws:PrincipalTag/{name}"] = [value]
     boundary = (
-        _statements(_policy_document(backend, boundary_arn))
+        _statements(_text_of(backend.get_policy(boundary_arn)))
         if isinstance(boundary_arn, str) and boundary_arn
         else None
     )
@@ -115,7 +133,9 @@ def _caller(iam_request: Any) -> tuple[Request, dict[str, Any]]:
     return request, {"identity": identity, "boundary": boundary, "session": session}
 
 
-def _s3_context(iam_request: Any, resource: str) -> tuple[dict[str, list[str]], list[Statement]]:
+def _s3_context(
+    iam_request: Any, resource: str
+) -> tuple[dict[str, list[str]], Sequence[Statement]]:
     """The S3 request's own condition keys, and its bucket's policy."""
     from moto.s3.models import s3_backends
 
@@ -134,7 +154,7 @@ def _s3_context(iam_request: Any, resource: str) -> tuple[dict[str, list[str]], 
             context[f"s3:RequestObjectTag/{name}"] = values
         context["s3:RequestObjectTagKeys"] = list(tags)
     bucket_name = resource.split(":::", 1)[-1].split("/", 1)[0]
-    bucket_policy: list[Statement] = []
+    bucket_policy: Sequence[Statement] = ()
     partition = resource.split(":", 2)[1] if resource.startswith("arn:") else "aws"
     buckets = s3_backends[iam_request.account_id][partition].buckets
     bucket = buckets.get(bucket_name) if bucket_name and bucket_name != "*" else None
@@ -228,7 +248,7 @@ def decide_as_aws() -> None:
             return  # AWS answers it for any valid credentials, whatever a policy says
         try:
             request, policies = _caller(self)
-            resource_policy: list[Statement] = []
+            resource_policy: Sequence[Statement] = ()
             request = replace(request, resource=resource)
             if isinstance(self, S3IAMRequest):
                 extra, resource_policy = _s3_context(self, resource)
