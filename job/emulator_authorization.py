@@ -129,7 +129,10 @@ def _caller(iam_request: Any) -> tuple[Request, dict[str, Any]]:
         if isinstance(boundary_arn, str) and boundary_arn
         else None
     )
-    request = Request(iam_request._action, "*", key.arn, account, role_arn, context)
+    # A user as AWS names it, with its path (moto's key names it without); a role session as
+    # STS names it (arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION, no path).
+    caller = context["aws:PrincipalArn"][0] if role_arn is None else key.arn
+    request = Request(iam_request._action, "*", caller, account, role_arn, context)
     return request, {"identity": identity, "boundary": boundary, "session": session}
 
 

@@ -38,6 +38,11 @@ class BucketAttributes(Attributes):
     # Every key the run may write into it, so teardown deletes them without listing the
     # bucket. None: a row from before they were recorded, or one sweep found: listed and emptied.
     keys: list[str] | None = None
+    # The scenario's bucket policy (resolved), written with the job's own lock-down statements.
+    policy: dict[str, Any] | None = None
+    # The ARNs of the run's users and roles that policy names: S3 refuses a policy naming a
+    # principal that does not exist, so the bucket is made after them.
+    principals: list[str] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,8 +94,8 @@ A = TypeVar("A", bound=Attributes)
 
 @dataclass(frozen=True)
 class Reference:
-    """Another resource one hangs off: its kind, and the attribute that names it (by its name, or
-    by an ARN whose last part is its name)."""
+    """Other resources one hangs off: their kind, and the attribute that names them (by name, or
+    by an ARN whose last part is the name; a list attribute names several)."""
 
     kind: ResourceKind
     attribute: str
@@ -120,7 +125,15 @@ class Kind:
 KINDS: dict[ResourceKind, Kind] = {
     kind.kind: kind
     for kind in (
-        Kind(ResourceKind.S3_BUCKET, BucketAttributes, sweep_wave=2),
+        Kind(
+            ResourceKind.S3_BUCKET,
+            BucketAttributes,
+            hangs_off=(
+                Reference(ResourceKind.IAM_USER, "principals"),
+                Reference(ResourceKind.IAM_ROLE, "principals"),
+            ),
+            sweep_wave=2,
+        ),
         Kind(
             ResourceKind.S3_OBJECT,
             ObjectAttributes,
@@ -200,9 +213,11 @@ def read_as(attributes: Attributes | None, kind: type[A]) -> A:
     return attributes
 
 
-def _named(value: str) -> set[str]:
-    """What a reference's value may match: a name, or an ARN, whose last part is the name."""
-    return {value, value.rsplit("/", 1)[-1]} if value else set()
+def _names(value: Any) -> set[str]:
+    """What a reference's value may match: a name, or an ARN, whose last part is the name; of
+    each, for a list."""
+    values = value if isinstance(value, list) else [value]
+    return {name for item in values if item for name in (str(item), str(item).rsplit("/", 1)[-1])}
 
 
 class _Resource(Protocol):
@@ -239,7 +254,7 @@ def needs(resources: Sequence[_Resource]) -> dict[str, list[str]]:
         attributes = attributes_of(resource)
         wanted: list[str] = []
         for reference in KINDS[ResourceKind(resource.kind)].references():
-            for name in sorted(_named(str(getattr(attributes, reference.attribute)))):
+            for name in sorted(_names(getattr(attributes, reference.attribute))):
                 for logical_name in by_name.get((reference.kind, name), []):
                     if logical_name != resource.logical_name and logical_name not in wanted:
                         wanted.append(logical_name)

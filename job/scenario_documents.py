@@ -24,6 +24,7 @@ from job.naming import RUN_ID_LENGTH, Naming
 from job.policy_language import (
     MAX_MANAGED_POLICY_CHARACTERS,
     PolicyError,
+    Statement,
     policy_size,
     read_document,
 )
@@ -102,6 +103,13 @@ def resolve_document(document: Mapping[str, Any], resolve: Callable[[str], str])
                 resolved[element] = _resolved_strings(
                     resolved[element], resolve, f"{where}.{element}"
                 )
+        for element in ("Principal", "NotPrincipal"):
+            principal = resolved.get(element)
+            if isinstance(principal, Mapping) and "AWS" in principal:
+                resolved[element] = {
+                    **principal,
+                    "AWS": _resolved_strings(principal["AWS"], resolve, f"{where}.{element}.AWS"),
+                }
         if isinstance(resolved.get("Condition"), Mapping):
             resolved["Condition"] = {
                 operator: (
@@ -120,6 +128,94 @@ def resolve_document(document: Mapping[str, Any], resolve: Callable[[str], str])
     return {**document, "Statement": resolved_statements[0] if single else resolved_statements}
 
 
+# A bucket policy is at most 20 KB.
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/BucketRestrictions.html
+MAX_BUCKET_POLICY_BYTES = 20 * 1024
+# The Sid of the job's own statement in every bucket policy it writes (job.aws.s3).
+LOCK_DOWN_SID = "DenyWithoutTLS"
+
+
+def named_principals(document: Mapping[str, Any], resolve: Callable[[str], str]) -> list[str]:
+    """The ARNs of the run's users and roles a bucket policy names (as principal:NAME or
+    role:NAME), in the order written: the bucket is made after them."""
+    named: list[str] = []
+    statements = document.get("Statement")
+    for statement in [statements] if isinstance(statements, Mapping) else statements or []:
+        for element in ("Principal", "NotPrincipal"):
+            principal = statement.get(element) if isinstance(statement, Mapping) else None
+            if not isinstance(principal, Mapping):
+                continue
+            values = principal.get("AWS", [])
+            for value in [values] if isinstance(values, str) else values:
+                if isinstance(value, str) and value.startswith((PRINCIPAL_REF, ROLE_REF)):
+                    arn = resolve(value)
+                    if arn not in named:
+                        named.append(arn)
+    return named
+
+
+def _placed(where: str, error: PolicyError) -> str:
+    """The error, at its place in the file (`where`, then its place in the document)."""
+    return f"{where}.{error.where}: {error.message}" if error.where else f"{where}: {error.message}"
+
+
+def _opens_publicly(statement: Statement) -> bool:
+    """An Allow for everyone ("*", {"AWS": "*"}) or for all but some (NotPrincipal)."""
+    if statement.effect != "Allow":
+        return False
+    if statement.not_principal or statement.principal == "*":
+        return True
+    named = statement.principal.get("AWS", []) if isinstance(statement.principal, Mapping) else []
+    return "*" in ([named] if isinstance(named, str) else named)
+
+
+def bucket_policy_errors(
+    where: str,
+    bucket: str,
+    document: Mapping[str, Any],
+    buckets: Mapping[str, Any],
+    principals: Mapping[str, str],
+) -> Iterator[str]:
+    """What S3 would refuse in a bucket's policy, and what the job refuses: opening the bucket
+    to everyone (the job blocks public access to its buckets, and its lock-down must not be
+    weakened), a statement on another bucket, or the job's own statement's Sid."""
+    naming = WORST_CASE_NAMING
+    try:
+        resolved = resolve_document(document, resolver(naming, buckets, principals))
+        statements = read_document(resolved, resource_policy=True)
+    except PolicyError as error:
+        yield _placed(where, error)
+        return
+    own = naming.s3_arn(naming.name(bucket))
+    for index, statement in enumerate(statements):
+        place = (
+            f"{where}.Statement"
+            if isinstance(document["Statement"], Mapping)
+            else (f"{where}.Statement[{index}]")
+        )
+        if statement.sid == LOCK_DOWN_SID:
+            yield f"{place}.Sid: {LOCK_DOWN_SID} is the job's own statement's; choose another"
+        if _opens_publicly(statement):
+            yield (
+                f"{place}: an Allow for everyone would open the bucket publicly; the job blocks "
+                "public access to its buckets: name the principals (principal:NAME, role:NAME, "
+                "an account or an ARN)"
+            )
+        for resource in statement.resources:
+            if resource != own and not resource.startswith(f"{own}/"):
+                yield (
+                    f"{place}: {resource} is not bucket {bucket} or in it; a bucket policy "
+                    f'governs its own bucket (bucket:{bucket}, "bucket:{bucket}/*")'
+                )
+                break
+    size = len(json.dumps(resolved).encode())
+    if size > MAX_BUCKET_POLICY_BYTES:
+        yield (
+            f"{where}: the policy is {size:,} bytes (with the longest names a run can give); S3"
+            f" takes at most {MAX_BUCKET_POLICY_BYTES:,}"
+        )
+
+
 def document_errors(
     where: str,
     document: Mapping[str, Any],
@@ -132,11 +228,7 @@ def document_errors(
         resolved = resolve_document(document, resolver(WORST_CASE_NAMING, buckets, principals))
         read_document(resolved)
     except PolicyError as error:
-        yield (
-            f"{where}.{error.where}: {error.message}"
-            if error.where
-            else f"{where}: {error.message}"
-        )
+        yield _placed(where, error)
         return
     size = policy_size(json.dumps(resolved))
     if size > MAX_MANAGED_POLICY_CHARACTERS:

@@ -57,7 +57,14 @@ from job.scenario import (
     RunOptions,
     Scenario,
 )
-from job.scenario_documents import document_errors, is_document, resolve_document, resolver
+from job.scenario_documents import (
+    bucket_policy_errors,
+    document_errors,
+    is_document,
+    named_principals,
+    resolve_document,
+    resolver,
+)
 from job.vocabulary import ResourceKind, Verdict
 
 if TYPE_CHECKING:
@@ -165,7 +172,13 @@ SCHEMA: dict[str, Any] = {
                         "type": "object",
                         "propertyNames": {"minLength": 1, "pattern": "^[^/]"},
                         "additionalProperties": {"type": "string"},
-                    }
+                    },
+                    "policy": {
+                        "description": "the bucket's policy, an IAM policy document naming its "
+                        "principals (principal:NAME, role:NAME, accounts, ARNs), written with "
+                        "the job's own lock-down statements; never public",
+                        "$ref": "#/$defs/document",
+                    },
                 },
             },
         },
@@ -513,6 +526,11 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
             rest = other.removeprefix(f"{name}-key-")
             if rest != other and rest.isdigit():
                 yield f"{taken[other]}: the name is taken by {section}.{name}'s access keys"
+    for name, bucket in buckets.items():
+        if bucket.get("policy") is not None:
+            yield from bucket_policy_errors(
+                f"buckets.{name}.policy", name, bucket["policy"], buckets, principals
+            )
     for section in ("users", "roles"):
         for name, principal in (document.get(section) or {}).items():
             policy = principal.get("policy") or []
@@ -677,13 +695,29 @@ def compile_scenario(
 
     specs: list[ResourceSpec] = []
     written = _written_keys(document)
+    principals: list[tuple[str, str, Any]] = [
+        (section, name, principal.get("policy") or [])
+        for section in ("users", "roles")
+        for name, principal in (document.get(section) or {}).items()
+    ]
+    resolve = resolver(
+        naming,
+        document.get("buckets") or {},
+        {name: section for section, name, _ in principals},
+    )
     for bucket, spec in (document.get("buckets") or {}).items():
+        policy = spec.get("policy")
         specs.append(
             ResourceSpec(
                 ResourceKind.S3_BUCKET,
                 bucket,
                 real(bucket),
-                BucketAttributes(require_tls=options.require_tls, keys=written[bucket]),
+                BucketAttributes(
+                    require_tls=options.require_tls,
+                    keys=written[bucket],
+                    policy=None if policy is None else resolve_document(policy, resolve),
+                    principals=None if policy is None else named_principals(policy, resolve),
+                ),
             )
         )
         for key, body in (spec.get("objects") or {}).items():
@@ -695,16 +729,6 @@ def compile_scenario(
                     ObjectAttributes(bucket=real(bucket), key=key, body=body),
                 )
             )
-    principals: list[tuple[str, str, Any]] = [
-        (section, name, principal.get("policy") or [])
-        for section in ("users", "roles")
-        for name, principal in (document.get(section) or {}).items()
-    ]
-    resolve = resolver(
-        naming,
-        document.get("buckets") or {},
-        {name: section for section, name, _ in principals},
-    )
     for section, name, _ in principals:
         kind = ResourceKind.IAM_USER if section == "users" else ResourceKind.IAM_ROLE
         boundary = PrincipalAttributes(permissions_boundary=options.permissions_boundary)

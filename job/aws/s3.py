@@ -42,6 +42,8 @@ NEW_BUCKET_NOT_FOUND = {"NoSuchBucket"}
 # and the same call succeeds once the other is over. botocore does not retry it.
 # https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html#ErrorCodeList
 BUCKET_BUSY = {"OperationAborted"}
+# A bucket policy naming a principal S3 does not know (yet).
+PRINCIPAL_NOT_KNOWN = {"MalformedPolicy"}
 OBJECT_GONE = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -75,6 +77,42 @@ def tls_only_policy(target: Target, bucket: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+def bucket_policy(
+    target: Target, bucket: str, attributes: BucketAttributes
+) -> dict[str, Any] | None:
+    """The policy the job writes on a bucket: its own lock-down (TLS only), then the scenario's
+    statements. A Deny of the job's is never weakened by them: an explicit deny wins."""
+    statements: list[Any] = []
+    if attributes.require_tls:
+        statements += tls_only_policy(target, bucket)["Statement"]
+    if attributes.policy is not None:
+        written = attributes.policy["Statement"]
+        statements += [written] if isinstance(written, dict) else list(written)
+    if not statements:
+        return None
+    version = (attributes.policy or {}).get("Version", "2012-10-17")
+    return {"Version": version, "Statement": statements}
+
+
+def _put_policy(
+    target: Target, bucket: str, policy: dict[str, Any], names_principals: bool
+) -> None:
+    """PutBucketPolicy on a bucket made a moment ago. A policy naming principals made a moment
+    ago too may be refused while S3 does not know them yet (MalformedPolicy, "Invalid principal
+    in policy"): IAM is eventually consistent. The scenario's policy passed validation, so that
+    refusal is asked again for up to the propagation timeout, as a new bucket's NoSuchBucket is.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency"""
+    retry_on = (
+        NEW_BUCKET_NOT_FOUND | BUCKET_BUSY | (PRINCIPAL_NOT_KNOWN if names_principals else set())
+    )
+    until_consistent(
+        lambda: target.aws.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy)),
+        retry_on=retry_on,
+        timeout=target.propagation_timeout,
+        what=f"bucket {bucket}'s policy",
+    )
 
 
 def list_buckets(s3: Any, prefix: str = "") -> Iterator[dict[str, Any]]:
@@ -309,10 +347,14 @@ class BucketHandler:
                 },
             ),
         ]
-        if subject.attributes_as(BucketAttributes).require_tls:
-            policy = json.dumps(tls_only_policy(target, bucket))
-            settings.append((s3.put_bucket_policy, {"Policy": policy}))
-        return [partial(on_new_bucket, target, bucket, call, **params) for call, params in settings]
+        attributes = subject.attributes_as(BucketAttributes)
+        calls: list[Callable[[], object]] = [
+            partial(on_new_bucket, target, bucket, call, **params) for call, params in settings
+        ]
+        policy = bucket_policy(target, bucket, attributes)
+        if policy is not None:
+            calls.append(partial(_put_policy, target, bucket, policy, bool(attributes.principals)))
+        return calls
 
     def inspect(self, target: Target, subject: Subject) -> Found:
         return inspect_bucket(target, subject.name)

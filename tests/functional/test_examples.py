@@ -78,6 +78,7 @@ def test_every_example_passes_on_the_emulator(scenario: Path | None, tmp_path: P
 FLIPPED = {
     "iam-documents.yaml": 2,  # lapsed's unmet condition grants nothing
     "managed-policy.yaml": 2,  # the run's own deny takes listing back from ReadOnlyAccess
+    "bucket-policy.yaml": 3,  # the bucket denies the writer what its own policy grants
     "roles.yaml": 2,  # the analyst role may list the bucket
     "seed.yaml": 4,  # the writer may not read the decoy bucket
     "three-principals.yaml": 1,  # the uploader may write only under incoming/

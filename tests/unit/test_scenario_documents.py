@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from job.errors import BadInput
-from job.kinds import PolicyAttributes, read_as
+from job.kinds import BucketAttributes, PolicyAttributes, read_as
 from job.naming import Naming
 from job.scenario_file import ScenarioSource, compile_source, validate
 
@@ -162,3 +162,110 @@ def test_a_document_over_iams_size_is_refused_counting_the_longest_names() -> No
 
 def test_a_document_must_have_statements() -> None:
     assert "users.alice.policy" in error_of({"Version": "2012-10-17"})
+
+
+def bucket_scenario(policy: Any) -> dict[str, Any]:
+    document = scenario([{"effect": "Allow", "actions": ["s3:*"], "resources": ["*"]}])
+    document["buckets"]["data"]["policy"] = policy
+    return document
+
+
+def bucket_error_of(policy: Any) -> str:
+    with pytest.raises(BadInput) as raised:
+        validate(source(bucket_scenario(policy)))
+    assert raised.value.exit_code == 2 and "\n" not in raised.value.message
+    return raised.value.message.removeprefix("s.yaml: ")
+
+
+def test_a_bucket_policy_names_the_runs_principals_and_the_bucket_waits_for_them() -> None:
+    """S3 refuses a bucket policy naming a principal that does not exist: the bucket is made
+    after the users and roles its policy names, and before nothing else."""
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": {"AWS": ["principal:alice", "role:auditor", "111122223333"]},
+                "Action": "s3:DeleteObject",
+                "Resource": "bucket:data/*",
+            }
+        ],
+    }
+    resources = compile_source(source(bucket_scenario(policy)), NAMING).resources
+    bucket = next(spec for spec in resources if spec.logical_name == "data")
+    attributes = read_as(bucket.attributes, BucketAttributes)
+    alice = "arn:aws:iam::123456789012:user/job/job-r123456789-alice"
+    auditor = "arn:aws:iam::123456789012:role/job/job-r123456789-auditor"
+    assert attributes.principals == [alice, auditor]
+    assert attributes.policy is not None
+    assert attributes.policy["Statement"][0]["Principal"] == {
+        "AWS": [alice, auditor, "111122223333"]
+    }
+    assert attributes.policy["Statement"][0]["Resource"] == "arn:aws:s3:::job-r123456789-data/*"
+    assert set(bucket.needs) == {"alice", "auditor"}
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        (
+            {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "*"},
+            "buckets.data.policy.Statement[0]: an Allow for everyone would open the bucket "
+            "publicly",
+        ),
+        (
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": ["principal:alice", "*"]},
+                "Action": "s3:GetObject",
+                "Resource": "bucket:data/*",
+            },
+            "an Allow for everyone would open the bucket publicly",
+        ),
+        (
+            {
+                "Effect": "Allow",
+                "NotPrincipal": {"AWS": "principal:alice"},
+                "Action": "s3:GetObject",
+                "Resource": "bucket:data/*",
+            },
+            "an Allow for everyone would open the bucket publicly",
+        ),
+        (
+            {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "bucket:data/*"},
+            "buckets.data.policy.Statement[0]: no Principal or NotPrincipal",
+        ),
+        (
+            {
+                "Effect": "Deny",
+                "Principal": {"AWS": "principal:alice"},
+                "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::someone-elses/*",
+            },
+            "arn:aws:s3:::someone-elses/* is not bucket data or in it",
+        ),
+        (
+            {
+                "Sid": "DenyWithoutTLS",
+                "Effect": "Deny",
+                "Principal": {"AWS": "principal:alice"},
+                "Action": "s3:GetObject",
+                "Resource": "bucket:data/*",
+            },
+            "DenyWithoutTLS is the job's own statement's; choose another",
+        ),
+        (
+            {
+                "Effect": "Deny",
+                "Principal": {"AWS": "principal:nobody"},
+                "Action": "s3:GetObject",
+                "Resource": "bucket:data/*",
+            },
+            'buckets.data.policy.Statement[0].Principal.AWS: unknown user or role "nobody"',
+        ),
+    ],
+)
+def test_a_bucket_policy_that_would_open_or_miss_the_bucket_is_refused(
+    statement: dict[str, Any], expected: str
+) -> None:
+    assert expected in bucket_error_of({"Version": "2012-10-17", "Statement": [statement]})
