@@ -12,7 +12,8 @@ ones at once); teardown deletes each once nothing that needs it is left; verify 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from job.config import MAX_PREFIX_LENGTH
@@ -69,6 +70,8 @@ class Expectation:
 class Scenario:
     resources: tuple[ResourceSpec, ...]
     expectations: tuple[Expectation, ...]
+    # By role (logical name): the session policy verify passes to AssumeRole, resolved.
+    session_policies: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def principals(self) -> tuple[str, ...]:

@@ -216,11 +216,18 @@ def bucket_policy_errors(
         )
 
 
+# A session policy passed to AssumeRole: at most 2,048 characters of plain text.
+# https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html (Policy)
+MAX_SESSION_POLICY_CHARACTERS = 2048
+
+
 def document_errors(
     where: str,
     document: Mapping[str, Any],
     buckets: Mapping[str, Any],
     principals: Mapping[str, str],
+    *,
+    limit: int = MAX_MANAGED_POLICY_CHARACTERS,
 ) -> Iterator[str]:
     """What IAM would refuse in a principal's document, under the longest names a run can give,
     each with its place in the file."""
@@ -230,10 +237,16 @@ def document_errors(
     except PolicyError as error:
         yield _placed(where, error)
         return
-    size = policy_size(json.dumps(resolved))
-    if size > MAX_MANAGED_POLICY_CHARACTERS:
+    # A managed policy's size is counted without whitespace; a session policy's as sent
+    # (compact JSON, as the job sends it).
+    if limit == MAX_SESSION_POLICY_CHARACTERS:
+        size = len(json.dumps(resolved, separators=(",", ":")))
+        what = "a session policy"
+    else:
+        size = policy_size(json.dumps(resolved))
+        what = "a managed policy"
+    if size > limit:
         yield (
             f"{where}: the document is {size:,} characters without whitespace (with the longest"
-            f" names a run can give); IAM takes at most {MAX_MANAGED_POLICY_CHARACTERS:,} in a"
-            " managed policy"
+            f" names a run can give); AWS takes at most {limit:,} in {what}"
         )

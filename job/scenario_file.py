@@ -58,6 +58,7 @@ from job.scenario import (
     Scenario,
 )
 from job.scenario_documents import (
+    MAX_SESSION_POLICY_CHARACTERS,
     bucket_policy_errors,
     document_errors,
     is_document,
@@ -106,7 +107,7 @@ _STATEMENT = {
         },
     },
 }
-_PRINCIPAL = {
+_PRINCIPAL: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
@@ -193,7 +194,7 @@ SCHEMA: dict[str, Any] = {
             "description": "logical name -> an IAM role the job assumes, named like a user",
             "type": "object",
             "propertyNames": {**_NAME, "maxLength": MAX_PRINCIPAL_LOGICAL_NAME},
-            "additionalProperties": {"$ref": "#/$defs/principal"},
+            "additionalProperties": {"$ref": "#/$defs/role"},
         },
         "expect": {
             "description": "every cell the run proves, with the principal's own credentials",
@@ -214,6 +215,17 @@ SCHEMA: dict[str, Any] = {
     },
     "$defs": {
         "principal": _PRINCIPAL,
+        "role": {
+            **_PRINCIPAL,
+            "properties": {
+                **_PRINCIPAL["properties"],
+                "session_policy": {
+                    "description": "an IAM document passed to AssumeRole: verify's session has "
+                    "what both it and the role's policies allow",
+                    "$ref": "#/$defs/document",
+                },
+            },
+        },
         "statement": _STATEMENT,
         "document": _DOCUMENT,
         "resource": {
@@ -533,6 +545,15 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
             )
     for section in ("users", "roles"):
         for name, principal in (document.get(section) or {}).items():
+            session_policy = principal.get("session_policy")
+            if session_policy is not None:
+                yield from document_errors(
+                    f"{section}.{name}.session_policy",
+                    session_policy,
+                    buckets,
+                    principals,
+                    limit=MAX_SESSION_POLICY_CHARACTERS,
+                )
             policy = principal.get("policy") or []
             if is_document(policy):
                 yield from document_errors(f"{section}.{name}.policy", policy, buckets, principals)
@@ -776,4 +797,9 @@ def compile_scenario(
     # What each resource needs, from its kind's declaration and its attributes (job.kinds).
     needed = needs(specs)
     specs = [replace(spec, needs=tuple(needed[spec.logical_name])) for spec in specs]
-    return Scenario(tuple(specs), tuple(expectations))
+    session_policies = {
+        name: resolve_document(role["session_policy"], resolve)
+        for name, role in (document.get("roles") or {}).items()
+        if role.get("session_policy") is not None
+    }
+    return Scenario(tuple(specs), tuple(expectations), session_policies)

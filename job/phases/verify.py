@@ -390,6 +390,7 @@ class _Verification:
                 role.name,
                 f"job-{self.run.id}",
                 duration_seconds=self.session_seconds,
+                session_policy=self.scenario.session_policies.get(principal),
             )
         except AWS_ERRORS as error:
             waited = self.target.propagation_timeout.total_seconds()

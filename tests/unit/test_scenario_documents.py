@@ -156,7 +156,7 @@ def test_a_document_over_iams_size_is_refused_counting_the_longest_names() -> No
     many = [{**statement, "Resource": f"bucket:data/{index:04}"} for index in range(140)]
     message = error_of({"Version": "2012-10-17", "Statement": many})
     assert message.startswith("users.alice.policy: the document is ")
-    assert "IAM takes at most 6,144 in a managed policy" in message
+    assert "AWS takes at most 6,144 in a managed policy" in message
     assert validate(source(scenario({"Version": "2012-10-17", "Statement": many[:40]})))
 
 

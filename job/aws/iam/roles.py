@@ -199,17 +199,26 @@ def assume_role(
     role_name: str,
     session_name: str,
     duration_seconds: float = ROLE_SESSION_SECONDS,
+    session_policy: Mapping[str, Any] | None = None,
 ) -> RoleSession:
     """The job's own principal assumes one of the run's roles (RoleHandler.permissions "assume")
     for a session of `duration_seconds`, clamped to what STS grants (session_seconds), retrying
     while AWS does not know the new role or its trust yet, up to the propagation timeout; then the
     last refusal is raised. A session that expires before the caller is done is not renewed here:
-    the caller assumes the role again when AWS answers ExpiredToken."""
+    the caller assumes the role again when AWS answers ExpiredToken. A `session_policy` cuts the
+    session's permissions down to what both it and the role's policies allow.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html#policies_session"""
     sts = target.aws.client("sts")
     arn = target.iam_arn("role", role_name)
-    seconds = session_seconds(duration_seconds)
+    params: dict[str, Any] = {
+        "RoleArn": arn,
+        "RoleSessionName": session_name,
+        "DurationSeconds": session_seconds(duration_seconds),
+    }
+    if session_policy is not None:
+        params["Policy"] = json.dumps(session_policy, separators=(",", ":"))
     answer = until_consistent(
-        lambda: sts.assume_role(RoleArn=arn, RoleSessionName=session_name, DurationSeconds=seconds),
+        lambda: sts.assume_role(**params),
         retry_on=ROLE_NOT_YET_ASSUMABLE,
         timeout=target.propagation_timeout,
         what=f"role {role_name} to be assumable",
