@@ -81,6 +81,7 @@ FLIPPED = {
     "bucket-policy.yaml": 3,  # the bucket denies the writer what its own policy grants
     "roles.yaml": 2,  # the analyst role may list the bucket
     "seed.yaml": 4,  # the writer may not read the decoy bucket
+    "session-policy.yaml": 1,  # the session policy takes listing from the role
     "three-principals.yaml": 1,  # the uploader may write only under incoming/
 }
 

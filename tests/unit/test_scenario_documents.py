@@ -269,3 +269,40 @@ def test_a_bucket_policy_that_would_open_or_miss_the_bucket_is_refused(
     statement: dict[str, Any], expected: str
 ) -> None:
     assert expected in bucket_error_of({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def test_a_roles_session_policy_is_kept_for_verify_resolved_and_bounded() -> None:
+    """AssumeRole's Policy: at most 2,048 characters, sent as compact JSON.
+    https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html"""
+    session = {
+        "Version": "2012-10-17",
+        "Statement": {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "bucket:data/*"},
+    }
+    document = scenario([])
+    document["roles"]["auditor"] = {"session_policy": session}
+    compiled = compile_source(source(document), NAMING)
+    assert compiled.session_policies == {
+        "auditor": {
+            "Version": "2012-10-17",
+            "Statement": {
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::job-r123456789-data/*",
+            },
+        }
+    }
+    many = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"bucket:data/{i:03}"}
+            for i in range(40)
+        ],
+    }
+    document["roles"]["auditor"] = {"session_policy": many}
+    with pytest.raises(BadInput, match=r"roles\.auditor\.session_policy: the document is .* 2,048"):
+        validate(source(document))
+    # Users have no sessions to cut down.
+    document["roles"]["auditor"] = {}
+    document["users"]["alice"]["session_policy"] = session
+    with pytest.raises(BadInput, match=r"users\.alice"):
+        validate(source(document))
