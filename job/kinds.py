@@ -141,7 +141,13 @@ KINDS: dict[ResourceKind, Kind] = {
         ),
         # Users and roles are swept first: deleting them detaches the policies (a role's delete
         # takes its inline policies and instance profiles off too), which can then go.
-        Kind(ResourceKind.IAM_USER, PrincipalAttributes, sweep_wave=0),
+        # A principal is made after the policy of the run that is its permissions boundary.
+        Kind(
+            ResourceKind.IAM_USER,
+            PrincipalAttributes,
+            hangs_off=(Reference(ResourceKind.IAM_POLICY, "permissions_boundary"),),
+            sweep_wave=0,
+        ),
         Kind(ResourceKind.IAM_POLICY, PolicyAttributes, sweep_wave=1),
         Kind(
             ResourceKind.IAM_USER_POLICY_ATTACHMENT,
@@ -157,7 +163,12 @@ KINDS: dict[ResourceKind, Kind] = {
             hangs_off=(Reference(ResourceKind.IAM_USER, "user_name"),),
             made_by_verify_for=ResourceKind.IAM_USER,
         ),
-        Kind(ResourceKind.IAM_ROLE, PrincipalAttributes, sweep_wave=0),
+        Kind(
+            ResourceKind.IAM_ROLE,
+            PrincipalAttributes,
+            hangs_off=(Reference(ResourceKind.IAM_POLICY, "permissions_boundary"),),
+            sweep_wave=0,
+        ),
         Kind(
             ResourceKind.IAM_ROLE_POLICY_ATTACHMENT,
             RolePolicyAttachmentAttributes,

@@ -121,6 +121,17 @@ _PRINCIPAL: dict[str, Any] = {
                 {"$ref": "#/$defs/document"},
             ],
         },
+        "boundary": {
+            "description": "the principal's permissions boundary: an existing managed policy's "
+            "ARN, or an IAM document the run creates as a policy of its own",
+            "oneOf": [
+                {
+                    "type": "string",
+                    "pattern": r"^arn:aws[a-z-]*:iam::(aws|[0-9]{12}):policy/[\w+=,.@/-]+$",
+                },
+                {"$ref": "#/$defs/document"},
+            ],
+        },
         "managed_policies": {
             "description": "existing managed policies (AWS's, or the account's own) attached to "
             "the principal for the run and detached at teardown, never created or changed",
@@ -303,6 +314,22 @@ def _valid_document(text: str) -> dict[str, Any]:
     if error is not None:
         raise BadInput(error)
     return cast(dict[str, Any], document)
+
+
+def boundary_conflict(document: Mapping[str, Any], options: RunOptions) -> str | None:
+    """A principal has one permissions boundary: the run-wide one (--permissions-boundary, an
+    operator's limit on every user) and a scenario's own cannot both apply."""
+    if not options.permissions_boundary:
+        return None
+    for section in ("users", "roles"):
+        for name, principal in (document.get(section) or {}).items():
+            if (principal or {}).get("boundary") is not None:
+                return (
+                    f"{section}.{name}.boundary: the scenario gives this principal a permissions"
+                    " boundary and --permissions-boundary (JOB_PERMISSIONS_BOUNDARY) gives every"
+                    " user one; a principal has one: drop one of them"
+                )
+    return None
 
 
 def compile_source(
@@ -517,7 +544,7 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
     # What the scenario derives from a principal's name (its policy, its attachment, the access
     # keys verify makes) must not collide with a name the file gives.
     for name, section in principals.items():
-        for what in ("policy", "attachment"):
+        for what in ("policy", "attachment", "boundary"):
             if f"{name}-{what}" in taken:
                 yield f"{taken[f'{name}-{what}']}: the name is taken by {section}.{name}'s {what}"
         for other in taken:
@@ -545,6 +572,11 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
             )
     for section in ("users", "roles"):
         for name, principal in (document.get(section) or {}).items():
+            boundary = principal.get("boundary")
+            if is_document(boundary):
+                yield from document_errors(
+                    f"{section}.{name}.boundary", boundary, buckets, principals
+                )
             session_policy = principal.get("session_policy")
             if session_policy is not None:
                 yield from document_errors(
@@ -752,8 +784,30 @@ def compile_scenario(
             )
     for section, name, _ in principals:
         kind = ResourceKind.IAM_USER if section == "users" else ResourceKind.IAM_ROLE
-        boundary = PrincipalAttributes(permissions_boundary=options.permissions_boundary)
-        specs.append(ResourceSpec(kind, name, real(name), boundary))
+        boundary = (document[section][name] or {}).get("boundary")
+        boundary_arn = options.permissions_boundary
+        if is_document(boundary):
+            # A policy of the run's own, made before the principal it bounds.
+            boundary_arn = naming.iam_arn("policy", f"{real(name)}-boundary")
+            specs.append(
+                ResourceSpec(
+                    ResourceKind.IAM_POLICY,
+                    f"{name}-boundary",
+                    f"{real(name)}-boundary",
+                    PolicyAttributes(
+                        document=resolve_document(boundary, resolve),
+                        description=f"job run {naming.run_id}: the permissions boundary of"
+                        f" {section[:-1]} {name}",
+                    ),
+                )
+            )
+        elif boundary is not None:
+            boundary_arn = str(boundary)
+        specs.append(
+            ResourceSpec(
+                kind, name, real(name), PrincipalAttributes(permissions_boundary=boundary_arn)
+            )
+        )
     for section, name, statements in principals:
         if not statements:  # a deny-only principal: nothing to attach
             continue

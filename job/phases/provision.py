@@ -32,7 +32,7 @@ from job.phases.common import (
     target_for,
 )
 from job.scenario import ResourceSpec, RunOptions
-from job.scenario_file import ScenarioSource, seed_source, validate
+from job.scenario_file import ScenarioSource, boundary_conflict, seed_source, validate
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ def start_run(
     its text and SHA-256 are kept, so that every later phase of the run, on any machine, uses
     exactly this one. An invalid scenario is refused before anything is recorded."""
     source = scenario or seed_source()
-    validate(source)
+    conflict = boundary_conflict(validate(source), options or RunOptions())
+    if conflict is not None:
+        raise BadInput(f"{source.origin}: {conflict}")
     identity = aws.identity()
     run = store.create_run(
         new_run_id(),

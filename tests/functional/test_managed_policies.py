@@ -82,3 +82,26 @@ def test_a_kill_right_after_the_attachment_leaves_nothing_attached(
     assert result.exit_code == 0, result.stderr
     assert iam.get_policy(PolicyArn=READ_ONLY)["Policy"]["AttachmentCount"] == 0
     assert iam.list_users(PathPrefix="/job/")["Users"] == []
+
+
+def test_a_scenario_boundary_and_the_run_wide_one_are_bad_input_before_anything(
+    aws: EmulatorCredentials, sqlite_url: str, capsys
+) -> None:
+    result = invoke(
+        capsys,
+        "run",
+        "--scenario",
+        str(ROOT / "examples" / "boundary.yaml"),
+        "--permissions-boundary",
+        READ_ONLY,
+        "--database-url",
+        sqlite_url,
+    )
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert (
+        "users.auditor.boundary: the scenario gives this principal a permissions boundary" in line
+    )
+    with open_store(sqlite_url) as store:
+        assert store.list_runs() == []
+    assert admin_client(aws, "iam").list_users(PathPrefix="/job/")["Users"] == []

@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from job.errors import BadInput
-from job.kinds import BucketAttributes, PolicyAttributes, read_as
+from job.kinds import BucketAttributes, PolicyAttributes, PrincipalAttributes, read_as
 from job.naming import Naming
-from job.scenario_file import ScenarioSource, compile_source, validate
+from job.scenario import RunOptions
+from job.scenario_file import ScenarioSource, boundary_conflict, compile_source, validate
 
 NAMING = Naming("job", "r123456789", "123456789012", "aws")
 
@@ -306,3 +307,47 @@ def test_a_roles_session_policy_is_kept_for_verify_resolved_and_bounded() -> Non
     document["users"]["alice"]["session_policy"] = session
     with pytest.raises(BadInput, match=r"users\.alice"):
         validate(source(document))
+
+
+def test_a_boundary_document_is_a_policy_of_the_run_made_before_its_principal() -> None:
+    boundary = {
+        "Version": "2012-10-17",
+        "Statement": {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "bucket:data/*"},
+    }
+    document = scenario([])
+    document["users"]["alice"]["boundary"] = boundary
+    document["roles"]["auditor"] = {"boundary": "arn:aws:iam::aws:policy/ReadOnlyAccess"}
+    specs = {s.logical_name: s for s in compile_source(source(document), NAMING).resources}
+    arn = "arn:aws:iam::123456789012:policy/job/job-r123456789-alice-boundary"
+    assert specs["alice-boundary"].name == "job-r123456789-alice-boundary"
+    assert read_as(specs["alice-boundary"].attributes, PolicyAttributes).document == {
+        "Version": "2012-10-17",
+        "Statement": {
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::job-r123456789-data/*",
+        },
+    }
+    alice = read_as(specs["alice"].attributes, PrincipalAttributes)
+    assert alice.permissions_boundary == arn
+    assert specs["alice"].needs == ("alice-boundary",)
+    auditor = read_as(specs["auditor"].attributes, PrincipalAttributes)
+    assert auditor.permissions_boundary == "arn:aws:iam::aws:policy/ReadOnlyAccess"
+    assert specs["auditor"].needs == ()
+    assert error_of_document_boundary({"Version": "2012-10-17"}).startswith("users.alice.boundary")
+
+
+def error_of_document_boundary(boundary: Any) -> str:
+    document = scenario([])
+    document["users"]["alice"]["boundary"] = boundary
+    with pytest.raises(BadInput) as raised:
+        validate(source(document))
+    return raised.value.message.removeprefix("s.yaml: ")
+
+
+def test_a_scenarios_boundary_and_the_run_wide_one_cannot_both_apply() -> None:
+    document = scenario([])
+    document["users"]["alice"]["boundary"] = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+    assert boundary_conflict(document, RunOptions()) is None
+    conflict = boundary_conflict(document, RunOptions("arn:aws:iam::123456789012:policy/b"))
+    assert conflict is not None and conflict.startswith("users.alice.boundary: ")
