@@ -16,8 +16,9 @@ class Probe:
     needs: tuple[str, ...]
     # True when no IAM policy can deny the call: a scenario may only expect it allowed.
     always_allowed: bool = False
-    # Whether the call is aimed at a bucket (and then, perhaps, an object in it).
+    # Whether the call is aimed at a bucket, and then whether at an object in it (its key).
     on_bucket: bool = True
+    on_object: bool = False
     # Whether an allowed call leaves an object behind (at the key it is aimed at): the bucket's
     # teardown then deletes that key with the bucket's own objects.
     writes_object: bool = False
@@ -41,14 +42,35 @@ class Probe:
 PROBES: dict[str, Probe] = {
     probe.action: probe
     for probe in (
-        Probe("s3:GetObject", ("s3:GetObject",), reads_object=True),
+        Probe("s3:GetObject", ("s3:GetObject",), on_object=True, reads_object=True),
         Probe(
             "s3:PutObject",
             ("s3:PutObject",),
+            on_object=True,
             writes_object=True,
             mutates_object=True,
         ),
-        Probe("s3:DeleteObject", ("s3:DeleteObject",), mutates_object=True),
+        Probe("s3:DeleteObject", ("s3:DeleteObject",), on_object=True, mutates_object=True),
+        # Like GetObject, of a key the scenario creates: a missing key answers as a denial would.
+        # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObjectTagging.html
+        Probe("s3:GetObjectTagging", ("s3:GetObjectTagging",), on_object=True, reads_object=True),
+        # Replaces the object's tags (of one the scenario creates, for the same reason): it runs
+        # after every check that reads the object.
+        # https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObjectTagging.html
+        Probe(
+            "s3:PutObjectTagging",
+            ("s3:PutObjectTagging",),
+            on_object=True,
+            reads_object=True,
+            mutates_object=True,
+        ),
+        # A bucket with no policy answers NoSuchBucketPolicy once the caller may ask: allowed.
+        # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketPolicy.html
+        Probe("s3:GetBucketPolicy", ("s3:GetBucketPolicy",)),
+        # ListBuckets is authorized as s3:ListAllMyBuckets, on no bucket.
+        # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListBuckets.html
+        Probe("s3:ListAllMyBuckets", ("s3:ListAllMyBuckets",), on_bucket=False),
+        Probe("iam:ListRoles", ("iam:ListRoles",), on_bucket=False),
         # ListObjectsV2 is authorized as s3:ListBucket, on the bucket.
         # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
         Probe("s3:ListBucket", ("s3:ListBucket",)),

@@ -47,6 +47,7 @@ from job.kinds import (
     with_verify_kinds,
 )
 from job.naming import Naming
+from job.probes import PROBES
 from job.scenario import (
     LOGICAL_NAME_PATTERN,
     MAX_BUCKET_LOGICAL_NAME,
@@ -217,7 +218,10 @@ SCHEMA: dict[str, Any] = {
                 "required": ["principal", "action", "resource", "result"],
                 "properties": {
                     "principal": {"type": "string"},
-                    "action": {"type": "string"},
+                    "action": {
+                        "type": "string",
+                        "description": "what verify probes: " + ", ".join(sorted(PROBES)),
+                    },
                     "resource": {"$ref": "#/$defs/resource"},
                     "result": {"enum": ["allow", "deny"]},
                 },
@@ -685,9 +689,11 @@ def _written_keys(document: Mapping[str, Any]) -> dict[str, list[str]]:
 
 def _aim_errors(where: str, action: str, resource: str) -> Iterator[str]:
     """S3 is probed on the run's own buckets: a call needs the bucket, and an object's the key."""
-    if not action.startswith("s3:"):
-        return
-    on_object = action.endswith("Object")
+    from job.probes import PROBES
+
+    if action not in PROBES or not PROBES[action].on_bucket:
+        return  # an action without a probe is refused above, for what it is
+    on_object = PROBES[action].on_object
     if not resource.startswith(BUCKET_REF):
         shape = "bucket:NAME/KEY" if on_object else "bucket:NAME"
         yield f"{where}.resource: {action} is probed on one of the run's buckets: use {shape}"

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from job.aws.session import Aws
+from botocore.exceptions import ClientError
+
+from job.aws.session import Aws, error_code
 from job.probes import PROBES
 
 ProbeCall = Callable[[Aws, str | None, str | None], None]
@@ -36,6 +38,33 @@ def _list_bucket(aws: Aws, bucket: str | None, key: str | None) -> None:
     aws.client("s3").list_objects_v2(Bucket=bucket, MaxKeys=1)
 
 
+def _get_object_tagging(aws: Aws, bucket: str | None, key: str | None) -> None:
+    aws.client("s3").get_object_tagging(Bucket=bucket, Key=key)
+
+
+def _put_object_tagging(aws: Aws, bucket: str | None, key: str | None) -> None:
+    aws.client("s3").put_object_tagging(
+        Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": "job-verify", "Value": "tagged"}]}
+    )
+
+
+def _get_bucket_policy(aws: Aws, bucket: str | None, key: str | None) -> None:
+    try:
+        aws.client("s3").get_bucket_policy(Bucket=bucket)
+    except ClientError as error:
+        # Asked, and answered: there is no policy. Only an allowed caller hears this.
+        if error_code(error) != "NoSuchBucketPolicy":
+            raise
+
+
+def _list_all_my_buckets(aws: Aws, bucket: str | None, key: str | None) -> None:
+    aws.client("s3").list_buckets(MaxBuckets=1)
+
+
+def _list_roles(aws: Aws, bucket: str | None, key: str | None) -> None:
+    aws.client("iam").list_roles(MaxItems=1)
+
+
 def _list_users(aws: Aws, bucket: str | None, key: str | None) -> None:
     aws.client("iam").list_users(MaxItems=1)
 
@@ -49,7 +78,12 @@ CALLS: dict[str, ProbeCall] = {
     "s3:PutObject": _put_object,
     "s3:DeleteObject": _delete_object,
     "s3:ListBucket": _list_bucket,
+    "s3:GetObjectTagging": _get_object_tagging,
+    "s3:PutObjectTagging": _put_object_tagging,
+    "s3:GetBucketPolicy": _get_bucket_policy,
+    "s3:ListAllMyBuckets": _list_all_my_buckets,
     "iam:ListUsers": _list_users,
+    "iam:ListRoles": _list_roles,
     "sts:GetCallerIdentity": _get_caller_identity,
 }
 # Every declared probe has its call and every call its declaration: a mismatch fails at import.

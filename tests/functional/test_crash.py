@@ -193,6 +193,30 @@ def test_kill_at_calls_of_a_role_scenario_run_then_teardown(
     assert any(call.startswith("CreateRole") for call in calls)
 
 
+RICHEST_SCENARIO = Path(__file__).parents[2] / "examples" / "data-platform.yaml"
+READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+
+
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_kill_at_calls_of_the_richest_example_then_teardown(
+    aws, sqlite_url, capsys, monkeypatch, tmp_path, chunk
+) -> None:
+    """The same for the richest example (examples/data-platform.yaml): a bucket policy naming
+    the run's principals, a boundary of the run's own, an attached AWS-managed policy, a role
+    with a session policy. Every third call, as above. The managed policy is the account's, not
+    the run's: after every teardown it is attached nowhere and otherwise as it was."""
+    monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "1s")
+    iam = admin_client(aws, "iam")
+    version = iam.get_policy(PolicyArn=READ_ONLY)["Policy"]["DefaultVersionId"]
+    calls = _sweep_one_call_at_a_time(
+        aws, sqlite_url, capsys, tmp_path, chunk, stride=3, scenario=RICHEST_SCENARIO
+    )
+    assert any(call.startswith("PutBucketPolicy") for call in calls)
+    assert any(call.startswith("AttachUserPolicy") and READ_ONLY in call for call in calls)
+    policy = iam.get_policy(PolicyArn=READ_ONLY)["Policy"]
+    assert (policy["AttachmentCount"], policy["DefaultVersionId"]) == (0, version)
+
+
 def test_kill_at_calls_of_a_concurrent_run_then_teardown(aws, sqlite_url, capsys, monkeypatch):
     """The sweeps above go one call at a time, so that an index names one call; a run makes its
     calls sixteen at a time by default, and a kill there lands among calls in flight. Every

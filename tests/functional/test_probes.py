@@ -25,7 +25,8 @@ def _principal(aws, name: str, actions: tuple[str, ...]) -> object:
                 "Effect": "Allow",
                 "Action": list(actions),
                 "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"]
-                if all(a.startswith("s3:") for a in actions)
+                if all(PROBES[a].on_bucket for a in actions if a in PROBES)
+                and all(a.startswith("s3:") for a in actions)
                 else "*",
             }
         ]
@@ -44,7 +45,7 @@ def test_a_probe_needs_what_it_declares(action: str, aws) -> None:
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key="fixture.txt", Body=b"x")
     declared = PROBES[action]
-    key = "fixture.txt" if action == "s3:GetObject" else "other.txt"
+    key = "fixture.txt" if declared.reads_object else "other.txt"
     granted = _principal(aws, "granted", declared.needs)
     probe(granted, action, BUCKET, key)  # type: ignore[arg-type]
 

@@ -822,7 +822,17 @@ def test_reading_an_object_the_scenario_does_not_create_is_refused(result: str) 
 
 
 def test_only_probes_that_read_an_object_need_it_to_exist() -> None:
-    assert {action for action, probe in PROBES.items() if probe.reads_object} == {"s3:GetObject"}
+    # S3 answers a missing key as it answers a denial, to a caller without s3:ListBucket, for
+    # each of these. https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObjectTagging.html
+    assert {action for action, probe in PROBES.items() if probe.reads_object} == {
+        "s3:GetObject",
+        "s3:GetObjectTagging",
+        "s3:PutObjectTagging",
+    }
+    tagging = seed_document()
+    tagging["expect"][1]["action"] = "s3:PutObjectTagging"
+    tagging["expect"][1]["resource"] = "bucket:data/probe/missing.txt"
+    assert "the scenario creates no object there" in error_of(tagging)
     # A delete of a missing key is what the seed does on purpose (nothing is destroyed).
     document = seed_document()
     assert document["expect"][2]["resource"] == "bucket:data/probe/writer-deleteobject.txt"
