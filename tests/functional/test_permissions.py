@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,7 +37,7 @@ from job.permissions import required_actions, runner_policy
 from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
-from job.scenario_file import compile_source, scenario_kinds, seed_source
+from job.scenario_file import compile_source, read_source, scenario_kinds, seed_source
 from tests.faults import AccountTrust, Crash, DieAfter, StrictAws
 from tests.functional.test_janitor import BY_HAND, expected_report, hang_blocker
 from tests.helpers import (
@@ -638,3 +639,44 @@ def test_what_others_hung_on_a_principal_needs_the_janitor_grant(
     _become_least_privileged(aws, monkeypatch, kinds=kinds, janitor=True)
     tear_down()
     assert leftovers(aws, run.id) == []
+
+
+RICHEST = Path(__file__).parents[2] / "examples" / "data-platform.yaml"
+
+
+def _richest_run(aws: Any, sqlite_url: str) -> str:
+    source = read_source(str(RICHEST))
+    job_aws = make_aws(
+        "us-east-1", call_hooks=[AccountTrust()], propagation_timeout=timedelta(seconds=1)
+    )
+    with open_store(sqlite_url) as store:
+        run = start_run(store, job_aws, "job", EMULATED, source)
+        provision(store, job_aws, run_id=run.id)
+        run = verify(store, job_aws, run_id=run.id)
+        assert [c.detail for c in store.latest_checks(run) if not c.passed] == []
+        teardown(store, job_aws, run_id=run.id)
+    return run.id
+
+
+def _richest_kinds() -> Any:
+    source = read_source(str(RICHEST))
+    return scenario_kinds(compile_source(source, Naming.placeholder("job", "aws")))
+
+
+def test_the_richest_example_works_with_exactly_its_derived_policy(
+    aws, sqlite_url: str, monkeypatch
+) -> None:
+    """A bucket policy, a boundary of the run's own, an AWS-managed policy attached, a role with
+    a session policy: `job runner-policy --scenario` of that file is enough for all of it."""
+    _become_least_privileged(aws, monkeypatch, kinds=_richest_kinds())
+    assert leftovers(aws, _richest_run(aws, sqlite_url)) == []
+
+
+# What only the richest example's features call (the others are held by the tests above).
+@pytest.mark.parametrize("action", ["s3:PutBucketPolicy", "iam:AttachUserPolicy"])
+def test_without_an_action_the_richest_run_fails_and_names_it(
+    action: str, aws, sqlite_url: str, monkeypatch
+) -> None:
+    _become_least_privileged(aws, monkeypatch, without=frozenset({action}), kinds=_richest_kinds())
+    with pytest.raises(AwsError, match=f"lack {action}"):
+        _richest_run(aws, sqlite_url)
