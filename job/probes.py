@@ -33,6 +33,12 @@ class Probe:
     mutates_object: bool = False
 
     @property
+    def changes(self) -> bool:
+        """Whether an allowed call changes something: such a probe is aimed only at what the run
+        created (the canary never writes to, or deletes from, anything it did not make)."""
+        return self.writes_object or self.mutates_object
+
+    @property
     def service(self) -> str:
         """The service the call is authorized by ("s3", "iam", "sts"): a principal's policy
         reaches each one separately."""

@@ -29,6 +29,7 @@ import copy
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -73,6 +74,8 @@ if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
 
 SEED_ORIGIN = "built-in seed scenario"
+# An existing bucket's or object's ARN in a cell: arn:PARTITION:s3:::BUCKET[/KEY].
+EXISTING_S3_ARN = re.compile(r"arn:aws[a-z-]*:s3:::(?P<bucket>[a-z0-9.-]{3,63})(?:/(?P<key>.+))?")
 BUCKET_REF = "bucket:"
 # S3 refuses bucket names ending so (the others it reserves hold "--", which no logical name does).
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
@@ -687,19 +690,43 @@ def _written_keys(document: Mapping[str, Any]) -> dict[str, list[str]]:
     return {bucket: sorted(written) for bucket, written in keys.items()}
 
 
-def _aim_errors(where: str, action: str, resource: str) -> Iterator[str]:
-    """S3 is probed on the run's own buckets: a call needs the bucket, and an object's the key."""
-    from job.probes import PROBES
+def _existing_s3(resource: str) -> tuple[str, str | None] | None:
+    """(bucket, key) of an existing bucket's or object's ARN as a cell writes it, else None."""
+    match = EXISTING_S3_ARN.fullmatch(resource)
+    if match is None:
+        return None
+    return match["bucket"], match["key"]
 
+
+def _aim_errors(where: str, action: str, resource: str) -> Iterator[str]:
+    """An S3 probe needs a bucket, and an object's the key: one of the run's (bucket:NAME[/KEY]),
+    or, for a probe that changes nothing, an existing one's ARN. A probe that changes something
+    is aimed only at the run's own buckets, whatever the expected result: the canary never
+    writes to, or deletes from, anything it did not create."""
     if action not in PROBES or not PROBES[action].on_bucket:
         return  # an action without a probe is refused above, for what it is
-    on_object = PROBES[action].on_object
-    if not resource.startswith(BUCKET_REF):
-        shape = "bucket:NAME/KEY" if on_object else "bucket:NAME"
-        yield f"{where}.resource: {action} is probed on one of the run's buckets: use {shape}"
-    elif on_object != ("/" in resource):
-        shape = "an object, bucket:NAME/KEY" if on_object else "the bucket, bucket:NAME"
-        yield f"{where}.resource: {action} is aimed at {shape}"
+    probe = PROBES[action]
+    shape = "bucket:NAME/KEY" if probe.on_object else "bucket:NAME"
+    existing = _existing_s3(resource)
+    if resource.startswith(BUCKET_REF):
+        aimed_at_object = "/" in resource
+    elif existing is not None and probe.changes:
+        yield (
+            f"{where}.resource: {action} changes what it is aimed at, and {resource} is not the"
+            f" run's: the canary writes only to what it creates; aim it at {shape}"
+        )
+        return
+    elif existing is not None:
+        aimed_at_object = existing[1] is not None
+    else:
+        yield (
+            f"{where}.resource: {action} is probed on a bucket: use {shape}, or an existing"
+            f" {'object' if probe.on_object else 'bucket'}'s ARN"
+        )
+        return
+    if probe.on_object != aimed_at_object:
+        what = "an object" if probe.on_object else "the bucket"
+        yield f"{where}.resource: {action} is aimed at {what}, {shape} or its ARN"
 
 
 # Compiling
@@ -846,10 +873,16 @@ def compile_scenario(
     for cell in document["expect"]:
         resource: str = cell["resource"]
         verdict = Verdict(cell["result"])
+        existing = _existing_s3(resource) if PROBES[cell["action"]].on_bucket else None
         if resource.startswith(BUCKET_REF):
             bucket, slash, key = resource.removeprefix(BUCKET_REF).partition("/")
             expectation = Expectation(
                 cell["principal"], cell["action"], verdict, real(bucket), key if slash else None
+            )
+        elif existing is not None:
+            # An existing bucket (or object), probed read-only, by its own name.
+            expectation = Expectation(
+                cell["principal"], cell["action"], verdict, existing[0], existing[1]
             )
         else:
             expectation = Expectation(cell["principal"], cell["action"], verdict, resource=resource)

@@ -105,3 +105,47 @@ def test_a_scenario_boundary_and_the_run_wide_one_are_bad_input_before_anything(
     with open_store(sqlite_url) as store:
         assert store.list_runs() == []
     assert admin_client(aws, "iam").list_users(PathPrefix="/job/")["Users"] == []
+
+
+def test_a_read_only_cell_may_aim_at_an_existing_bucket_and_leaves_it_alone(
+    aws: EmulatorCredentials, sqlite_url: str, tmp_path: Path, capsys
+) -> None:
+    """ "The CI role cannot read the prod bucket": a cell whose probe changes nothing may name an
+    existing bucket or object by its ARN. The run proves it, and neither touches nor lists it."""
+    s3 = admin_client(aws, "s3")
+    s3.create_bucket(Bucket="prod-data")
+    s3.put_object(Bucket="prod-data", Key="ledger.csv", Body=b"secret")
+    scenario = tmp_path / "existing.yaml"
+    scenario.write_text(
+        """
+version: 1
+users:
+  ci:
+    policy:
+      - {effect: Allow, actions: [s3:ListBucket], resources: ["arn:aws:s3:::prod-data"]}
+expect:
+  - {principal: ci, action: s3:ListBucket, resource: "arn:aws:s3:::prod-data", result: allow}
+  - principal: ci
+    action: s3:GetObject
+    resource: "arn:aws:s3:::prod-data/ledger.csv"
+    result: deny
+"""
+    )
+    result = invoke(
+        capsys,
+        "run",
+        "--scenario",
+        str(scenario),
+        "--database-url",
+        sqlite_url,
+        "--output",
+        "json",
+    )
+    assert result.exit_code == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert {(c["action"], c["resource"], c["actual"]) for c in run["checks"]} == {
+        ("s3:ListBucket", "arn:aws:s3:::prod-data", "allow"),
+        ("s3:GetObject", "arn:aws:s3:::prod-data/ledger.csv", "deny"),
+    }
+    assert all("prod-data" not in r["name"] for r in run["resources"])
+    assert s3.get_object(Bucket="prod-data", Key="ledger.csv")["Body"].read() == b"secret"

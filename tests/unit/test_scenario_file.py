@@ -159,14 +159,28 @@ BAD = [
     ),
     pytest.param(
         lambda d: d["expect"][3].update(resource="bucket:data/probe/x.txt"),
-        "expect[3].resource: s3:ListBucket is aimed at the bucket, bucket:NAME",
+        "expect[3].resource: s3:ListBucket is aimed at the bucket, bucket:NAME or its ARN",
         id="list bucket on an object",
     ),
     pytest.param(
         lambda d: d["expect"][1].update(resource="*"),
-        "expect[1].resource: s3:GetObject is probed on one of the run's buckets: use "
-        "bucket:NAME/KEY",
+        "expect[1].resource: s3:GetObject is probed on a bucket: use bucket:NAME/KEY, or an "
+        "existing object's ARN",
         id="object action on *",
+    ),
+    pytest.param(
+        lambda d: d["expect"][0].update(resource="arn:aws:s3:::prod-data/x.txt"),
+        "expect[0].resource: s3:PutObject changes what it is aimed at, and "
+        "arn:aws:s3:::prod-data/x.txt is not the run's: the canary writes only to what it "
+        "creates; aim it at bucket:NAME/KEY",
+        id="a write to an existing bucket",
+    ),
+    pytest.param(
+        lambda d: d["expect"][2].update(resource="arn:aws:s3:::prod-data/x.txt", result="allow"),
+        "expect[2].resource: s3:DeleteObject changes what it is aimed at, and "
+        "arn:aws:s3:::prod-data/x.txt is not the run's: the canary writes only to what it "
+        "creates; aim it at bucket:NAME/KEY",
+        id="a delete in an existing bucket, whatever the result",
     ),
     pytest.param(
         lambda d: d["expect"].append(dict(d["expect"][0])),
