@@ -57,6 +57,8 @@ class PrincipalAttributes(Attributes):
     """A user's or a role's: the ARN of the policy set as its permissions boundary, if any."""
 
     permissions_boundary: str | None = None
+    # The scenario's own tags (for aws:PrincipalTag conditions), beside the job's.
+    tags: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -92,6 +92,10 @@ MAX_OBJECT_BYTES = 64 * 1024
 # Python's parsers end in a RecursionError.
 MAX_NESTING = 20
 
+# IAM takes 50 tags on a user or role; the job puts two of its own (job.aws.handler.Target.tags).
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags.html#id_tags_rules_creating
+MAX_PRINCIPAL_TAGS = 48
+
 _NAME = {"type": "string", "pattern": f"^{LOGICAL_NAME_PATTERN}$"}
 _STATEMENT = {
     "type": "object",
@@ -135,6 +139,22 @@ _PRINCIPAL: dict[str, Any] = {
                 },
                 {"$ref": "#/$defs/document"},
             ],
+        },
+        "tags": {
+            "description": "the principal's own tags (for aws:PrincipalTag conditions), beside "
+            "the job's; keys starting job: or aws: are not the scenario's",
+            "type": "object",
+            "maxProperties": MAX_PRINCIPAL_TAGS,
+            "propertyNames": {
+                "minLength": 1,
+                "maxLength": 128,
+                "pattern": r"^(?!job:)(?!aws:)[\w\s.:/=+@-]+$",
+            },
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": 256,
+                "pattern": r"^[\w\s.:/=+@-]*$",
+            },
         },
         "managed_policies": {
             "description": "existing managed policies (AWS's, or the account's own) attached to "
@@ -819,6 +839,7 @@ def compile_scenario(
         kind = ResourceKind.IAM_USER if section == "users" else ResourceKind.IAM_ROLE
         boundary = (document[section][name] or {}).get("boundary")
         boundary_arn = options.permissions_boundary
+        tags = (document[section][name] or {}).get("tags") or None
         if is_document(boundary):
             # A policy of the run's own, made before the principal it bounds.
             boundary_arn = naming.iam_arn("policy", f"{real(name)}-boundary")
@@ -838,7 +859,10 @@ def compile_scenario(
             boundary_arn = str(boundary)
         specs.append(
             ResourceSpec(
-                kind, name, real(name), PrincipalAttributes(permissions_boundary=boundary_arn)
+                kind,
+                name,
+                real(name),
+                PrincipalAttributes(permissions_boundary=boundary_arn, tags=tags),
             )
         )
     for section, name, statements in principals:

@@ -351,3 +351,19 @@ def test_a_scenarios_boundary_and_the_run_wide_one_cannot_both_apply() -> None:
     assert boundary_conflict(document, RunOptions()) is None
     conflict = boundary_conflict(document, RunOptions("arn:aws:iam::123456789012:policy/b"))
     assert conflict is not None and conflict.startswith("users.alice.boundary: ")
+
+
+def test_a_principals_own_tags_go_beside_the_jobs_and_cannot_be_its() -> None:
+    """IAM takes 50 tags per user or role; the job's two are among them. Keys the job or AWS
+    reserve are refused. https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags.html"""
+    document = scenario([])
+    document["users"]["alice"]["tags"] = {"team": "data", "cost-center": "42"}
+    specs = {s.logical_name: s for s in compile_source(source(document), NAMING).resources}
+    assert read_as(specs["alice"].attributes, PrincipalAttributes).tags == {
+        "team": "data",
+        "cost-center": "42",
+    }
+    for tags in ({"job:run-id": "x"}, {"aws:team": "x"}, {f"k{i}": "v" for i in range(49)}):
+        document["users"]["alice"]["tags"] = tags
+        with pytest.raises(BadInput, match=r"users\.alice\.tags"):
+            validate(source(document))

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from job.aws.handler import AlreadyExists, Target, refused_means_not_created
 from job.aws.retry import delete_clearing
 from job.aws.session import ForeignBlocker, error_code, is_denial
+from job.kinds import PrincipalAttributes
 from job.parallel import fan_out
 
 T = TypeVar("T")
@@ -160,3 +161,8 @@ def remove_foreign(call: Any, blocker: str, by_hand: str, **params: Any) -> None
         raise ForeignBlocker(
             error, blocker, f"remove it by hand ({by_hand}), {JANITOR_FIX}"
         ) from None
+
+
+def principal_tags(attributes: PrincipalAttributes) -> list[dict[str, str]]:
+    """The scenario's tags of a user or role, in the form IAM's create calls take."""
+    return [{"Key": key, "Value": value} for key, value in sorted((attributes.tags or {}).items())]

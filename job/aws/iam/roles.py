@@ -32,6 +32,7 @@ from job.aws.iam.common import (
     listed,
     pages,
     policies_of,
+    principal_tags,
     remove_all,
     remove_foreign,
     unless_gone,
@@ -101,7 +102,7 @@ class RoleHandler(FoundUnderPath, NothingToConfigure):
             "MaxSessionDuration": ROLE_MAX_SESSION_SECONDS,
             "Description": f"job run {target.run_id}",
             # Tagged by the create call itself, like a user: an untagged role is not ours.
-            "Tags": target.tags(),
+            "Tags": target.tags() + principal_tags(subject.attributes_as(PrincipalAttributes)),
         }
         if boundary := subject.attributes_as(PrincipalAttributes).permissions_boundary:
             params["PermissionsBoundary"] = boundary

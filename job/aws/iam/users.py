@@ -30,6 +30,7 @@ from job.aws.iam.common import (
     listed,
     pages,
     policies_of,
+    principal_tags,
     remove_all,
     remove_foreign,
     unless_gone,
@@ -85,8 +86,13 @@ class UserHandler(FoundUnderPath, NothingToConfigure):
 
     def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
-        params: dict[str, Any] = {"UserName": subject.name, "Path": IAM_PATH, "Tags": target.tags()}
-        if boundary := subject.attributes_as(PrincipalAttributes).permissions_boundary:
+        attributes = subject.attributes_as(PrincipalAttributes)
+        params: dict[str, Any] = {
+            "UserName": subject.name,
+            "Path": IAM_PATH,
+            "Tags": target.tags() + principal_tags(attributes),
+        }
+        if boundary := attributes.permissions_boundary:
             params["PermissionsBoundary"] = boundary
         with creating(subject.name):
             user = iam.create_user(**params)["User"]
