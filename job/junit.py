@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from job.files import write_atomically
 from job.ledger.models import Check, Run, Verdict
+from job.report import context_suffix
 
 
 def _verdict_word(verdict: Verdict) -> str:
@@ -46,7 +47,8 @@ def junit_document(run: Run, checks: Sequence[Check], error: str | None = None) 
             suite,
             "testcase",
             classname=f"job.{check.principal}",
-            name=f"{check.principal} {check.action} {logical_resource(run, check.resource)}",
+            name=f"{check.principal} {check.action} {logical_resource(run, check.resource)}"
+            + context_suffix(check.context),
         )
         ET.SubElement(case, "properties").append(
             ET.Element("property", name="expected", value=_verdict_word(check.expected))

@@ -5,7 +5,8 @@ the runner policy and verify's ordering read these declarations without any AWS 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class Probe:
     # s3:ListBucket, so a scenario may aim it only at a key it creates.
     # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)
     reads_object: bool = False
+    # What a cell may set of the call's request context, by name, with the condition key each
+    # sets: a policy's Condition on that key then decides the call as it would any other's.
+    context: Mapping[str, str] = field(default_factory=dict)
     # Whether an allowed call changes the object it is aimed at (overwrites or deletes it): verify
     # runs such checks only after every check that reads that object, so that no verdict depends
     # on the order AWS happens to see the calls in.
@@ -55,6 +59,11 @@ PROBES: dict[str, Probe] = {
             on_object=True,
             writes_object=True,
             mutates_object=True,
+            # https://docs.aws.amazon.com/AmazonS3/latest/userguide/amazon-s3-policy-keys.html
+            context={
+                "server_side_encryption": "s3:x-amz-server-side-encryption",
+                "tags": "s3:RequestObjectTag/<key>, s3:RequestObjectTagKeys",
+            },
         ),
         Probe("s3:DeleteObject", ("s3:DeleteObject",), on_object=True, mutates_object=True),
         # Like GetObject, of a key the scenario creates: a missing key answers as a denial would.
@@ -79,7 +88,11 @@ PROBES: dict[str, Probe] = {
         Probe("iam:ListRoles", ("iam:ListRoles",), on_bucket=False),
         # ListObjectsV2 is authorized as s3:ListBucket, on the bucket.
         # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
-        Probe("s3:ListBucket", ("s3:ListBucket",)),
+        Probe(
+            "s3:ListBucket",
+            ("s3:ListBucket",),
+            context={"prefix": "s3:prefix", "delimiter": "s3:delimiter"},
+        ),
         Probe("iam:ListUsers", ("iam:ListUsers",), on_bucket=False),
         # "No permissions are required to perform this operation. If an administrator attaches a
         # policy to your identity that explicitly denies access to the sts:GetCallerIdentity

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -33,6 +34,7 @@ def check_dict(check: Check) -> dict[str, Any]:
         "principal": check.principal,
         "action": check.action,
         "resource": check.resource,
+        "context": json.loads(check.context) if check.context else None,
         "expected": check.expected.value,
         "actual": check.actual.value,
         "passed": check.passed,
@@ -132,6 +134,14 @@ def _short(value: Any) -> str:
     return value.isoformat(sep=" ", timespec="seconds")[:19] if value is not None else ""
 
 
+def context_suffix(context: str | None) -> str:
+    """A cell's request context after its resource: " [prefix=raw/]"; nothing for none."""
+    if not context:
+        return ""
+    values = json.loads(context)
+    return " [" + ", ".join(f"{name}={values[name]}" for name in sorted(values)) + "]"
+
+
 def checks_text(checks: Sequence[Check]) -> str:
     return table(
         ("PRINCIPAL", "ACTION", "RESOURCE", "EXPECTED", "ACTUAL", "RESULT"),
@@ -139,7 +149,7 @@ def checks_text(checks: Sequence[Check]) -> str:
             (
                 c.principal,
                 c.action,
-                c.resource,
+                c.resource + context_suffix(c.context),
                 c.expected.value,
                 c.actual.value + (f" ({c.detail})" if c.detail and not c.passed else ""),
                 "pass" if c.passed else "FAIL",
@@ -254,6 +264,7 @@ def scenario_dict(scenario: Scenario, naming: Naming) -> dict[str, Any]:
                 "principal_kind": scenario.principal_kind(expectation.principal).value,
                 "action": expectation.action,
                 "resource": expectation.resource_arn(naming),
+                "context": expectation.context_values or None,
                 "expected": expectation.expected.value,
             }
             for expectation in scenario.expectations

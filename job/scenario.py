@@ -11,6 +11,7 @@ ones at once); teardown deletes each once nothing that needs it is left; verify 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,6 +60,13 @@ class Expectation:
     key: str | None = None
     # Otherwise what the probe is aimed at, as written: an ARN, or "*".
     resource: str | None = None
+    # The request context the cell sets (job.probes.Probe.context), as canonical JSON: two
+    # cells differing only in it are two cells. "" when it sets none.
+    context: str = ""
+
+    @property
+    def context_values(self) -> dict[str, Any]:
+        return dict(json.loads(self.context)) if self.context else {}
 
     def resource_arn(self, naming: Naming) -> str:
         if self.bucket is None:

@@ -247,6 +247,27 @@ SCHEMA: dict[str, Any] = {
                     },
                     "resource": {"$ref": "#/$defs/resource"},
                     "result": {"enum": ["allow", "deny"]},
+                    "context": {
+                        "description": "what the probe's request carries, for conditions: "
+                        + "; ".join(
+                            f"{action}: {', '.join(f'{n} ({k})' for n, k in p.context.items())}"
+                            for action, p in sorted(PROBES.items())
+                            if p.context
+                        ),
+                        "type": "object",
+                        "minProperties": 1,
+                        "properties": {
+                            "prefix": {"type": "string"},
+                            "delimiter": {"type": "string", "minLength": 1},
+                            "server_side_encryption": {"enum": ["AES256", "aws:kms"]},
+                            "tags": {
+                                "type": "object",
+                                "maxProperties": 10,
+                                "additionalProperties": {"type": "string"},
+                            },
+                        },
+                        "additionalProperties": False,
+                    },
                 },
             },
         },
@@ -623,7 +644,7 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
                         f"{section}.{name}.policy[{index}].resources[{place}]", resource, buckets
                     )
     supported = supported_actions()
-    cells: dict[tuple[str, str, str], int] = {}
+    cells: dict[tuple[str, str, str, str], int] = {}
     for index, cell in enumerate(document["expect"]):
         where = f"expect[{index}]"
         if cell["principal"] not in principals:
@@ -644,10 +665,24 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
         yield from _bucket_ref_errors(f"{where}.resource", cell["resource"], buckets)
         yield from _aim_errors(where, action, cell["resource"])
         yield from _missing_object_errors(where, cell, buckets)
-        cell_key = (cell["principal"], action, cell["resource"])
+        if action in PROBES and cell.get("context"):
+            takes = PROBES[action].context
+            for name in cell["context"]:
+                if name not in takes:
+                    yield (
+                        f"{where}.context.{name}: {action} sets no {name}; it takes "
+                        f"{', '.join(takes) or 'no context'}"
+                    )
+        cell_key = (cell["principal"], action, cell["resource"], _context_of(cell))
         if cell_key in cells:
             yield f"{where}: the same cell as expect[{cells[cell_key]}]"
         cells.setdefault(cell_key, index)
+
+
+def _context_of(cell: Mapping[str, Any]) -> str:
+    """A cell's request context as canonical JSON ("" for none): part of what the cell is."""
+    context = cell.get("context")
+    return json.dumps(context, sort_keys=True, separators=(",", ":")) if context else ""
 
 
 def _bucket_ref_errors(where: str, resource: str, buckets: Mapping[str, Any]) -> Iterator[str]:
@@ -901,15 +936,31 @@ def compile_scenario(
         if resource.startswith(BUCKET_REF):
             bucket, slash, key = resource.removeprefix(BUCKET_REF).partition("/")
             expectation = Expectation(
-                cell["principal"], cell["action"], verdict, real(bucket), key if slash else None
+                cell["principal"],
+                cell["action"],
+                verdict,
+                real(bucket),
+                key if slash else None,
+                context=_context_of(cell),
             )
         elif existing is not None:
             # An existing bucket (or object), probed read-only, by its own name.
             expectation = Expectation(
-                cell["principal"], cell["action"], verdict, existing[0], existing[1]
+                cell["principal"],
+                cell["action"],
+                verdict,
+                existing[0],
+                existing[1],
+                context=_context_of(cell),
             )
         else:
-            expectation = Expectation(cell["principal"], cell["action"], verdict, resource=resource)
+            expectation = Expectation(
+                cell["principal"],
+                cell["action"],
+                verdict,
+                resource=resource,
+                context=_context_of(cell),
+            )
         expectations.append(expectation)
     # What each resource needs, from its kind's declaration and its attributes (job.kinds).
     needed = needs(specs)

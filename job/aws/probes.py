@@ -10,45 +10,66 @@ https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode
 
 from botocore.exceptions import ClientError
 
 from job.aws.session import Aws, error_code
 from job.probes import PROBES
 
-ProbeCall = Callable[[Aws, str | None, str | None], None]
+# (credentials, bucket, key, the cell's request context: job.probes.Probe.context's names)
+ProbeCall = Callable[[Aws, str | None, str | None, Mapping[str, Any]], None]
 
 
-def _get_object(aws: Aws, bucket: str | None, key: str | None) -> None:
+def _get_object(aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]) -> None:
     aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def _put_object(aws: Aws, bucket: str | None, key: str | None) -> None:
-    aws.client("s3").put_object(Bucket=bucket, Key=key, Body=b"written by job verify")
+def _put_object(aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]) -> None:
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": b"written by job verify"}
+    if "server_side_encryption" in context:
+        params["ServerSideEncryption"] = context["server_side_encryption"]
+    if "tags" in context:
+        params["Tagging"] = urlencode(context["tags"])
+    aws.client("s3").put_object(**params)
 
 
-def _delete_object(aws: Aws, bucket: str | None, key: str | None) -> None:
+def _delete_object(
+    aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]
+) -> None:
     # Aimed at a key that does not exist: a wrongly allowed delete destroys nothing (S3 answers
     # 204 to an allowed delete of a missing key).
     aws.client("s3").delete_object(Bucket=bucket, Key=key)
 
 
-def _list_bucket(aws: Aws, bucket: str | None, key: str | None) -> None:
-    aws.client("s3").list_objects_v2(Bucket=bucket, MaxKeys=1)
+def _list_bucket(aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]) -> None:
+    params: dict[str, Any] = {"Bucket": bucket, "MaxKeys": 1}
+    if "prefix" in context:
+        params["Prefix"] = context["prefix"]
+    if "delimiter" in context:
+        params["Delimiter"] = context["delimiter"]
+    aws.client("s3").list_objects_v2(**params)
 
 
-def _get_object_tagging(aws: Aws, bucket: str | None, key: str | None) -> None:
+def _get_object_tagging(
+    aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]
+) -> None:
     aws.client("s3").get_object_tagging(Bucket=bucket, Key=key)
 
 
-def _put_object_tagging(aws: Aws, bucket: str | None, key: str | None) -> None:
+def _put_object_tagging(
+    aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]
+) -> None:
     aws.client("s3").put_object_tagging(
         Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": "job-verify", "Value": "tagged"}]}
     )
 
 
-def _get_bucket_policy(aws: Aws, bucket: str | None, key: str | None) -> None:
+def _get_bucket_policy(
+    aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]
+) -> None:
     try:
         aws.client("s3").get_bucket_policy(Bucket=bucket)
     except ClientError as error:
@@ -57,19 +78,23 @@ def _get_bucket_policy(aws: Aws, bucket: str | None, key: str | None) -> None:
             raise
 
 
-def _list_all_my_buckets(aws: Aws, bucket: str | None, key: str | None) -> None:
+def _list_all_my_buckets(
+    aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]
+) -> None:
     aws.client("s3").list_buckets(MaxBuckets=1)
 
 
-def _list_roles(aws: Aws, bucket: str | None, key: str | None) -> None:
+def _list_roles(aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]) -> None:
     aws.client("iam").list_roles(MaxItems=1)
 
 
-def _list_users(aws: Aws, bucket: str | None, key: str | None) -> None:
+def _list_users(aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]) -> None:
     aws.client("iam").list_users(MaxItems=1)
 
 
-def _get_caller_identity(aws: Aws, bucket: str | None, key: str | None) -> None:
+def _get_caller_identity(
+    aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]
+) -> None:
     aws.client("sts").get_caller_identity()
 
 
@@ -93,5 +118,11 @@ if set(CALLS) != set(PROBES):
     )
 
 
-def probe(aws: Aws, action: str, bucket: str | None = None, key: str | None = None) -> None:
-    CALLS[action](aws, bucket, key)
+def probe(
+    aws: Aws,
+    action: str,
+    bucket: str | None = None,
+    key: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> None:
+    CALLS[action](aws, bucket, key, context or {})

@@ -179,6 +179,8 @@ class Check(Base):
     principal: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(128))
     resource: Mapped[str] = mapped_column(String(2048))
+    # The request context the cell set (JSON), when it set one (job.scenario.Expectation).
+    context: Mapped[str | None] = mapped_column(Text)
     expected: Mapped[Verdict] = mapped_column(_enum(Verdict, 8))
     actual: Mapped[Verdict] = mapped_column(_enum(Verdict, 8))
     passed: Mapped[bool]

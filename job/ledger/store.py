@@ -286,12 +286,14 @@ class Store:
         expected: Verdict,
         actual: Verdict,
         detail: str | None,
+        context: str | None = None,
     ) -> Check:
         check = Check(
             attempt_id=attempt.id,
             principal=principal,
             action=action,
             resource=resource,
+            context=context,
             expected=expected,
             actual=actual,
             passed=expected == actual,

@@ -483,7 +483,13 @@ class _Verification:
     def call(self, expectation: Expectation) -> None:
         principal_aws = self.principal_aws[expectation.principal]
         try:
-            probe(principal_aws, expectation.action, expectation.bucket, expectation.key)
+            probe(
+                principal_aws,
+                expectation.action,
+                expectation.bucket,
+                expectation.key,
+                expectation.context_values,
+            )
         except ClientError as error:
             role = self.principals[expectation.principal].kind == ResourceKind.IAM_ROLE
             if role and error_code(error) in SESSION_EXPIRED:
@@ -531,6 +537,7 @@ class _Verification:
             principal=expectation.principal,
             action=expectation.action,
             resource=expectation.resource_arn(self.naming),
+            context=expectation.context or None,
             expected=expectation.expected,
             actual=actual,
             detail=detail,
@@ -626,7 +633,9 @@ class _Verification:
             principal_aws = self.principal_aws[principal]
             self._time_refusal(
                 principal,
-                lambda: probe(principal_aws, retry.action, retry.bucket, retry.key),
+                lambda: probe(
+                    principal_aws, retry.action, retry.bucket, retry.key, retry.context_values
+                ),
                 refused=DENIED,
                 what="revoked session",
             )

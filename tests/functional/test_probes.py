@@ -56,3 +56,64 @@ def test_a_probe_needs_what_it_declares(action: str, aws) -> None:
     with pytest.raises(ClientError) as refused:
         probe(nothing, action, BUCKET, key)  # type: ignore[arg-type]
     assert is_denial(refused.value)
+
+
+def _conditioned(aws, name: str, action: str, resource: str, condition: dict) -> object:
+    iam = admin_client(aws, "iam")
+    iam.create_user(UserName=name)
+    statement = {"Effect": "Allow", "Action": action, "Resource": resource, "Condition": condition}
+    iam.put_user_policy(
+        UserName=name,
+        PolicyName="conditioned",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+    )
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return make_aws("us-east-1").with_keys(key["AccessKeyId"], key["SecretAccessKey"])
+
+
+# Each context a probe declares is what its request carries, and a condition on its key decides:
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/amazon-s3-policy-keys.html
+@pytest.mark.parametrize(
+    ("action", "key", "condition", "allowed", "refused"),
+    [
+        (
+            "s3:ListBucket",
+            None,
+            {"StringLike": {"s3:prefix": "raw/*"}},
+            {"prefix": "raw/2026/"},
+            {"prefix": "cooked/"},
+        ),
+        (
+            "s3:ListBucket",
+            None,
+            {"StringEquals": {"s3:delimiter": "/"}},
+            {"delimiter": "/"},
+            {"delimiter": "|"},
+        ),
+        (
+            "s3:PutObject",
+            "other.txt",
+            {"StringEquals": {"s3:x-amz-server-side-encryption": "AES256"}},
+            {"server_side_encryption": "AES256"},
+            {"server_side_encryption": "aws:kms"},
+        ),
+        (
+            "s3:PutObject",
+            "other.txt",
+            {"StringEquals": {"s3:RequestObjectTag/class": "public"}},
+            {"tags": {"class": "public"}},
+            {"tags": {"class": "secret"}},
+        ),
+    ],
+)
+def test_a_probes_context_is_what_its_request_carries(
+    action: str, key: str | None, condition: dict, allowed: dict, refused: dict, aws
+) -> None:
+    assert set(allowed) <= set(PROBES[action].context)
+    admin_client(aws, "s3").create_bucket(Bucket=BUCKET)
+    resource = f"arn:aws:s3:::{BUCKET}" + ("/*" if key else "")
+    principal = _conditioned(aws, "conditioned", action, resource, condition)
+    probe(principal, action, BUCKET, key, allowed)  # type: ignore[arg-type]
+    with pytest.raises(ClientError) as denied:
+        probe(principal, action, BUCKET, key, refused)  # type: ignore[arg-type]
+    assert is_denial(denied.value)

@@ -367,3 +367,44 @@ def test_a_principals_own_tags_go_beside_the_jobs_and_cannot_be_its() -> None:
         document["users"]["alice"]["tags"] = tags
         with pytest.raises(BadInput, match=r"users\.alice\.tags"):
             validate(source(document))
+
+
+def cell_scenario(**cell: Any) -> dict[str, Any]:
+    document = scenario([])
+    document["expect"] = [
+        {"principal": "alice", "action": "s3:ListBucket", "resource": "bucket:data", **cell}
+    ]
+    return document
+
+
+def test_a_cells_context_is_part_of_the_cell_and_reaches_its_check() -> None:
+    """Two cells that differ only in their request context are two cells."""
+    document = cell_scenario(result="allow", context={"prefix": "raw/"})
+    document["expect"].append({**document["expect"][0], "context": {"prefix": "x/"}})
+    document["expect"][1]["result"] = "deny"
+    [allowed, denied] = compile_source(source(document), NAMING).expectations
+    assert allowed.context_values == {"prefix": "raw/"}
+    assert denied.context_values == {"prefix": "x/"}
+    assert allowed != denied
+    document["expect"][1]["context"] = {"prefix": "raw/"}
+    assert refusal(document) == "expect[1]: the same cell as expect[0]"
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        (
+            {"context": {"server_side_encryption": "AES256"}},
+            "expect[0].context.server_side_encryption: s3:ListBucket sets no "
+            "server_side_encryption; it takes prefix, delimiter",
+        ),
+        (
+            {"action": "s3:GetObject", "resource": "bucket:data/k.txt", "context": {"prefix": "a"}},
+            "expect[0].context.prefix: s3:GetObject sets no prefix; it takes no context",
+        ),
+        ({"context": {"colour": "red"}}, "expect[0].context: Additional properties"),
+        ({"context": {}}, "expect[0].context"),
+    ],
+)
+def test_a_context_the_probe_cannot_set_is_refused(cell: dict[str, Any], expected: str) -> None:
+    assert refusal(cell_scenario(result="allow", **cell)).startswith(expected)
