@@ -306,6 +306,20 @@ HOSTILE_SCENARIOS = {
         ),
         ["users.reader.policy.Statement.Condition.StringEqualz: unknown condition operator"],
     ),
+    "a context its probe cannot set": (
+        _SEED.replace(
+            'action: s3:ListBucket, resource: "bucket:data", result: deny}',
+            'action: s3:ListBucket, resource: "bucket:data", result: deny, context: {tags: {}}}',
+            1,
+        ),
+        ["expect[3].context.tags: s3:ListBucket sets no tags; it takes prefix, delimiter"],
+    ),
+    "a write to what the run did not create": (
+        _SEED.replace(
+            '"bucket:data/probe/writer-putobject.txt"', '"arn:aws:s3:::prod-data/x.txt"', 1
+        ),
+        ["expect[0].resource: s3:PutObject changes what it is aimed at"],
+    ),
     "a managed policy that is not an ARN": (
         _SEED.replace("  reader:\n", "  reader:\n    managed_policies: [ReadOnlyAccess]\n"),
         ["users.reader.managed_policies[0]"],
