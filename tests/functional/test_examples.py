@@ -80,7 +80,7 @@ FLIPPED = {
     "managed-policy.yaml": 2,  # the run's own deny takes listing back from ReadOnlyAccess
     "bucket-policy.yaml": 3,  # the bucket denies the writer what its own policy grants
     "boundary.yaml": 1,  # the boundary takes listing from ReadOnlyAccess
-    "data-platform.yaml": 1,  # the lake denies the ingest user what its own policy grants
+    "data-platform.yaml": 3,  # ReadOnlyAccess lets the auditor read the curated data
     "roles.yaml": 2,  # the analyst role may list the bucket
     "seed.yaml": 4,  # the writer may not read the decoy bucket
     "session-policy.yaml": 1,  # the session policy takes listing from the role
