@@ -73,6 +73,20 @@ def _text_of(policy: Any) -> str:
     return str(policy)
 
 
+def _boundary(backend: Any, arn: str | None) -> Sequence[Statement] | None:
+    """The statements of the permissions boundary at `arn`, if one is set. moto takes a
+    boundary ARN that names no policy (IAM refuses it: NoSuchEntity); such a boundary allows
+    nothing here, rather than failing every request of its principal."""
+    from moto.iam.exceptions import NotFoundException
+
+    if not arn:
+        return None
+    try:
+        return _statements(_text_of(backend.get_policy(arn)))
+    except NotFoundException:
+        return ()
+
+
 def _caller(iam_request: Any) -> tuple[Request, dict[str, Any]]:
     """The request as job.policy_evaluation takes it, and the policies that apply to its caller:
     identity, boundary and session (by name)."""
@@ -124,11 +138,7 @@ def _caller(iam_request: Any) -> tuple[Request, dict[str, Any]]:
         }
     for name, value in tags.items():
         context[f"aws:PrincipalTag/{name}"] = [value]
-    boundary = (
-        _statements(_text_of(backend.get_policy(boundary_arn)))
-        if isinstance(boundary_arn, str) and boundary_arn
-        else None
-    )
+    boundary = _boundary(backend, boundary_arn)
     # A user as AWS names it, with its path (moto's key names it without); a role session as
     # STS names it (arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION, no path).
     caller = context["aws:PrincipalArn"][0] if role_arn is None else key.arn

@@ -102,6 +102,9 @@ def test_teardown_right_after_create_bucket_waits_for_the_bucket(
 ) -> None:
     """Killed right after CreateBucket, torn down at once: S3 still answers NoSuchBucket for the
     new bucket. Taking that for "already gone" would leave an untagged bucket sweep cannot find."""
+    # A window the teardown surely starts in, however loaded the machine (the fixture's 1 s
+    # passed before it did in a clean-clone CI run); teardown waits it out either way.
+    aws_lag.bucket_creation_lag = 5.0
     with open_store(sqlite_url) as store:
         run = start_run(store, make_aws(REGION), "job", EMULATED)
         with pytest.raises(Crash):

@@ -202,3 +202,28 @@ def test_a_session_policy_cuts_a_role_session_down(aws: EmulatorCredentials, buc
     assert _allowed(lambda: whole.get_object(Bucket=bucket, Key="raw/a.txt"))
     assert _allowed(lambda: listing.list_objects_v2(Bucket=bucket))
     assert not _allowed(lambda: listing.get_object(Bucket=bucket, Key="raw/a.txt"))
+
+
+def test_a_boundary_naming_no_policy_allows_nothing_and_breaks_nothing(
+    aws: EmulatorCredentials, bucket: str
+) -> None:
+    """IAM refuses such a boundary (NoSuchEntity); moto takes it. The emulator then refuses the
+    principal everything, as a boundary allowing nothing would, instead of failing with a 500."""
+    iam = admin_client(aws, "iam")
+    iam.create_user(
+        UserName="gina", PermissionsBoundary=f"arn:aws:iam::{ACCOUNT}:policy/no-such-policy"
+    )
+    iam.put_user_policy(
+        UserName="gina",
+        PolicyName="p",
+        PolicyDocument=_document({"Effect": "Allow", "Action": "s3:*", "Resource": "*"}),
+    )
+    key = iam.create_access_key(UserName="gina")["AccessKey"]
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=aws.endpoint_url,
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+        region_name="us-east-1",
+    )
+    assert not _allowed(lambda: s3.list_objects_v2(Bucket=bucket))

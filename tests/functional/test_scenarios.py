@@ -65,6 +65,7 @@ def test_show_a_file_with_placeholder_names(capsys: pytest.CaptureFixture[str]) 
         "principal_kind": "iam_user",
         "action": "s3:PutObject",
         "resource": "arn:aws:s3:::canary-<run-id>-inbox/incoming/uploader.txt",
+        "context": None,
         "expected": "allow",
     }
 
