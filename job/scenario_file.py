@@ -388,8 +388,6 @@ def compile_source(
 
 def supported_actions() -> list[str]:
     """The actions verify can probe: the probes' registry decides, not this module."""
-    from job.probes import PROBES
-
     return sorted(PROBES)
 
 
@@ -701,8 +699,6 @@ def _missing_object_errors(
     pass whatever the policy says and "allow" would read as denied. A key a PutObject cell writes
     does not count: a put that is denied (or not run yet) leaves nothing there.
     https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)"""
-    from job.probes import PROBES
-
     action, resource = cell["action"], cell["resource"]
     probe = PROBES.get(action)
     if probe is None or not probe.reads_object or not resource.startswith(BUCKET_REF):
@@ -721,8 +717,6 @@ def _missing_object_errors(
 
 
 def _always_allowed(action: str) -> bool:
-    from job.probes import PROBES
-
     return PROBES[action].always_allowed
 
 
@@ -731,8 +725,6 @@ def _written_keys(document: Mapping[str, Any]) -> dict[str, list[str]]:
     own objects, and the keys of the probes that write one (allowed or not: a wrong "allow"
     writes too). Recorded with the bucket, before it is created, so that its teardown deletes
     those keys and then the bucket, listing the bucket only if S3 says something else is in it."""
-    from job.probes import PROBES
-
     keys: dict[str, set[str]] = {
         bucket: set(spec.get("objects") or {})
         for bucket, spec in (document.get("buckets") or {}).items()
@@ -836,8 +828,9 @@ def compile_scenario(
 
     specs: list[ResourceSpec] = []
     written = _written_keys(document)
-    principals: list[tuple[str, str, Any]] = [
-        (section, name, principal.get("policy") or [])
+    # (section, logical name, the principal as written) for every user and role.
+    principals: list[tuple[str, str, Mapping[str, Any]]] = [
+        (section, name, principal or {})
         for section in ("users", "roles")
         for name, principal in (document.get(section) or {}).items()
     ]
@@ -870,11 +863,11 @@ def compile_scenario(
                     ObjectAttributes(bucket=real(bucket), key=key, body=body),
                 )
             )
-    for section, name, _ in principals:
+    for section, name, principal in principals:
         kind = ResourceKind.IAM_USER if section == "users" else ResourceKind.IAM_ROLE
-        boundary = (document[section][name] or {}).get("boundary")
+        boundary = principal.get("boundary")
         boundary_arn = options.permissions_boundary
-        tags = (document[section][name] or {}).get("tags") or None
+        tags = principal.get("tags") or None
         if is_document(boundary):
             # A policy of the run's own, made before the principal it bounds.
             boundary_arn = naming.iam_arn("policy", f"{real(name)}-boundary")
@@ -900,7 +893,8 @@ def compile_scenario(
                 PrincipalAttributes(permissions_boundary=boundary_arn, tags=tags),
             )
         )
-    for section, name, statements in principals:
+    for section, name, principal in principals:
+        statements = principal.get("policy")
         if not statements:  # a deny-only principal: nothing to attach
             continue
         document_ = (
@@ -919,13 +913,13 @@ def compile_scenario(
                 ),
             )
         )
-    for section, name, statements in principals:
-        if not statements:
+    for section, name, principal in principals:
+        if not principal.get("policy"):
             continue
         policy_arn = naming.iam_arn("policy", real(name))
         specs.append(_attachment(section, f"{name}-attachment", real(name), policy_arn))
-    for section, name, _ in principals:
-        managed = (document[section][name] or {}).get("managed_policies") or []
+    for section, name, principal in principals:
+        managed = principal.get("managed_policies") or []
         for index, policy_arn in enumerate(managed):
             specs.append(_attachment(section, f"{name}-managed-{index}", real(name), policy_arn))
     expectations = []
@@ -933,35 +927,29 @@ def compile_scenario(
         resource: str = cell["resource"]
         verdict = Verdict(cell["result"])
         existing = _existing_s3(resource) if PROBES[cell["action"]].on_bucket else None
+        # Aimed at a bucket (and key) of the run's, or an existing one's, or at `resource`.
+        aimed_bucket: str | None = None
+        aimed_key: str | None = None
+        aimed_resource: str | None = None
         if resource.startswith(BUCKET_REF):
             bucket, slash, key = resource.removeprefix(BUCKET_REF).partition("/")
-            expectation = Expectation(
-                cell["principal"],
-                cell["action"],
-                verdict,
-                real(bucket),
-                key if slash else None,
-                context=_context_of(cell),
-            )
+            aimed_bucket, aimed_key = real(bucket), key if slash else None
         elif existing is not None:
             # An existing bucket (or object), probed read-only, by its own name.
-            expectation = Expectation(
-                cell["principal"],
-                cell["action"],
-                verdict,
-                existing[0],
-                existing[1],
-                context=_context_of(cell),
-            )
+            aimed_bucket, aimed_key = existing
         else:
-            expectation = Expectation(
+            aimed_resource = resource
+        expectations.append(
+            Expectation(
                 cell["principal"],
                 cell["action"],
                 verdict,
-                resource=resource,
+                aimed_bucket,
+                aimed_key,
+                aimed_resource,
                 context=_context_of(cell),
             )
-        expectations.append(expectation)
+        )
     # What each resource needs, from its kind's declaration and its attributes (job.kinds).
     needed = needs(specs)
     specs = [replace(spec, needs=tuple(needed[spec.logical_name])) for spec in specs]
