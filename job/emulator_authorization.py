@@ -52,13 +52,10 @@ def _read(text: str, resource_policy: bool) -> tuple[Statement, ...]:
     return tuple(read_document(json.loads(text), resource_policy=resource_policy))
 
 
-def _statements(document: Any, *, resource_policy: bool = False) -> tuple[Statement, ...]:
-    """A document as moto keeps it (JSON text, bytes, or the form IAMPolicy reads)."""
-    if isinstance(document, bytes):
-        document = document.decode()
-    if not isinstance(document, str):
-        document = _text_of(document)
-    return _read(document, resource_policy)
+def _statements(document: str | bytes, *, resource_policy: bool = False) -> tuple[Statement, ...]:
+    """A document's JSON text as moto keeps it (a bucket's policy is bytes)."""
+    text = document.decode() if isinstance(document, bytes) else document
+    return _read(text, resource_policy)
 
 
 def _text_of(policy: Any) -> str:
