@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from job.emulator import EmulatorCredentials
+from tests.faults import FailTimes
 from tests.helpers import admin_client, cli_in_fork, invoke, open_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,3 +150,36 @@ expect:
     }
     assert all("prod-data" not in r["name"] for r in run["resources"])
     assert s3.get_object(Bucket="prod-data", Key="ledger.csv")["Body"].read() == b"secret"
+
+
+def test_a_bucket_policy_naming_a_principal_s3_does_not_know_yet_is_asked_again(
+    aws: EmulatorCredentials, sqlite_url: str, capsys, monkeypatch
+) -> None:
+    """S3 refuses a bucket policy naming a principal it does not know with MalformedPolicy
+    ("Invalid principal in policy"), and IAM's principals reach S3 some time after they are
+    made (IAM is eventually consistent). Provision asks again until the window passes; past
+    it, the refusal is the run's error, exit 4, nothing left behind after teardown.
+    https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html (MalformedPolicy)
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
+    """
+    scenario = str(ROOT / "examples" / "bucket-policy.yaml")
+    lagging = FailTimes({"PutBucketPolicy"}, "MalformedPolicy", times=2)
+    result = invoke(
+        capsys, "provision", "--scenario", scenario, "--database-url", sqlite_url, hooks=[lagging]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert lagging.seen == 2
+    run_id = result.stdout.strip()
+    assert (
+        invoke(capsys, "teardown", "--run-id", run_id, "--database-url", sqlite_url).exit_code == 0
+    )
+
+    monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "1s")
+    never = FailTimes({"PutBucketPolicy"}, "MalformedPolicy", times=1_000)
+    refused = invoke(
+        capsys, "run", "--scenario", scenario, "--database-url", sqlite_url, hooks=[never]
+    )
+    assert refused.exit_code == 4, refused.stderr
+    said = refused.stdout + refused.stderr
+    assert "MalformedPolicy" in said and "Traceback" not in said
+    assert admin_client(aws, "s3").list_buckets(MaxBuckets=1000).get("Buckets", []) == []
