@@ -70,6 +70,10 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
+# How many free ports a local server tries before its start is a failure.
+PORT_ATTEMPTS = 3
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yield an admin SQLAlchemy URL (psycopg 3) to the `postgres` database of a fresh server."""
@@ -136,7 +140,6 @@ def _local_server(bindir: Path) -> Iterator[str]:
         # cwd: the postgres user may not be allowed into ours (pytest chdirs into 0700 tmp dirs).
         return subprocess.run(command, cwd=base, capture_output=True, text=True, check=False)
 
-    port = free_port()
     try:
         # --no-sync: initdb otherwise fsyncs every file, 5 s instead of 0.8 s here, for a
         # cluster that lives one session. C locale and UTF8 so results do not depend on the host.
@@ -144,17 +147,25 @@ def _local_server(bindir: Path) -> Iterator[str]:
         init = run("initdb", "-D", str(data), "-A", "trust", "-U", SUPERUSER, *settings)
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed ({init.returncode}):\n{init.stdout}{init.stderr}")
-        options = (
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1"
-            # Nothing here must survive a crash; skipping durability makes DDL-heavy tests fast.
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        start = run("pg_ctl", "-D", str(data), "-l", str(log), "-o", options, "-w", "start")
-        if start.returncode != 0:
-            raise RuntimeError(
-                f"pg_ctl start failed ({start.returncode}): {start.stdout}{start.stderr}\n"
-                f"{log}:\n{log_tail(log)}"
+        # A port found free may be taken before the server binds it (the suite's own clients
+        # draw their ports from the same range): another port is tried then.
+        for attempt in range(PORT_ATTEMPTS):
+            port = free_port()
+            options = (
+                f"-p {port} -k {base} -c listen_addresses=127.0.0.1"
+                # Nothing here must survive a crash; skipping durability makes DDL-heavy tests
+                # fast.
+                " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             )
+            start = run("pg_ctl", "-D", str(data), "-l", str(log), "-o", options, "-w", "start")
+            if start.returncode == 0:
+                break
+            taken = "Address already in use" in log_tail(log)
+            if not taken or attempt == PORT_ATTEMPTS - 1:
+                raise RuntimeError(
+                    f"pg_ctl start failed ({start.returncode}): {start.stdout}{start.stderr}\n"
+                    f"{log}:\n{log_tail(log)}"
+                )
         yield f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{port}/postgres"
     finally:
         # Also after a failed `start -w`, which can leave a postmaster running; harmless if none.
