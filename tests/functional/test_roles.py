@@ -44,6 +44,9 @@ def _provisioned(store, job_aws) -> tuple[Any, Any]:
 def test_a_role_scenario_provisions_verifies_and_leaves_nothing(aws, aws_lag, database_url) -> None:
     """Through the layer's lags, roles' included: verify's AssumeRole meets the new role's
     refusal, and the probes the new session's, and both are waited out."""
+    # A session window the first probe surely lands in, however loaded the machine (the
+    # fixture's 1 s passed first in a loaded run); verify waits it out either way.
+    aws_lag.new_session_lag = 5.0
     strict, trust = _strict(aws), AccountTrust()
     job_aws = make_aws(
         REGION, call_hooks=[strict, trust], propagation_timeout=timedelta(seconds=20)
