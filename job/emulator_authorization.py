@@ -8,7 +8,9 @@ it knows few condition keys, matches actions with their case, and ignores permis
 session policies and bucket policies. Here moto still authenticates the request (its signature and
 key) and names the action and resource; the policies that apply are gathered from its backends and
 the decision is AWS's. A role's trust is still moto's check (with job.emulator's account
-principals), made after the decision as moto makes it.
+principals), made after the decision as moto makes it; the decision reads the trust as the role's
+resource policy, so that a trust naming the caller lets it in without an identity policy, as AWS
+does in the role's account.
 
 The request context holds what the emulator can know: the caller (aws:username, aws:userid,
 aws:PrincipalArn, aws:PrincipalAccount, aws:PrincipalType, aws:PrincipalTag/*, and for a role
@@ -46,16 +48,36 @@ _S3_HEADER_KEYS = {
 
 
 @functools.lru_cache(maxsize=1024)
-def _read(text: str, resource_policy: bool) -> tuple[Statement, ...]:
+def _read(text: str, resource_policy: bool, trust_policy: bool) -> tuple[Statement, ...]:
     """A document's statements, read once per text: every signed request gathers its caller's
     policies again (AWS's managed ones run to thousands of actions)."""
-    return tuple(read_document(json.loads(text), resource_policy=resource_policy))
+    document = json.loads(text)
+    return tuple(
+        read_document(document, resource_policy=resource_policy, trust_policy=trust_policy)
+    )
 
 
-def _statements(document: str | bytes, *, resource_policy: bool = False) -> tuple[Statement, ...]:
+def _statements(
+    document: str | bytes, *, resource_policy: bool = False, trust_policy: bool = False
+) -> tuple[Statement, ...]:
     """A document's JSON text as moto keeps it (a bucket's policy is bytes)."""
     text = document.decode() if isinstance(document, bytes) else document
-    return _read(text, resource_policy)
+    return _read(text, resource_policy, trust_policy)
+
+
+def _trust(iam_request: Any, role_arn: str) -> Sequence[Statement]:
+    """The trust policy of the role AssumeRole names: the role's resource policy. In the
+    role's account, a trust naming the caller itself lets it in without an identity policy; one
+    naming the account leaves it to the caller's identity policy.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic-cross-account.html
+    """
+    from moto.iam.exceptions import NotFoundException
+
+    try:
+        role = iam_request.backend.get_role_by_arn(role_arn)
+    except NotFoundException:
+        return ()
+    return _statements(role.assume_role_policy_document, trust_policy=True)
 
 
 def _text_of(policy: Any) -> str:
@@ -264,6 +286,8 @@ def decide_as_aws() -> None:
                 extra, resource_policy = _s3_context(self, resource)
             else:
                 extra = _iam_context(self)
+                if self._action == "sts:AssumeRole":
+                    resource_policy = _trust(self, resource)
             request = replace(request, context={**request.context, **extra})
         except PolicyError as error:
             # A document IAM would have refused cannot be in IAM: moto accepted it. Decide as

@@ -211,12 +211,12 @@ class WithoutJanitorGrant:
 
 @dataclass
 class AccountTrust:
-    """What AWS makes of a trust policy naming an account (`arn:aws:iam::ACCOUNT:root`): every
-    principal of that account whose own identity policy allows sts:AssumeRole on the role may
-    assume it. moto matches the calling principal's ARN against the trust policy's literally, so
-    an account principal lets nobody in. This client hook (before parameters are built, so before
-    signing) keeps what the job sent in `sent` and gives moto "*" in its place: in the emulator's
-    one account, the same thing, since moto still checks the caller's identity policy.
+    """Keeps the trust policies the job sends (CreateRole, UpdateAssumeRolePolicy) in `sent`, as
+    sent. The session's emulator honours a trust naming an account as AWS does (every principal
+    of that account whose own identity policy allows sts:AssumeRole on the role may assume it:
+    job.emulator.trust_account_principals, tests/services/moto_main.py), so what the job sends is
+    what moto decides on. It once put "*" in place of the account, which a decision reading the
+    trust as AWS does takes for what it is: anyone may assume the role.
     https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html#principal-accounts
     """
 
@@ -227,13 +227,7 @@ class AccountTrust:
         if model.name not in ("CreateRole", "UpdateAssumeRolePolicy"):
             return
         key = "AssumeRolePolicyDocument" if model.name == "CreateRole" else "PolicyDocument"
-        document = json.loads(params[key])
         self.sent.append(json.loads(params[key]))
-        for statement in document.get("Statement", []):
-            principal = statement.get("Principal")
-            if isinstance(principal, dict) and str(principal.get("AWS", "")).endswith(":root"):
-                principal["AWS"] = "*"
-        params[key] = json.dumps(document)
 
 
 # The run id inside the job's names ("<prefix>-<run id>-<name>", new_run_id's ten characters),

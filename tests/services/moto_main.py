@@ -54,10 +54,13 @@ def _patch() -> None:
 
 if __name__ == "__main__":
     _patch()
-    # Decide as AWS documents, as the emulator the job ships does (job.emulator_authorization).
+    # Decide as AWS documents, and trust an account as AWS does, as the emulator the job ships
+    # does (job.emulator_authorization, job.emulator).
+    from job.emulator import trust_account_principals
     from job.emulator_authorization import decide_as_aws
 
     decide_as_aws()
+    trust_account_principals()
     from moto.server import main
 
     sys.exit(main(sys.argv[1:]))
