@@ -496,6 +496,7 @@ def runner_policy_command(app: App, janitor: bool) -> None:
     settings = app.settings
     partition = partition_for(settings.region)
     kinds = None
+    existing_roles: list[str] = []
     if settings.scenario is not None:
         from job.naming import Naming
         from job.scenario_file import compile_source, read_source, scenario_kinds
@@ -504,8 +505,11 @@ def runner_policy_command(app: App, janitor: bool) -> None:
             read_source(settings.scenario), Naming.placeholder(settings.prefix, partition)
         )
         kinds = scenario_kinds(scenario)
+        existing_roles = list(scenario.existing_roles.values())
     # The policy document itself, in either output mode: it is what an operator pastes.
-    policy = runner_policy(settings.prefix, partition, kinds=kinds, janitor=janitor)
+    policy = runner_policy(
+        settings.prefix, partition, kinds=kinds, janitor=janitor, existing_roles=existing_roles
+    )
     click.echo(json.dumps(policy, indent=2))
 
 

@@ -86,11 +86,14 @@ def runner_policy(
     kinds: Collection[ResourceKind] | None = None,
     *,
     janitor: bool = False,
+    existing_roles: Collection[str] = (),
 ) -> dict[str, Any]:
     """One statement per resource and condition, actions sorted: stable output to diff and
     review. `kinds` narrows it to what a scenario creates (job.scenario_file.scenario_kinds);
     None is every kind the job knows, what a janitor tearing down any run needs. `janitor` adds,
-    after the same statements, the grant that removes what others hung on the job's principals."""
+    after the same statements, the grant that removes what others hung on the job's principals.
+    `existing_roles` (a scenario's roles.NAME.existing ARNs) are the runner's to assume in verify,
+    and nothing else: the run never changes them."""
     by_statement: dict[Scope, set[str]] = defaultdict(set)
     for action, scope in _declared(kinds, janitor):
         if action not in without:
@@ -108,4 +111,13 @@ def runner_policy(
         if condition is not None:
             statement["Condition"] = condition
         statements.append(statement)
+    if existing_roles:
+        statements.append(
+            {
+                "Sid": "AssumeExistingRoles",
+                "Effect": "Allow",
+                "Action": ["sts:AssumeRole"],
+                "Resource": sorted(set(existing_roles)),
+            }
+        )
     return {"Version": "2012-10-17", "Statement": statements}

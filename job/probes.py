@@ -17,9 +17,11 @@ class Probe:
     needs: tuple[str, ...]
     # True when no IAM policy can deny the call: a scenario may only expect it allowed.
     always_allowed: bool = False
-    # Whether the call is aimed at a bucket, and then whether at an object in it (its key).
+    # Whether the call is aimed at a bucket, and then whether at an object in it (its key); or
+    # at a role (role:NAME of the run's, or an existing role's ARN).
     on_bucket: bool = True
     on_object: bool = False
+    on_role: bool = False
     # Whether an allowed call leaves an object behind (at the key it is aimed at): the bucket's
     # teardown then deletes that key with the bucket's own objects.
     writes_object: bool = False
@@ -47,6 +49,20 @@ class Probe:
         """The service the call is authorized by ("s3", "iam", "sts"): a principal's policy
         reaches each one separately."""
         return self.action.partition(":")[0].lower()
+
+
+@dataclass(frozen=True)
+class Aim:
+    """What a probe is aimed at: a bucket (and a key in it), or a role's ARN."""
+
+    bucket: str | None = None
+    key: str | None = None
+    role_arn: str | None = None
+
+    @property
+    def role_name(self) -> str:
+        """The role's name: the last part of its ARN (after its path)."""
+        return str(self.role_arn).rsplit("/", 1)[-1]
 
 
 PROBES: dict[str, Probe] = {
@@ -86,6 +102,16 @@ PROBES: dict[str, Probe] = {
         # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListBuckets.html
         Probe("s3:ListAllMyBuckets", ("s3:ListAllMyBuckets",), on_bucket=False),
         Probe("iam:ListRoles", ("iam:ListRoles",), on_bucket=False),
+        # Authorized on the role's ARN. A role that does not exist answers NoSuchEntity once the
+        # caller may ask (no answer about permissions).
+        # https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetRole.html
+        Probe("iam:GetRole", ("iam:GetRole",), on_bucket=False, on_role=True),
+        # The caller's policy must allow sts:AssumeRole on the role, and the role's trust policy
+        # must allow the caller (a trust naming the caller's account delegates to the caller's
+        # policy; one naming the caller itself suffices in the same account). The session it
+        # gives is dropped unused.
+        # https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_permissions-to-switch.html
+        Probe("sts:AssumeRole", ("sts:AssumeRole",), on_bucket=False, on_role=True),
         # ListObjectsV2 is authorized as s3:ListBucket, on the bucket.
         # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
         Probe(

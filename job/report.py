@@ -269,6 +269,8 @@ def scenario_dict(scenario: Scenario, naming: Naming) -> dict[str, Any]:
             }
             for expectation in scenario.expectations
         ],
+        # Referenced, not owned: assumed as they are, never created, changed or deleted.
+        "existing_roles": dict(scenario.existing_roles),
     }
 
 
@@ -287,4 +289,11 @@ def scenario_text(scenario: Scenario, naming: Naming, headline: str) -> str:
             for e in scenario.expectations
         ],
     )
-    return "\n".join([headline, "", resources, "", cells])
+    parts = [headline, "", resources, "", cells]
+    if scenario.existing_roles:
+        existing = table(
+            ("EXISTING ROLE", "ARN (assumed as it is: never created, changed or deleted)"),
+            sorted(scenario.existing_roles.items()),
+        )
+        parts += ["", existing]
+    return "\n".join(parts)

@@ -20,6 +20,7 @@ from typing import Any
 from job.config import MAX_PREFIX_LENGTH
 from job.kinds import Attributes
 from job.naming import RUN_ID_LENGTH, RUN_ID_PATTERN, Naming
+from job.probes import PROBES, Aim
 from job.vocabulary import ResourceKind, Verdict
 
 # A resource's logical name in a scenario file (a bucket, a user, a role): lowercase letters and
@@ -68,6 +69,13 @@ class Expectation:
     def context_values(self) -> dict[str, Any]:
         return dict(json.loads(self.context)) if self.context else {}
 
+    @property
+    def aim(self) -> Aim:
+        """Where the probe is aimed: the bucket and key, or the role at `resource`."""
+        if self.bucket is not None:
+            return Aim(self.bucket, self.key)
+        return Aim(role_arn=self.resource) if PROBES[self.action].on_role else Aim()
+
     def resource_arn(self, naming: Naming) -> str:
         if self.bucket is None:
             return self.resource or "*"
@@ -80,13 +88,19 @@ class Scenario:
     expectations: tuple[Expectation, ...]
     # By role (logical name): the session policy verify passes to AssumeRole, resolved.
     session_policies: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    # By role (logical name): the ARN of an existing role verify assumes as it is. The run
+    # refers to it and owns nothing of it: no ledger row, so teardown and sweep cannot touch it.
+    existing_roles: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def principals(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(e.principal for e in self.expectations))
 
     def principal_kind(self, principal: str) -> ResourceKind:
-        """IAM_USER (verify makes it an access key) or IAM_ROLE (verify assumes it)."""
+        """IAM_USER (verify makes it an access key) or IAM_ROLE (verify assumes it: one of the
+        run's, or an existing one)."""
+        if principal in self.existing_roles:
+            return ResourceKind.IAM_ROLE
         for spec in self.resources:
             if spec.logical_name == principal and spec.kind in (
                 ResourceKind.IAM_USER,

@@ -47,11 +47,16 @@ def is_document(policy: Any) -> TypeGuard[Mapping[str, Any]]:
 
 
 def resolver(
-    naming: Naming, buckets: Mapping[str, Any], principals: Mapping[str, str]
+    naming: Naming,
+    buckets: Mapping[str, Any],
+    principals: Mapping[str, str],
+    existing: Mapping[str, str] | None = None,
 ) -> Callable[[str], str]:
     """What a reference stands for in a run named by `naming`: `principals` maps each user's and
-    role's logical name to its section ("users", "roles"). Anything not a reference is itself;
-    a reference to a name the scenario does not define is UnknownReference."""
+    role's logical name to its section ("users", "roles"), and `existing` an existing role's to its
+    ARN (roles.NAME.existing). Anything not a reference is itself; a reference to a name the
+    scenario does not define is UnknownReference."""
+    existing = existing or {}
 
     def resolve(value: str) -> str:
         if value.startswith(BUCKET_REF):
@@ -69,6 +74,8 @@ def resolver(
                     raise UnknownReference(
                         f'unknown {what} "{name}"; they are: {", ".join(sorted(wanted)) or "none"}'
                     )
+                if name in existing:
+                    return existing[name]
                 kind = "user" if principals[name] == "users" else "role"
                 return naming.iam_arn(kind, naming.name(name))
         return value

@@ -60,7 +60,9 @@ from job.scenario import (
     Scenario,
 )
 from job.scenario_documents import (
+    BUCKET_REF,
     MAX_SESSION_POLICY_CHARACTERS,
+    ROLE_REF,
     bucket_policy_errors,
     document_errors,
     is_document,
@@ -76,7 +78,14 @@ if TYPE_CHECKING:
 SEED_ORIGIN = "built-in seed scenario"
 # An existing bucket's or object's ARN in a cell: arn:PARTITION:s3:::BUCKET[/KEY].
 EXISTING_S3_ARN = re.compile(r"arn:aws[a-z-]*:s3:::(?P<bucket>[a-z0-9.-]{3,63})(?:/(?P<key>.+))?")
-BUCKET_REF = "bucket:"
+# An existing role's ARN (a cell's, or roles.NAME.existing):
+# arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME.
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-arns
+EXISTING_ROLE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$"
+)
+# What an existing role (roles.NAME.existing) may not have: each would change the role.
+CHANGES_A_ROLE = ("policy", "boundary", "managed_policies", "tags")
 # S3 refuses bucket names ending so (the others it reserves hold "--", which no logical name does).
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 RESERVED_BUCKET_SUFFIX = "-s3alias"
@@ -278,6 +287,14 @@ SCHEMA: dict[str, Any] = {
             **_PRINCIPAL,
             "properties": {
                 **_PRINCIPAL["properties"],
+                "existing": {
+                    "description": "an existing role's ARN: verify assumes it as it is; the run "
+                    "never creates, changes or deletes it (it takes no policy, boundary, managed "
+                    "policies or tags then). The runner needs sts:AssumeRole on it, and its trust "
+                    "policy must allow the runner",
+                    "type": "string",
+                    "pattern": EXISTING_ROLE_ARN.pattern,
+                },
                 "session_policy": {
                     "description": "an IAM document passed to AssumeRole: verify's session has "
                     "what both it and the role's policies allow",
@@ -288,9 +305,9 @@ SCHEMA: dict[str, Any] = {
         "statement": _STATEMENT,
         "document": _DOCUMENT,
         "resource": {
-            "description": "bucket:NAME, bucket:NAME/KEY, an ARN, or *",
+            "description": "bucket:NAME, bucket:NAME/KEY, role:NAME, an ARN, or *",
             "type": "string",
-            "pattern": r"^(bucket:[a-z0-9-]+(/.+)?|arn:.+|\*)$",
+            "pattern": r"^(bucket:[a-z0-9-]+(/.+)?|role:[a-z0-9-]+|arn:.+|\*)$",
         },
     },
 }
@@ -611,6 +628,15 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
             rest = other.removeprefix(f"{name}-key-")
             if rest != other and rest.isdigit():
                 yield f"{taken[other]}: the name is taken by {section}.{name}'s access keys"
+    for name, role in (document.get("roles") or {}).items():
+        if (role or {}).get("existing") is None:
+            continue
+        for what in CHANGES_A_ROLE:
+            if role.get(what) is not None:
+                yield (
+                    f"roles.{name}.{what}: roles.{name} is an existing role, which the run never"
+                    f" changes: remove {what}, or remove existing to have the run create the role"
+                )
     for name, bucket in buckets.items():
         if bucket.get("policy") is not None:
             yield from bucket_policy_errors(
@@ -638,8 +664,11 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
                 continue
             for index, statement in enumerate(policy):
                 for place, resource in enumerate(statement["resources"]):
-                    yield from _bucket_ref_errors(
-                        f"{section}.{name}.policy[{index}].resources[{place}]", resource, buckets
+                    yield from _reference_errors(
+                        f"{section}.{name}.policy[{index}].resources[{place}]",
+                        resource,
+                        buckets,
+                        document.get("roles") or {},
                     )
     supported = supported_actions()
     cells: dict[tuple[str, str, str, str], int] = {}
@@ -660,7 +689,9 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
             # No policy can deny it (AWS answers it for any valid credentials): the cell could
             # never pass, and a canary that always fails proves nothing.
             yield f'{where}.result: {action} is allowed to every principal; expect "allow"'
-        yield from _bucket_ref_errors(f"{where}.resource", cell["resource"], buckets)
+        yield from _reference_errors(
+            f"{where}.resource", cell["resource"], buckets, document.get("roles") or {}
+        )
         yield from _aim_errors(where, action, cell["resource"])
         yield from _missing_object_errors(where, cell, buckets)
         if action in PROBES and cell.get("context"):
@@ -683,12 +714,19 @@ def _context_of(cell: Mapping[str, Any]) -> str:
     return json.dumps(context, sort_keys=True, separators=(",", ":")) if context else ""
 
 
-def _bucket_ref_errors(where: str, resource: str, buckets: Mapping[str, Any]) -> Iterator[str]:
+def _reference_errors(
+    where: str, resource: str, buckets: Mapping[str, Any], roles: Mapping[str, Any]
+) -> Iterator[str]:
     if resource.startswith(BUCKET_REF):
         bucket = resource.removeprefix(BUCKET_REF).split("/", 1)[0]
         if bucket not in buckets:
             defined = ", ".join(sorted(buckets)) or "none"
             yield f'{where}: unknown bucket "{bucket}"; the buckets are: {defined}'
+    elif resource.startswith(ROLE_REF):
+        role = resource.removeprefix(ROLE_REF)
+        if role not in roles:
+            defined = ", ".join(sorted(roles)) or "none"
+            yield f'{where}: unknown role "{role}"; the roles are: {defined}'
 
 
 def _missing_object_errors(
@@ -750,9 +788,18 @@ def _aim_errors(where: str, action: str, resource: str) -> Iterator[str]:
     or, for a probe that changes nothing, an existing one's ARN. A probe that changes something
     is aimed only at the run's own buckets, whatever the expected result: the canary never
     writes to, or deletes from, anything it did not create."""
-    if action not in PROBES or not PROBES[action].on_bucket:
+    if action not in PROBES:
         return  # an action without a probe is refused above, for what it is
     probe = PROBES[action]
+    if probe.on_role:
+        if not resource.startswith(ROLE_REF) and not EXISTING_ROLE_ARN.match(resource):
+            yield (
+                f"{where}.resource: {action} is aimed at a role: use role:NAME, or an existing"
+                " role's ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+            )
+        return
+    if not probe.on_bucket:
+        return
     shape = "bucket:NAME/KEY" if probe.on_object else "bucket:NAME"
     existing = _existing_s3(resource)
     if resource.startswith(BUCKET_REF):
@@ -829,15 +876,23 @@ def compile_scenario(
     specs: list[ResourceSpec] = []
     written = _written_keys(document)
     # (section, logical name, the principal as written) for every user and role.
-    principals: list[tuple[str, str, Mapping[str, Any]]] = [
+    every_principal: list[tuple[str, str, Mapping[str, Any]]] = [
         (section, name, principal or {})
         for section in ("users", "roles")
         for name, principal in (document.get(section) or {}).items()
     ]
+    # Existing roles are assumed as they are: nothing of theirs is made, changed or deleted.
+    existing_roles = {
+        name: str(principal["existing"])
+        for section, name, principal in every_principal
+        if principal.get("existing") is not None
+    }
+    principals = [entry for entry in every_principal if entry[1] not in existing_roles]
     resolve = resolver(
         naming,
         document.get("buckets") or {},
-        {name: section for section, name, _ in principals},
+        {name: section for section, name, _ in every_principal},
+        existing_roles,
     )
     for bucket, spec in (document.get("buckets") or {}).items():
         policy = spec.get("policy")
@@ -934,6 +989,8 @@ def compile_scenario(
         if resource.startswith(BUCKET_REF):
             bucket, slash, key = resource.removeprefix(BUCKET_REF).partition("/")
             aimed_bucket, aimed_key = real(bucket), key if slash else None
+        elif resource.startswith(ROLE_REF):
+            aimed_resource = resolve(resource)
         elif existing is not None:
             # An existing bucket (or object), probed read-only, by its own name.
             aimed_bucket, aimed_key = existing
@@ -958,4 +1015,4 @@ def compile_scenario(
         for name, role in (document.get("roles") or {}).items()
         if role.get("session_policy") is not None
     }
-    return Scenario(tuple(specs), tuple(expectations), session_policies)
+    return Scenario(tuple(specs), tuple(expectations), session_policies, existing_roles)

@@ -17,18 +17,22 @@ from urllib.parse import urlencode
 from botocore.exceptions import ClientError
 
 from job.aws.session import Aws, error_code
-from job.probes import PROBES
+from job.probes import PROBES, Aim
 
-# (credentials, bucket, key, the cell's request context: job.probes.Probe.context's names)
-ProbeCall = Callable[[Aws, str | None, str | None, Mapping[str, Any]], None]
-
-
-def _get_object(aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]) -> None:
-    aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+# (credentials, where it is aimed, the cell's request context: job.probes.Probe.context's names)
+ProbeCall = Callable[[Aws, Aim, Mapping[str, Any]], None]
 
 
-def _put_object(aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]) -> None:
-    params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": b"written by job verify"}
+def _get_object(aws: Aws, aim: Aim, context: Mapping[str, Any]) -> None:
+    aws.client("s3").get_object(Bucket=aim.bucket, Key=aim.key)["Body"].read()
+
+
+def _put_object(aws: Aws, aim: Aim, context: Mapping[str, Any]) -> None:
+    params: dict[str, Any] = {
+        "Bucket": aim.bucket,
+        "Key": aim.key,
+        "Body": b"written by job verify",
+    }
     if "server_side_encryption" in context:
         params["ServerSideEncryption"] = context["server_side_encryption"]
     if "tags" in context:
@@ -36,16 +40,14 @@ def _put_object(aws: Aws, bucket: str | None, key: str | None, context: Mapping[
     aws.client("s3").put_object(**params)
 
 
-def _delete_object(
-    aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]
-) -> None:
+def _delete_object(aws: Aws, aim: Aim, context: Mapping[str, Any]) -> None:
     # Aimed at a key that does not exist: a wrongly allowed delete destroys nothing (S3 answers
     # 204 to an allowed delete of a missing key).
-    aws.client("s3").delete_object(Bucket=bucket, Key=key)
+    aws.client("s3").delete_object(Bucket=aim.bucket, Key=aim.key)
 
 
-def _list_bucket(aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]) -> None:
-    params: dict[str, Any] = {"Bucket": bucket, "MaxKeys": 1}
+def _list_bucket(aws: Aws, aim: Aim, context: Mapping[str, Any]) -> None:
+    params: dict[str, Any] = {"Bucket": aim.bucket, "MaxKeys": 1}
     if "prefix" in context:
         params["Prefix"] = context["prefix"]
     if "delimiter" in context:
@@ -53,48 +55,51 @@ def _list_bucket(aws: Aws, bucket: str | None, key: str | None, context: Mapping
     aws.client("s3").list_objects_v2(**params)
 
 
-def _get_object_tagging(
-    aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]
-) -> None:
-    aws.client("s3").get_object_tagging(Bucket=bucket, Key=key)
+def _get_object_tagging(aws: Aws, aim: Aim, context: Mapping[str, Any]) -> None:
+    aws.client("s3").get_object_tagging(Bucket=aim.bucket, Key=aim.key)
 
 
-def _put_object_tagging(
-    aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]
-) -> None:
+def _put_object_tagging(aws: Aws, aim: Aim, context: Mapping[str, Any]) -> None:
     aws.client("s3").put_object_tagging(
-        Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": "job-verify", "Value": "tagged"}]}
+        Bucket=aim.bucket,
+        Key=aim.key,
+        Tagging={"TagSet": [{"Key": "job-verify", "Value": "tagged"}]},
     )
 
 
-def _get_bucket_policy(
-    aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]
-) -> None:
+def _get_bucket_policy(aws: Aws, aim: Aim, context: Mapping[str, Any]) -> None:
     try:
-        aws.client("s3").get_bucket_policy(Bucket=bucket)
+        aws.client("s3").get_bucket_policy(Bucket=aim.bucket)
     except ClientError as error:
         # Asked, and answered: there is no policy. Only an allowed caller hears this.
         if error_code(error) != "NoSuchBucketPolicy":
             raise
 
 
-def _list_all_my_buckets(
-    aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]
-) -> None:
+def _list_all_my_buckets(aws: Aws, aim: Aim, context: Mapping[str, Any]) -> None:
     aws.client("s3").list_buckets(MaxBuckets=1)
 
 
-def _list_roles(aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]) -> None:
+def _list_roles(aws: Aws, aim: Aim, context: Mapping[str, Any]) -> None:
     aws.client("iam").list_roles(MaxItems=1)
 
 
-def _list_users(aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]) -> None:
+def _list_users(aws: Aws, aim: Aim, context: Mapping[str, Any]) -> None:
     aws.client("iam").list_users(MaxItems=1)
 
 
-def _get_caller_identity(
-    aws: Aws, bucket: str | None, key: str | None, context: Mapping[str, Any]
-) -> None:
+def _get_role(aws: Aws, aim: Aim, context: Mapping[str, Any]) -> None:
+    aws.client("iam").get_role(RoleName=aim.role_name)
+
+
+def _assume_role(aws: Aws, aim: Aim, context: Mapping[str, Any]) -> None:
+    # The shortest session STS gives; its credentials are dropped here, never kept or logged.
+    aws.client("sts").assume_role(
+        RoleArn=str(aim.role_arn), RoleSessionName="job-verify-probe", DurationSeconds=900
+    )
+
+
+def _get_caller_identity(aws: Aws, aim: Aim, context: Mapping[str, Any]) -> None:
     aws.client("sts").get_caller_identity()
 
 
@@ -109,6 +114,8 @@ CALLS: dict[str, ProbeCall] = {
     "s3:ListAllMyBuckets": _list_all_my_buckets,
     "iam:ListUsers": _list_users,
     "iam:ListRoles": _list_roles,
+    "iam:GetRole": _get_role,
+    "sts:AssumeRole": _assume_role,
     "sts:GetCallerIdentity": _get_caller_identity,
 }
 # Every declared probe has its call and every call its declaration: a mismatch fails at import.
@@ -119,10 +126,6 @@ if set(CALLS) != set(PROBES):
 
 
 def probe(
-    aws: Aws,
-    action: str,
-    bucket: str | None = None,
-    key: str | None = None,
-    context: Mapping[str, Any] | None = None,
+    aws: Aws, action: str, aim: Aim | None = None, context: Mapping[str, Any] | None = None
 ) -> None:
-    CALLS[action](aws, bucket, key, context or {})
+    CALLS[action](aws, aim or Aim(), context or {})

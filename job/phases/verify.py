@@ -244,9 +244,12 @@ class _Verification:
         self.expectations = scenario.expectations
         self.concurrency = concurrency
         self.measure_revocation = measure_revocation
-        # Every principal must exist before any credentials are made.
+        # Every principal the run made must exist before any credentials are made (an existing
+        # role has no row: the run owns nothing of it).
         self.principals = {
-            principal: self._principal(principal) for principal in scenario.principals
+            principal: self._principal(principal)
+            for principal in scenario.principals
+            if principal not in scenario.existing_roles
         }
         # Keys a verify killed earlier may have left (AWS allows two per user), by user name:
         # read here, before the worker threads start adding this attempt's keys to the run.
@@ -277,6 +280,16 @@ class _Verification:
             )
             for principal, row in self.principals.items()
         }
+        # When each of the run's roles was made: a new role's trust takes a while to reach
+        # everywhere too, so a cell aimed at it (sts:AssumeRole) is not denied before it settled.
+        self.role_since: dict[str, datetime] = {
+            row.name: row.updated_at
+            for row in run.resources
+            if row.kind == ResourceKind.IAM_ROLE and row.state is ResourceState.CREATED
+        }
+        # An existing role's permissions are whatever they were before the run: in force.
+        for principal in scenario.existing_roles:
+            self.policy_since[principal] = run.created_at
         # This attempt's keys, recorded, by principal: deleted whatever happens.
         self.keys: dict[str, Resource] = {}
         self.principal_aws: dict[str, Aws] = {}
@@ -373,7 +386,7 @@ class _Verification:
         """A principal whose credentials cannot be made is not the end of verify: its cells are
         recorded as not answered, with why, and the other principals go on."""
         try:
-            if self.principals[principal].kind == ResourceKind.IAM_ROLE:
+            if self.scenario.principal_kind(principal) is ResourceKind.IAM_ROLE:
                 self.assume(principal)
             else:
                 self.make_key(principal)
@@ -383,24 +396,41 @@ class _Verification:
                 self.credential_failures[principal] = failure.message
 
     def assume(self, principal: str) -> None:
-        role = self.principals[principal]
+        existing = self.scenario.existing_roles.get(principal)
+        name = self.principals[principal].name if existing is None else existing
         try:
             session = assume_role(
                 self.target,
-                role.name,
+                name,
                 f"job-{self.run.id}",
                 duration_seconds=self.session_seconds,
                 session_policy=self.scenario.session_policies.get(principal),
+                existing_arn=existing,
             )
         except AWS_ERRORS as error:
             waited = self.target.propagation_timeout.total_seconds()
-            raise describe_aws_error(
-                error,
-                f"assuming role {role.name} (sts:AssumeRole, retried for {waited:g}s while AWS "
-                "caught up with the new role)",
-            ) from None
+            if existing is not None and is_denial(error):
+                # Two policies decide, and AWS does not say which refused: name both.
+                # https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_permissions-to-switch.html
+                runner = self.target.aws.identity().arn
+                raise AwsError(
+                    f"assuming existing role {existing} as {runner} failed:"
+                    f" {error_code(error)}: the role's trust policy must allow {runner}, and"
+                    f" {runner}'s own policy must allow sts:AssumeRole on the role (`job"
+                    " runner-policy --scenario FILE` prints that grant)"
+                ) from None
+            doing = (
+                f"assuming existing role {existing} (sts:AssumeRole)"
+                if existing is not None
+                else f"assuming role {name} (sts:AssumeRole, retried for {waited:g}s while AWS "
+                "caught up with the new role)"
+            )
+            raise describe_aws_error(error, doing) from None
         with self._measuring:
-            self.credentials_since.setdefault(principal, self.policy_since[principal])
+            # An existing role's permissions were in force before the run: its credentials
+            # are as old as its session.
+            since = utcnow() if existing is not None else self.policy_since[principal]
+            self.credentials_since.setdefault(principal, since)
             if session.expiration is not None:
                 self.session_issued[principal] = session.expiration - timedelta(
                     seconds=self.session_seconds
@@ -483,15 +513,9 @@ class _Verification:
     def call(self, expectation: Expectation) -> None:
         principal_aws = self.principal_aws[expectation.principal]
         try:
-            probe(
-                principal_aws,
-                expectation.action,
-                expectation.bucket,
-                expectation.key,
-                expectation.context_values,
-            )
+            probe(principal_aws, expectation.action, expectation.aim, expectation.context_values)
         except ClientError as error:
-            role = self.principals[expectation.principal].kind == ResourceKind.IAM_ROLE
+            role = self.scenario.principal_kind(expectation.principal) is ResourceKind.IAM_ROLE
             if role and error_code(error) in SESSION_EXPIRED:
                 self.renew_session(expectation.principal, principal_aws)
             raise
@@ -505,6 +529,12 @@ class _Verification:
         if self.credential_failures.get(expectation.principal) is not None:
             self.check(expectation, wait_for_access=False)
             return
+        aimed_role = (
+            self.role_since.get(expectation.aim.role_name) if expectation.aim.role_arn else None
+        )
+        if aimed_role is not None:
+            # Whatever the witnesses say of the principal, the role it is aimed at may be newer.
+            time.sleep(max((aimed_role + self.settle - utcnow()).total_seconds(), 0))
         if witnesses:
             if any(
                 self.checks.get(w) is not None and self.checks[w].actual is Verdict.ALLOW
@@ -563,7 +593,10 @@ class _Verification:
         }
         if self.measure_revocation:
             for principal in self.principal_aws:
-                if self.principals[principal].kind == ResourceKind.IAM_ROLE:
+                # Only the run's own roles: revoking puts a policy on the role, and an existing
+                # role is never changed.
+                row = self.principals.get(principal)
+                if row is not None and row.kind == ResourceKind.IAM_ROLE:
                     tasks[f"revoke:{principal}"] = partial(self.revoke_session, principal)
         run_each(tasks, concurrency=self.concurrency, keep_going=True)
 
@@ -633,9 +666,7 @@ class _Verification:
             principal_aws = self.principal_aws[principal]
             self._time_refusal(
                 principal,
-                lambda: probe(
-                    principal_aws, retry.action, retry.bucket, retry.key, retry.context_values
-                ),
+                lambda: probe(principal_aws, retry.action, retry.aim, retry.context_values),
                 refused=DENIED,
                 what="revoked session",
             )

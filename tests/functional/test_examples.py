@@ -81,6 +81,7 @@ FLIPPED = {
     "bucket-policy.yaml": 3,  # the bucket denies the writer what its own policy grants
     "boundary.yaml": 1,  # the boundary takes listing from ReadOnlyAccess
     "data-platform.yaml": 3,  # ReadOnlyAccess lets the auditor read the curated data
+    "role-access.yaml": 1,  # the CI user may not assume the break-glass role
     "roles.yaml": 2,  # the analyst role may list the bucket
     "seed.yaml": 4,  # the writer may not read the decoy bucket
     "session-policy.yaml": 1,  # the session policy takes listing from the role

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from job.aws.probes import probe
 from job.aws.session import is_denial, make_aws
-from job.probes import PROBES
+from job.probes import PROBES, Aim
 from tests.helpers import admin_client
 
 BUCKET = "probe-needs-bucket"
@@ -39,6 +39,24 @@ def _principal(aws, name: str, actions: tuple[str, ...]) -> object:
     return make_aws("us-east-1").with_keys(key["AccessKeyId"], key["SecretAccessKey"])
 
 
+def _role(aws) -> str:
+    """A role its account trusts: its account's principals get in by their own policies."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    role = admin_client(aws, "iam").create_role(
+        RoleName="probe-target", Path="/ops/", AssumeRolePolicyDocument=json.dumps(trust)
+    )
+    return str(role["Role"]["Arn"])
+
+
 @pytest.mark.parametrize("action", sorted(PROBES))
 def test_a_probe_needs_what_it_declares(action: str, aws) -> None:
     s3 = admin_client(aws, "s3")
@@ -46,15 +64,16 @@ def test_a_probe_needs_what_it_declares(action: str, aws) -> None:
     s3.put_object(Bucket=BUCKET, Key="fixture.txt", Body=b"x")
     declared = PROBES[action]
     key = "fixture.txt" if declared.reads_object else "other.txt"
+    aim = Aim(role_arn=_role(aws)) if declared.on_role else Aim(BUCKET, key)
     granted = _principal(aws, "granted", declared.needs)
-    probe(granted, action, BUCKET, key)  # type: ignore[arg-type]
+    probe(granted, action, aim)  # type: ignore[arg-type]
 
     nothing = _principal(aws, "nothing", ())
     if declared.always_allowed:
-        probe(nothing, action, BUCKET, key)  # type: ignore[arg-type]
+        probe(nothing, action, aim)  # type: ignore[arg-type]
         return
     with pytest.raises(ClientError) as refused:
-        probe(nothing, action, BUCKET, key)  # type: ignore[arg-type]
+        probe(nothing, action, aim)  # type: ignore[arg-type]
     assert is_denial(refused.value)
 
 
@@ -113,7 +132,7 @@ def test_a_probes_context_is_what_its_request_carries(
     admin_client(aws, "s3").create_bucket(Bucket=BUCKET)
     resource = f"arn:aws:s3:::{BUCKET}" + ("/*" if key else "")
     principal = _conditioned(aws, "conditioned", action, resource, condition)
-    probe(principal, action, BUCKET, key, allowed)  # type: ignore[arg-type]
+    probe(principal, action, Aim(BUCKET, key), allowed)  # type: ignore[arg-type]
     with pytest.raises(ClientError) as denied:
-        probe(principal, action, BUCKET, key, refused)  # type: ignore[arg-type]
+        probe(principal, action, Aim(BUCKET, key), refused)  # type: ignore[arg-type]
     assert is_denial(denied.value)

@@ -190,7 +190,7 @@ BAD = [
     pytest.param(
         lambda d: d["users"]["reader"]["policy"][0].update(resources=["data/*"]),
         "users.reader.policy[0].resources[0]: 'data/*' does not match "
-        "'^(bucket:[a-z0-9-]+(/.+)?|arn:.+|\\\\*)$'",
+        "'^(bucket:[a-z0-9-]+(/.+)?|role:[a-z0-9-]+|arn:.+|\\\\*)$'",
         id="resource shape",
     ),
 ]

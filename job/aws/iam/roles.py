@@ -201,6 +201,7 @@ def assume_role(
     session_name: str,
     duration_seconds: float = ROLE_SESSION_SECONDS,
     session_policy: Mapping[str, Any] | None = None,
+    existing_arn: str | None = None,
 ) -> RoleSession:
     """The job's own principal assumes one of the run's roles (RoleHandler.permissions "assume")
     for a session of `duration_seconds`, clamped to what STS grants (session_seconds), retrying
@@ -208,9 +209,13 @@ def assume_role(
     last refusal is raised. A session that expires before the caller is done is not renewed here:
     the caller assumes the role again when AWS answers ExpiredToken. A `session_policy` cuts the
     session's permissions down to what both it and the role's policies allow.
-    https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html#policies_session"""
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html#policies_session
+
+    An `existing_arn` (a role the run did not make, scenario roles.NAME.existing) is asked once:
+    nothing about it is new, so a refusal is its trust or the runner's policy, not AWS catching
+    up."""
     sts = target.aws.client("sts")
-    arn = target.iam_arn("role", role_name)
+    arn = existing_arn or target.iam_arn("role", role_name)
     params: dict[str, Any] = {
         "RoleArn": arn,
         "RoleSessionName": session_name,
@@ -220,7 +225,7 @@ def assume_role(
         params["Policy"] = json.dumps(session_policy, separators=(",", ":"))
     answer = until_consistent(
         lambda: sts.assume_role(**params),
-        retry_on=ROLE_NOT_YET_ASSUMABLE,
+        retry_on=ROLE_NOT_YET_ASSUMABLE if existing_arn is None else frozenset(),
         timeout=target.propagation_timeout,
         what=f"role {role_name} to be assumable",
     )
