@@ -227,3 +227,35 @@ def test_a_boundary_naming_no_policy_allows_nothing_and_breaks_nothing(
         region_name="us-east-1",
     )
     assert not _allowed(lambda: s3.list_objects_v2(Bucket=bucket))
+
+
+# A role's trust is its resource policy: in the role's account, a trust naming the caller lets it
+# in with no identity policy; one naming the account leaves it to the caller's identity policy;
+# one naming someone else keeps it out whatever its identity policy says.
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic-cross-account.html
+@pytest.mark.parametrize(
+    ("trusted", "own_policy", "assumable"),
+    [
+        ("the caller", False, True),
+        ("the account", False, False),
+        ("the account", True, True),
+        ("someone else", True, False),
+    ],
+)
+def test_a_roles_trust_is_its_resource_policy(
+    aws: EmulatorCredentials, trusted: str, own_policy: bool, assumable: bool
+) -> None:
+    grant = {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}
+    other = {"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}
+    caller = _user(aws, "caller", grant if own_policy else other)
+    principal = {
+        "the caller": f"arn:aws:iam::{ACCOUNT}:user/caller",
+        "the account": f"arn:aws:iam::{ACCOUNT}:root",
+        "someone else": f"arn:aws:iam::{ACCOUNT}:user/someone-else",
+    }[trusted]
+    trust = {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "sts:AssumeRole"}
+    arn = admin_client(aws, "iam").create_role(
+        RoleName="trusting", AssumeRolePolicyDocument=_document(trust)
+    )["Role"]["Arn"]
+    sts = caller("sts")
+    assert _allowed(lambda: sts.assume_role(RoleArn=arn, RoleSessionName="probe")) is assumable
