@@ -91,6 +91,24 @@ class SessionRevocationAttributes(Attributes):
     issued_before: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class GroupAttributes(Attributes):
+    """A group needs nothing beyond its name: its policies are attachments, its users
+    memberships, each a resource of its own."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupPolicyAttachmentAttributes(Attributes):
+    group_name: str
+    policy_arn: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupMembershipAttributes(Attributes):
+    user_name: str
+    group_name: str
+
+
 A = TypeVar("A", bound=Attributes)
 
 
@@ -185,6 +203,25 @@ KINDS: dict[ResourceKind, Kind] = {
             SessionRevocationAttributes,
             hangs_off=(Reference(ResourceKind.IAM_ROLE, "role_name"),),
             made_by_verify_for=ResourceKind.IAM_ROLE,
+        ),
+        # Swept with the users: deleting a group takes its members out and its policies off
+        # first (IAM refuses DeleteGroup otherwise), so that the policies can go in the next wave.
+        Kind(ResourceKind.IAM_GROUP, GroupAttributes, sweep_wave=0),
+        Kind(
+            ResourceKind.IAM_GROUP_POLICY_ATTACHMENT,
+            GroupPolicyAttachmentAttributes,
+            hangs_off=(
+                Reference(ResourceKind.IAM_GROUP, "group_name"),
+                Reference(ResourceKind.IAM_POLICY, "policy_arn"),
+            ),
+        ),
+        Kind(
+            ResourceKind.IAM_GROUP_MEMBERSHIP,
+            GroupMembershipAttributes,
+            hangs_off=(
+                Reference(ResourceKind.IAM_USER, "user_name"),
+                Reference(ResourceKind.IAM_GROUP, "group_name"),
+            ),
         ),
     )
 }

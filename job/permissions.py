@@ -6,13 +6,14 @@ job.aws.s3), and scoped to the job's own names wherever IAM allows a resource th
 users and roles do in verify is theirs, not the runner's (assuming a role is the runner's:
 sts:AssumeRole, declared by the role kind), and sts:GetCallerIdentity needs no permission at all.
 
-Every IAM write it grants acts on the job's own users, roles and policies: by their ARNs, or, where
-IAM authorizes the call on something else (detaching the job's policy from whatever holds it: a
-group, a role or a user, someone else's included), by a Condition on iam:PolicyARN naming the
-job's policies. Only account-wide listings are granted on "*" unconditioned. What someone else
-hung on one of the job's principals from outside (a group membership, an MFA device, an instance
-profile) is removed only with the separate janitor grant (`janitor=True`, `--janitor`): its calls
-act on that someone else's group, device or profile, which no ARN of the job's can name.
+Every IAM write it grants acts on the job's own users, groups, roles and policies: by their ARNs,
+or, where IAM authorizes the call on something else (detaching the job's policy from whatever
+holds it: a group, a role or a user, someone else's included), by a Condition on iam:PolicyARN
+naming the job's policies. Only account-wide listings are granted on "*" unconditioned. What
+someone else hung on one of the job's principals from outside (a membership of someone else's
+group, an MFA device, an instance profile) is removed only with the separate janitor grant
+(`janitor=True`, `--janitor`): its calls act on that someone else's group, device or profile,
+which no ARN of the job's can name.
 https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html
 
 Given the kinds a scenario uses, the policy holds only what those kinds need: a scenario without
@@ -46,6 +47,7 @@ def _statements(prefix: str, partition: str) -> dict[Scope, tuple[str, dict[str,
         Scope.JOB_POLICIES: (policies, None),
         Scope.JOB_ROLES: (f"{iam}:role{IAM_PATH}{prefix}-*", None),
         Scope.JOB_USERS: (users, None),
+        Scope.JOB_GROUPS: (f"{iam}:group{IAM_PATH}{prefix}-*", None),
         Scope.JOB_BUCKETS: (f"arn:{partition}:s3:::{prefix}-*", None),
         Scope.JOB_OBJECTS: (f"arn:{partition}:s3:::{prefix}-*/*", None),
         Scope.JANITOR_GROUPS: (f"{iam}:group/*", None),

@@ -42,6 +42,18 @@ JOB_BUCKET_NAME = re.compile(
 )
 
 
+def job_iam_name(prefix: str | None = None, run_id: str | None = None) -> re.Pattern[str]:
+    """The names the job gives IAM entities, <prefix>-<run id>-<logical name>: of one prefix or
+    any, of one run or any run id the job makes (the run id is the group `run_id`). What tells a
+    group of the job's from anyone else's, with its path: IAM cannot tag a group."""
+    any_prefix = f"[a-z0-9-]{{1,{MAX_PREFIX_LENGTH}}}"
+    return re.compile(
+        rf"{any_prefix if prefix is None else re.escape(prefix)}-"
+        rf"(?P<run_id>{RUN_ID_PATTERN if run_id is None else re.escape(run_id)})-"
+        rf"(?=[a-z0-9-]{{1,{MAX_PRINCIPAL_LOGICAL_NAME}}}$){LOGICAL_NAME_PATTERN}"
+    )
+
+
 @dataclass(frozen=True)
 class ResourceSpec:
     kind: ResourceKind

@@ -39,6 +39,9 @@ from typing import TYPE_CHECKING, Any, cast
 from job.errors import BadInput
 from job.kinds import (
     BucketAttributes,
+    GroupAttributes,
+    GroupMembershipAttributes,
+    GroupPolicyAttachmentAttributes,
     ObjectAttributes,
     PolicyAttributes,
     PrincipalAttributes,
@@ -181,6 +184,31 @@ _PRINCIPAL: dict[str, Any] = {
 # request): the principal's own policy counts among them.
 # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html
 MAX_MANAGED_POLICIES_PER_PRINCIPAL = 20
+# And to one group, at most 10, the group's own policy among them; a user is in at most 10
+# groups (the same page).
+MAX_MANAGED_POLICIES_PER_GROUP = 10
+MAX_GROUPS_PER_USER = 10
+# A group: what users have, in the same forms, but neither credentials nor a boundary nor tags
+# (IAM cannot tag a group: https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags.html).
+_GROUP: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {name: _PRINCIPAL["properties"][name] for name in ("policy", "managed_policies")},
+}
+_USER: dict[str, Any] = {
+    **_PRINCIPAL,
+    "properties": {
+        **_PRINCIPAL["properties"],
+        "groups": {
+            "description": "the groups (of this file's groups) the user is a member of: it has "
+            "their policies beside its own",
+            "type": "array",
+            "uniqueItems": True,
+            "maxItems": MAX_GROUPS_PER_USER,
+            "items": {"type": "string"},
+        },
+    },
+}
 # An IAM policy document: its statements are checked as IAM checks them (job.policy_language),
 # with the place of what IAM would refuse, once references are resolved.
 _DOCUMENT = {
@@ -232,7 +260,14 @@ SCHEMA: dict[str, Any] = {
             "<prefix>-<run id>-<logical name>, with one customer-managed policy",
             "type": "object",
             "propertyNames": {**_NAME, "maxLength": MAX_PRINCIPAL_LOGICAL_NAME},
-            "additionalProperties": {"$ref": "#/$defs/principal"},
+            "additionalProperties": {"$ref": "#/$defs/user"},
+        },
+        "groups": {
+            "description": "logical name -> an IAM group under /job/, named like a user, whose "
+            "policies its users (users.NAME.groups) have; not a principal: a cell names a user",
+            "type": "object",
+            "propertyNames": {**_NAME, "maxLength": MAX_PRINCIPAL_LOGICAL_NAME},
+            "additionalProperties": {"$ref": "#/$defs/group"},
         },
         "roles": {
             "description": "logical name -> an IAM role the job assumes, named like a user",
@@ -282,7 +317,8 @@ SCHEMA: dict[str, Any] = {
         },
     },
     "$defs": {
-        "principal": _PRINCIPAL,
+        "user": _USER,
+        "group": _GROUP,
         "role": {
             **_PRINCIPAL,
             "properties": {
@@ -598,36 +634,52 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
                     f"buckets.{name}.objects.{key}: the text is {size:,} bytes; an object's text "
                     f"is at most {MAX_OBJECT_BYTES:,} (64 KiB): a probe needs only a line"
                 )
-    for section in ("users", "roles"):
+    groups: Mapping[str, Any] = document.get("groups") or {}
+    for section in ("users", "groups", "roles"):
         for name in document.get(section) or {}:
             if name in taken:
                 yield f"{section}.{name}: the name is taken by {taken[name]}; names are unique"
             taken[name] = f"{section}.{name}"
-            principals[name] = section
-    # What the scenario derives from a principal's name (its policy, its attachment, the access
-    # keys verify makes) must not collide with a name the file gives.
-    for name, section in principals.items():
+            if section != "groups":  # a group has no credentials: it is no principal
+                principals[name] = section
+    # What the scenario derives from a user's, role's or group's name (its policy, its
+    # attachments, a user's memberships, the access keys verify makes) must not collide with a
+    # name the file gives.
+    owners = {**principals, **dict.fromkeys(groups, "groups")}
+    for name, section in owners.items():
+        owner = f"{section}.{name}"
         for what in ("policy", "attachment", "boundary"):
             if f"{name}-{what}" in taken:
-                yield f"{taken[f'{name}-{what}']}: the name is taken by {section}.{name}'s {what}"
-        for other in taken:
-            rest = other.removeprefix(f"{name}-managed-")
-            if rest != other and rest.isdigit():
-                yield (
-                    f"{taken[other]}: the name is taken by {section}.{name}'s managed policy"
-                    " attachments"
-                )
+                yield f"{taken[f'{name}-{what}']}: the name is taken by {owner}'s {what}"
+        for series, what in (
+            ("managed", "managed policy attachments"),
+            ("key", "access keys"),
+            ("group", "group memberships"),
+        ):
+            for other in taken:
+                rest = other.removeprefix(f"{name}-{series}-")
+                if rest != other and rest.isdigit():
+                    yield f"{taken[other]}: the name is taken by {owner}'s {what}"
         managed = (document[section][name] or {}).get("managed_policies") or []
-        if len(managed) + 1 > MAX_MANAGED_POLICIES_PER_PRINCIPAL:
+        most, holder = (
+            (MAX_MANAGED_POLICIES_PER_GROUP, "group")
+            if section == "groups"
+            else (MAX_MANAGED_POLICIES_PER_PRINCIPAL, "user or role")
+        )
+        if len(managed) + 1 > most:
             yield (
-                f"{section}.{name}.managed_policies: {len(managed)} policies and the principal's"
-                f" own are more than the {MAX_MANAGED_POLICIES_PER_PRINCIPAL} IAM attaches to one"
-                " user or role"
+                f"{owner}.managed_policies: {len(managed)} policies and the"
+                f" {'group' if section == 'groups' else 'principal'}'s own are more than the"
+                f" {most} IAM attaches to one {holder}"
             )
-        for other in taken:
-            rest = other.removeprefix(f"{name}-key-")
-            if rest != other and rest.isdigit():
-                yield f"{taken[other]}: the name is taken by {section}.{name}'s access keys"
+    for name, user in (document.get("users") or {}).items():
+        for index, group in enumerate((user or {}).get("groups") or []):
+            if group not in groups:
+                defined = ", ".join(sorted(groups)) or "none"
+                yield (
+                    f'users.{name}.groups[{index}]: unknown group "{group}"; the groups are:'
+                    f" {defined}"
+                )
     for name, role in (document.get("roles") or {}).items():
         if (role or {}).get("existing") is None:
             continue
@@ -642,7 +694,7 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
             yield from bucket_policy_errors(
                 f"buckets.{name}.policy", name, bucket["policy"], buckets, principals
             )
-    for section in ("users", "roles"):
+    for section in ("users", "groups", "roles"):
         for name, principal in (document.get(section) or {}).items():
             boundary = principal.get("boundary")
             if is_document(boundary):
@@ -674,7 +726,12 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
     cells: dict[tuple[str, str, str, str], int] = {}
     for index, cell in enumerate(document["expect"]):
         where = f"expect[{index}]"
-        if cell["principal"] not in principals:
+        if cell["principal"] in groups:
+            yield (
+                f'{where}.principal: "{cell["principal"]}" is a group, which has no credentials'
+                " to prove anything with; name a user in it (users.NAME.groups)"
+            )
+        elif cell["principal"] not in principals:
             defined = ", ".join(sorted(principals)) or "none"
             yield (
                 f'{where}.principal: unknown principal "{cell["principal"]}"; the users and roles '
@@ -827,7 +884,14 @@ def _aim_errors(where: str, action: str, resource: str) -> Iterator[str]:
 
 
 def _attachment(section: str, logical_name: str, principal: str, policy_arn: str) -> ResourceSpec:
-    """A managed policy (the principal's own, or an existing one) attached to a user or role."""
+    """A managed policy (the owner's own, or an existing one) attached to a user, group or role."""
+    if section == "groups":
+        return ResourceSpec(
+            ResourceKind.IAM_GROUP_POLICY_ATTACHMENT,
+            logical_name,
+            principal,
+            GroupPolicyAttachmentAttributes(group_name=principal, policy_arn=policy_arn),
+        )
     if section == "users":
         return ResourceSpec(
             ResourceKind.IAM_USER_POLICY_ATTACHMENT,
@@ -948,7 +1012,13 @@ def compile_scenario(
                 PrincipalAttributes(permissions_boundary=boundary_arn, tags=tags),
             )
         )
-    for section, name, principal in principals:
+    # Groups are made beside the users; their policies and attachments come with the users' (a
+    # group, like a principal, has a policy of its own and managed policies).
+    groups = document.get("groups") or {}
+    for name in groups:
+        specs.append(ResourceSpec(ResourceKind.IAM_GROUP, name, real(name), GroupAttributes()))
+    owners = [*principals, *(("groups", name, group or {}) for name, group in groups.items())]
+    for section, name, principal in owners:
         statements = principal.get("policy")
         if not statements:  # a deny-only principal: nothing to attach
             continue
@@ -968,15 +1038,25 @@ def compile_scenario(
                 ),
             )
         )
-    for section, name, principal in principals:
+    for section, name, principal in owners:
         if not principal.get("policy"):
             continue
         policy_arn = naming.iam_arn("policy", real(name))
         specs.append(_attachment(section, f"{name}-attachment", real(name), policy_arn))
-    for section, name, principal in principals:
+    for section, name, principal in owners:
         managed = principal.get("managed_policies") or []
         for index, policy_arn in enumerate(managed):
             specs.append(_attachment(section, f"{name}-managed-{index}", real(name), policy_arn))
+    for name, user in (document.get("users") or {}).items():
+        for index, group in enumerate((user or {}).get("groups") or []):
+            specs.append(
+                ResourceSpec(
+                    ResourceKind.IAM_GROUP_MEMBERSHIP,
+                    f"{name}-group-{index}",
+                    f"{real(name)} in {real(group)}",
+                    GroupMembershipAttributes(user_name=real(name), group_name=real(group)),
+                )
+            )
     expectations = []
     for cell in document["expect"]:
         resource: str = cell["resource"]

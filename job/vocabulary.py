@@ -28,3 +28,7 @@ class ResourceKind(enum.StrEnum):
     IAM_ROLE_POLICY_ATTACHMENT = "iam_role_policy_attachment"
     # Put on a role only by verify --measure-revocation, and taken off again by it.
     IAM_ROLE_SESSION_REVOCATION = "iam_role_session_revocation"
+    IAM_GROUP = "iam_group"
+    IAM_GROUP_POLICY_ATTACHMENT = "iam_group_policy_attachment"
+    # A user's membership of a group of the run.
+    IAM_GROUP_MEMBERSHIP = "iam_group_membership"

@@ -91,10 +91,11 @@ class FailTimes:
 @dataclass
 class StrictAws:
     """What AWS refuses and moto allows, enforced at the client boundary: deleting a user that
-    still has credentials, groups or policies; a role that still has policies or instance
-    profiles; a policy still attached or with old versions; a bucket that still holds object
-    versions or unfinished multipart uploads. It also answers ListServiceSpecificCredentials,
-    which moto does not implement. Every refusal is kept in `refused`."""
+    still has credentials, groups or policies; a group that still has users or policies; a role
+    that still has policies or instance profiles; a policy still attached or with old versions;
+    a bucket that still holds object versions or unfinished multipart uploads. It also answers
+    ListServiceSpecificCredentials, which moto does not implement. Every refusal is kept in
+    `refused`."""
 
     iam: Any  # admin clients, not hooked, to look at the emulator's state
     s3: Any
@@ -109,6 +110,8 @@ class StrictAws:
             blockers = self._user_blockers(params["UserName"])
         elif name == "DeleteRole":
             blockers = self._role_blockers(params["RoleName"])
+        elif name == "DeleteGroup":
+            blockers = self._group_blockers(params["GroupName"])
         elif name == "DeletePolicy":
             arn = params["PolicyArn"]
             entities = self.iam.list_entities_for_policy(PolicyArn=arn)
@@ -153,6 +156,23 @@ class StrictAws:
                 ],
             }
         except ClientError:  # no such role: DeleteRole itself will say so
+            return []
+        return [what for what, found in checks.items() if found]
+
+    def _group_blockers(self, group: str) -> list[str]:
+        # "Before you can delete a group, you must remove all users from the group, delete
+        # inline policies, and detach managed policies"; moto deletes it regardless.
+        # https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteGroup.html
+        iam = self.iam
+        try:
+            checks = {
+                "users": iam.get_group(GroupName=group)["Users"],
+                "managed policies": iam.list_attached_group_policies(GroupName=group)[
+                    "AttachedPolicies"
+                ],
+                "inline policies": iam.list_group_policies(GroupName=group)["PolicyNames"],
+            }
+        except ClientError:  # no such group: DeleteGroup itself will say so
             return []
         return [what for what, found in checks.items() if found]
 

@@ -161,6 +161,7 @@ class Scope(enum.StrEnum):
     JOB_POLICIES = "JobPolicies"
     JOB_ROLES = "JobRoles"
     JOB_USERS = "JobUsers"
+    JOB_GROUPS = "JobGroups"
     JOB_BUCKETS = "JobBuckets"
     JOB_OBJECTS = "JobObjects"
     # the janitor's (job.aws.iam.common.JANITOR): someone else's group, MFA device or instance

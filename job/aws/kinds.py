@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from job.aws.handler import Handler
-from job.aws.iam.policies import AttachmentHandler, PolicyHandler, RoleAttachmentHandler
+from job.aws.iam.groups import GroupHandler, MembershipHandler
+from job.aws.iam.policies import (
+    AttachmentHandler,
+    GroupAttachmentHandler,
+    PolicyHandler,
+    RoleAttachmentHandler,
+)
 from job.aws.iam.roles import RoleHandler, SessionRevocationHandler
 from job.aws.iam.users import AccessKeyHandler, UserHandler
 from job.aws.s3 import BucketHandler, ObjectHandler
@@ -22,6 +28,9 @@ HANDLERS: dict[ResourceKind, Handler] = {
         RoleHandler(),
         RoleAttachmentHandler(),
         SessionRevocationHandler(),
+        GroupHandler(),
+        GroupAttachmentHandler(),
+        MembershipHandler(),
     )
 }
 

@@ -2,8 +2,10 @@
 ledger was lost, another ledger made it, a bug), and with `execute`, delete it.
 
 Only the job's own places are listed: IAM users, roles and policies under the job's path, buckets
-named as the job names them. Each one's tags are read only when the ledger does not account for
-it, so an account with thousands of the job's users costs one tag read per stranger, not per user.
+named as the job names them, and groups under the job's path named as it names a run's (IAM
+cannot tag a group: job.aws.iam.groups says what stands in for the tags). Each one's tags are
+read only when the ledger does not account for it, so an account with thousands of the job's
+users costs one tag read per stranger, not per user.
 """
 
 from __future__ import annotations

@@ -54,7 +54,13 @@ from job.aws.retry import until_consistent, until_refused
 from job.aws.session import AWS_ERRORS, DENIED, Aws, describe_aws_error, error_code, is_denial
 from job.config import DEFAULT_CONCURRENCY
 from job.errors import AwsError, BadInput, LedgerError
-from job.kinds import AccessKeyAttributes, SessionRevocationAttributes, attributes_of, read_as
+from job.kinds import (
+    AccessKeyAttributes,
+    GroupMembershipAttributes,
+    SessionRevocationAttributes,
+    attributes_of,
+    read_as,
+)
 from job.ledger.models import (
     Check,
     Outcome,
@@ -218,6 +224,38 @@ def _record_verdict(
         log.error("could not record the verdict of run %s (%s)", run.id, summary)
 
 
+# Who a row of each kind gives permissions to: the attribute naming its user, role or group.
+_HOLDERS = {
+    ResourceKind.IAM_USER_POLICY_ATTACHMENT: "user_name",
+    ResourceKind.IAM_ROLE_POLICY_ATTACHMENT: "role_name",
+    ResourceKind.IAM_GROUP_POLICY_ATTACHMENT: "group_name",
+    ResourceKind.IAM_GROUP_MEMBERSHIP: "user_name",
+}
+
+
+def _policy_since(principal: Resource, rows: Sequence[Resource]) -> datetime:
+    """When the last of what gives `principal` (a user's or role's row) its permissions was
+    created: the principal itself, its attachments, its memberships and its groups'
+    attachments."""
+    created = [row for row in rows if row.kind in _HOLDERS and row.state is ResourceState.CREATED]
+    holders = {principal.name} | {
+        read_as(attributes_of(row), GroupMembershipAttributes).group_name
+        for row in created
+        if row.kind == ResourceKind.IAM_GROUP_MEMBERSHIP
+        and read_as(attributes_of(row), GroupMembershipAttributes).user_name == principal.name
+    }
+    return max(
+        [
+            principal.updated_at,
+            *(
+                row.updated_at
+                for row in created
+                if getattr(attributes_of(row), _HOLDERS[ResourceKind(row.kind)]) in holders
+            ),
+        ]
+    )
+
+
 class _Verification:
     """One verify attempt as a graph: each principal's credentials (a user's new key, a role's
     session), then its expected-allowed calls (at once, each retried through propagation), then,
@@ -258,26 +296,14 @@ class _Verification:
             if row.kind == ResourceKind.IAM_ACCESS_KEY and row.state is not ResourceState.DELETED:
                 user_name = read_as(attributes_of(row), AccessKeyAttributes).user_name
                 self.leftover_keys.setdefault(user_name, []).append(row)
-        # A principal's permissions are in force from its policy attachment's creation, or the
+        # A principal's permissions are in force from its policy attachments' creation, or the
         # user's or role's if that came later: when the ledger marked each created, as AWS
-        # answered. Read here, before the worker threads start adding rows to the run.
-        attachments = {
-            ResourceKind.IAM_USER_POLICY_ATTACHMENT: "user_name",
-            ResourceKind.IAM_ROLE_POLICY_ATTACHMENT: "role_name",
-        }
+        # answered. A user has its groups' policies too: its memberships, and its groups'
+        # attachments, take time to reach AWS's endpoints as its own attachments do.
+        # https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
+        # Read here, before the worker threads start adding rows to the run.
         self.policy_since: dict[str, datetime] = {
-            principal: max(
-                [
-                    row.updated_at,
-                    *(
-                        other.updated_at
-                        for other in run.resources
-                        if other.kind in attachments
-                        and other.state is ResourceState.CREATED
-                        and row.name == getattr(attributes_of(other), attachments[other.kind])
-                    ),
-                ]
-            )
+            principal: _policy_since(row, run.resources)
             for principal, row in self.principals.items()
         }
         # When each of the run's roles was made: a new role's trust takes a while to reach

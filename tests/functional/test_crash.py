@@ -40,7 +40,8 @@ def _leftovers(aws: EmulatorCredentials) -> list[str]:
     # every bucket a test makes.
     buckets = [b["Name"] for b in s3.list_buckets(MaxBuckets=1000).get("Buckets", [])]
     roles = [r["RoleName"] for r in iam.list_roles(PathPrefix="/job/")["Roles"]]
-    return users + policies + buckets + roles
+    groups = [g["GroupName"] for g in iam.list_groups()["Groups"]]
+    return users + policies + buckets + roles + groups
 
 
 # The sweeps are cut into this many tests each (chunk k kills at the (k+1)-th call of its
@@ -215,6 +216,30 @@ def test_kill_at_calls_of_the_richest_example_then_teardown(
     assert any(call.startswith("AttachUserPolicy") and READ_ONLY in call for call in calls)
     policy = iam.get_policy(PolicyArn=READ_ONLY)["Policy"]
     assert (policy["AttachmentCount"], policy["DefaultVersionId"]) == (0, version)
+
+
+GROUPS_SCENARIO = Path(__file__).parents[2] / "examples" / "groups.yaml"
+IAM_READ_ONLY = "arn:aws:iam::aws:policy/IAMReadOnlyAccess"
+
+
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_kill_at_calls_of_the_groups_example_then_teardown(
+    aws, sqlite_url, capsys, monkeypatch, tmp_path, chunk
+) -> None:
+    """The same for examples/groups.yaml: a group with its own policy and an AWS-managed one,
+    two users in it. Every fifth call (the calls are those of the kinds above but the group's
+    three). A kill between AddUserToGroup and its row's record leaves a user in a group; teardown
+    takes it out (StrictAws refuses DeleteUser and DeleteGroup before, as AWS does), and the
+    managed policy is attached nowhere after."""
+    monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "1s")
+    calls = _sweep_one_call_at_a_time(
+        aws, sqlite_url, capsys, tmp_path, chunk, stride=5, scenario=GROUPS_SCENARIO
+    )
+    assert {"CreateGroup", "AddUserToGroup", "AttachGroupPolicy"} <= {
+        call.split()[0] for call in calls
+    }
+    iam = admin_client(aws, "iam")
+    assert iam.get_policy(PolicyArn=IAM_READ_ONLY)["Policy"]["AttachmentCount"] == 0
 
 
 def test_kill_at_calls_of_a_concurrent_run_then_teardown(aws, sqlite_url, capsys, monkeypatch):

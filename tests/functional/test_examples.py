@@ -8,6 +8,7 @@ in-process moto, nothing from this session's server or the AWS-like layer.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,9 @@ def _environment(tmp_path: Path) -> dict[str, str]:
         # Nothing lags on the emulator: a long wait only means the scenario cannot pass there
         # (before the emulator trusted accounts, two minutes per role).
         "JOB_PROPAGATION_TIMEOUT": "10s",
+        # Where the job's code is, when a checkout is tested with another's environment (a git
+        # worktree with PYTHONPATH over the shared one's editable install): else nothing.
+        **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
     }
 
 
@@ -81,6 +85,7 @@ FLIPPED = {
     "bucket-policy.yaml": 3,  # the bucket denies the writer what its own policy grants
     "boundary.yaml": 1,  # the boundary takes listing from ReadOnlyAccess
     "data-platform.yaml": 3,  # ReadOnlyAccess lets the auditor read the curated data
+    "groups.yaml": 5,  # the contractor, in no group, cannot read what the group's members can
     "role-access.yaml": 1,  # the CI user may not assume the break-glass role
     "roles.yaml": 2,  # the analyst role may list the bucket
     "seed.yaml": 4,  # the writer may not read the decoy bucket

@@ -324,6 +324,17 @@ HOSTILE_SCENARIOS = {
         _SEED.replace("  reader:\n", "  reader:\n    managed_policies: [ReadOnlyAccess]\n"),
         ["users.reader.managed_policies[0]"],
     ),
+    # A group has no credentials: a cell naming it could prove nothing.
+    "a cell naming a group": (
+        _SEED.replace("  reader:\n", "  reader:\n    groups: [team]\n")
+        .replace("users:\n", "groups:\n  team: {}\nusers:\n", 1)
+        .replace("{principal: reader,", "{principal: team,", 1),
+        ['.principal: "team" is a group', "name a user in it (users.NAME.groups)"],
+    ),
+    "a membership of a group the file does not define": (
+        _SEED.replace("  reader:\n", "  reader:\n    groups: [team]\n"),
+        ['users.reader.groups[0]: unknown group "team"; the groups are: none'],
+    ),
     # A read of a key the scenario never puts there: on AWS, 403 without s3:ListBucket, as if
     # denied. https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)
     "read of a missing object": (

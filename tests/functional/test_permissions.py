@@ -101,6 +101,7 @@ def test_the_policy_is_scoped_and_covers_every_declared_action() -> None:
         "JobPolicies": "arn:aws:iam::*:policy/job/canary-*",
         "JobRoles": "arn:aws:iam::*:role/job/canary-*",
         "JobUsers": "arn:aws:iam::*:user/job/canary-*",
+        "JobGroups": "arn:aws:iam::*:group/job/canary-*",
         "JobBuckets": "arn:aws:s3:::canary-*",
         "JobObjects": "arn:aws:s3:::canary-*/*",
     }
@@ -250,6 +251,7 @@ NEEDED_BY_SWEEP = [
     "iam:ListRoles",
     "iam:ListRoleTags",
     "iam:ListPolicies",
+    "iam:ListGroups",
     "s3:ListAllMyBuckets",
 ]
 # Each of these, taken away, makes a run of a scenario with a role fail, naming the action.
@@ -282,6 +284,22 @@ NEEDED_BY_THE_JANITOR = {
 }
 # Needed to resume a provision killed right after it put an object: is the object there?
 NEEDED_TO_RESUME = ["s3:GetObject"]
+# Each of these, taken away, makes a run of examples/groups.yaml fail, naming the action: "run"
+# in a plain run; "elsewhere" only when a teardown in another process must ask whose the group
+# and its attachments are; "situation" only when someone else put an inline policy on the run's
+# group, so that AWS refuses DeleteGroup until the policy is deleted.
+NEEDED_BY_A_GROUP_RUN = {
+    "iam:CreateGroup": "run",
+    "iam:AddUserToGroup": "run",
+    "iam:AttachGroupPolicy": "run",
+    "iam:RemoveUserFromGroup": "run",
+    "iam:DetachGroupPolicy": "run",
+    "iam:DeleteGroup": "run",
+    "iam:GetGroup": "elsewhere",
+    "iam:ListAttachedGroupPolicies": "elsewhere",
+    "iam:ListGroupPolicies": "situation",
+    "iam:DeleteGroupPolicy": "situation",
+}
 # What moto cannot show, and why. Each is in the policy for AWS's sake.
 NOT_PROVABLE_ON_MOTO = {
     "iam:TagUser": "moto does not require it for CreateUser with Tags (AWS does)",
@@ -308,10 +326,19 @@ def test_every_action_is_accounted_for() -> None:
         *NEEDED_BY_SWEEP,
         *NEEDED_BY_A_ROLE_RUN,
         *NEEDED_IN_A_ROLE_SITUATION,
+        *NEEDED_BY_A_GROUP_RUN,
     }
-    assert shown.isdisjoint(NOT_PROVABLE_ON_MOTO) and shown.isdisjoint(NEEDED_BY_THE_JANITOR)
+    assert shown.isdisjoint(NOT_PROVABLE_ON_MOTO)
+    # RemoveUserFromGroup is the group kinds' on the job's groups, the janitor's on anyone's.
+    assert shown.isdisjoint(set(NEEDED_BY_THE_JANITOR) - {"iam:RemoveUserFromGroup"})
     assert shown | set(NOT_PROVABLE_ON_MOTO) == required_actions()
-    assert required_actions(janitor=True) - required_actions() == set(NEEDED_BY_THE_JANITOR)
+    janitors = {
+        action
+        for statement in runner_policy("job", janitor=True)["Statement"]
+        if statement["Sid"].startswith("Janitor")
+        for action in statement["Action"]
+    }
+    assert janitors == set(NEEDED_BY_THE_JANITOR)
 
 
 @pytest.mark.parametrize("action", NEEDED_BY_A_RUN)
@@ -680,3 +707,71 @@ def test_without_an_action_the_richest_run_fails_and_names_it(
     _become_least_privileged(aws, monkeypatch, without=frozenset({action}), kinds=_richest_kinds())
     with pytest.raises(AwsError, match=f"lack {action}"):
         _richest_run(aws, sqlite_url)
+
+
+GROUPS = Path(__file__).parents[2] / "examples" / "groups.yaml"
+
+
+def _group_kinds() -> Any:
+    return scenario_kinds(
+        compile_source(read_source(str(GROUPS)), Naming.placeholder("job", "aws"))
+    )
+
+
+def _group_run(
+    sqlite_url: str, how: str, aws: Any, monkeypatch: Any, without: frozenset[str]
+) -> str:
+    """examples/groups.yaml provisioned, verified and torn down under the groups example's
+    runner policy less `without`: in one process ("run"), or torn down in another, after
+    someone else put an inline policy on the group ("situation"). Returns the run id; AwsError
+    naming what the runner lacks, when something failed."""
+    source = read_source(str(GROUPS))
+    window = timedelta(seconds=1)
+    job_aws = make_aws("us-east-1", propagation_timeout=window)
+    with open_store(sqlite_url) as store:
+        run = start_run(store, job_aws, "job", EMULATED, source)
+        if how != "run":  # made as the admin: only the teardown is under test
+            provision(store, job_aws, run_id=run.id)
+        _become_least_privileged(aws, monkeypatch, without=without, kinds=_group_kinds())
+        job_aws = make_aws(
+            "us-east-1",
+            call_hooks=[StrictAws(admin_client(aws, "iam"), admin_client(aws, "s3"))],
+            propagation_timeout=window,
+        )
+        if how == "run":
+            provision(store, job_aws, run_id=run.id)
+            run = verify(store, job_aws, run_id=run.id)
+            assert [c.detail for c in store.latest_checks(run) if not c.passed] == []
+        if how == "situation":
+            admin_client(aws, "iam").put_group_policy(
+                GroupName=f"job-{run.id}-analysts",
+                PolicyName="someone-elses",
+                PolicyDocument=json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}
+                        ],
+                    }
+                ),
+            )
+        teardown(store, job_aws, run_id=run.id)
+    return run.id
+
+
+@pytest.mark.parametrize("how", ["run", "elsewhere", "situation"])
+def test_the_groups_example_works_with_exactly_its_derived_policy(
+    how: str, aws, sqlite_url: str, monkeypatch
+) -> None:
+    """Groups, their policies and memberships: `job runner-policy --scenario` of the file is
+    enough to make, prove and take away all of it, whoever tears it down."""
+    assert leftovers(aws, _group_run(sqlite_url, how, aws, monkeypatch, frozenset())) == []
+
+
+@pytest.mark.parametrize("action", sorted(NEEDED_BY_A_GROUP_RUN))
+def test_without_an_action_a_group_run_fails_and_names_it(
+    action: str, aws, sqlite_url: str, monkeypatch
+) -> None:
+    how = NEEDED_BY_A_GROUP_RUN[action]
+    with pytest.raises(AwsError, match=f"lack {action}"):
+        _group_run(sqlite_url, how, aws, monkeypatch, frozenset({action}))

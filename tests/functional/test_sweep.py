@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from botocore.exceptions import ClientError
 from job.aws.session import make_aws
 from job.emulator import EmulatorCredentials
 from job.phases.provision import provision, start_run
+from job.scenario_file import read_source
 from tests.faults import AccountTrust, StrictAws
 from tests.helpers import EMULATED, ROLE_SCENARIO, admin_client, invoke, leftovers, open_store
 
@@ -193,3 +195,72 @@ def test_sweep_finds_and_deletes_an_orphaned_role_and_nothing_else(
 
     again = invoke(capsys, "sweep", "--database-url", sqlite_url)
     assert "nothing of the job's is outside the ledger" in again.stdout
+
+
+GROUPS = Path(__file__).parents[2] / "examples" / "groups.yaml"
+
+
+def _group_exists(iam: Any, name: str) -> bool:
+    try:
+        iam.get_group(GroupName=name)
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "NoSuchEntity", error
+        return False
+    return True
+
+
+def test_sweep_finds_a_group_by_its_path_and_name_and_deletes_only_it(
+    aws: EmulatorCredentials, sqlite_url: str, capsys
+) -> None:
+    """A group cannot be tagged: one under /job/ named as the job names a run's, that no ledger
+    accounts for, is the job's. It is listed with the run id its name holds, then deleted with
+    its members taken out and its policies taken off (AWS refuses DeleteGroup before); a group
+    the ledger accounts for, one outside the job's path, one of another prefix and one not named
+    for a run are never touched, nor the user that was in it."""
+    job_aws = make_aws("us-east-1")
+    with open_store(sqlite_url) as store:
+        run = start_run(store, job_aws, "job", EMULATED, read_source(str(GROUPS)))
+        provision(store, job_aws, run_id=run.id)
+    accounted = f"job-{run.id}-analysts"
+
+    iam = admin_client(aws, "iam")
+    orphan = "job-lostrun004-team"
+    iam.create_group(GroupName=orphan, Path="/job/")
+    iam.create_user(UserName="someone")  # somebody else's user, in the job's group
+    iam.add_user_to_group(GroupName=orphan, UserName="someone")
+    foreign_arn = iam.create_policy(PolicyName="someone-elses", PolicyDocument=ANYTHING_S3)[
+        "Policy"
+    ]["Arn"]
+    iam.attach_group_policy(GroupName=orphan, PolicyArn=foreign_arn)
+    iam.put_group_policy(GroupName=orphan, PolicyName="extra", PolicyDocument=ANYTHING_S3)
+    strangers = {
+        "job-lostrun004-elsewhere": "/people/",  # not in the job's path
+        "other-lostrun004-team": "/job/",  # another prefix's
+        "job-team": "/job/",  # the prefix, but no run id: not a name the job gives
+    }
+    for name, path in strangers.items():
+        iam.create_group(GroupName=name, Path=path)
+
+    listed = invoke(capsys, "sweep", "--database-url", sqlite_url, "--output", "json")
+    assert listed.exit_code == 0, listed.stderr
+    assert [
+        (r["kind"], r["name"], r["run_id"], r["action"]) for r in listed.json()["resources"]
+    ] == [("iam_group", orphan, "lostrun004", "listed")]
+    assert _group_exists(iam, orphan), "a dry run changes nothing"
+
+    strict = StrictAws(iam, admin_client(aws, "s3"))
+    swept = invoke(
+        capsys,
+        *("sweep", "--execute", "--older-than", "0s", "--database-url", sqlite_url),
+        *("--output", "json"),
+        hooks=[strict],
+    )
+    assert swept.exit_code == 0, swept.stdout + swept.stderr
+    assert [(r["name"], r["action"]) for r in swept.json()["resources"]] == [(orphan, "deleted")]
+    # Refused once while the member and the policies were in it, then cleared and deleted.
+    assert strict.refused == ["DeleteGroup"]
+    assert not _group_exists(iam, orphan)
+    assert iam.list_groups_for_user(UserName="someone")["Groups"] == []
+    assert iam.get_policy(PolicyArn=foreign_arn)["Policy"]["AttachmentCount"] == 0
+    assert all(_group_exists(iam, name) for name in (*strangers, accounted))
+    assert f"group {accounted}" in leftovers(aws, run.id)

@@ -73,6 +73,47 @@ def test_a_policy_not_created_yet_is_found_by_the_last_part_of_the_arn() -> None
     assert needs(rows)["writer-attachment"] == ["writer", "writer-policy"]
 
 
+GROUP_POLICY_ARN = "arn:aws:iam::123456789012:policy/job/job-r-readers"
+GROUP_ROWS = [
+    *ROWS,
+    Row(ResourceKind.IAM_GROUP, "readers", "job-r-readers"),
+    # Pending: named by the name the ARN ends with.
+    Row(ResourceKind.IAM_POLICY, "readers-policy", "job-r-readers"),
+    Row(
+        ResourceKind.IAM_GROUP_POLICY_ATTACHMENT,
+        "readers-attachment",
+        "job-r-readers",
+        {"group_name": "job-r-readers", "policy_arn": GROUP_POLICY_ARN},
+    ),
+    # An existing policy: nothing of the run's to wait for but the group.
+    Row(
+        ResourceKind.IAM_GROUP_POLICY_ATTACHMENT,
+        "readers-managed-0",
+        "job-r-readers",
+        {"group_name": "job-r-readers", "policy_arn": "arn:aws:iam::aws:policy/ReadOnlyAccess"},
+    ),
+    Row(
+        ResourceKind.IAM_GROUP_MEMBERSHIP,
+        "writer-group-0",
+        "job-r-writer in job-r-readers",
+        {"user_name": "job-r-writer", "group_name": "job-r-readers"},
+    ),
+]
+
+
+def test_a_group_is_made_before_its_attachments_and_memberships_and_deleted_after() -> None:
+    needed = needs(GROUP_ROWS)
+    assert needed["readers"] == []
+    assert needed["readers-attachment"] == ["readers", "readers-policy"]
+    assert needed["readers-managed-0"] == ["readers"]
+    assert needed["writer-group-0"] == ["writer", "readers"]
+    blockers = teardown_needs(GROUP_ROWS)
+    assert blockers["readers"] == {"readers-attachment", "readers-managed-0", "writer-group-0"}
+    assert blockers["readers-policy"] == {"readers-attachment"}
+    # The user outlives its membership: AWS refuses DeleteUser while it is in a group.
+    assert blockers["writer"] == {"writer-attachment", "writer-key-1", "writer-group-0"}
+
+
 def test_teardown_deletes_what_hangs_off_a_resource_before_it() -> None:
     blockers = teardown_needs(ROWS)
     assert blockers["writer"] == {"writer-attachment", "writer-key-1"}
@@ -97,8 +138,9 @@ def test_verify_adds_keys_for_users_and_revocations_for_roles() -> None:
 
 
 def test_sweep_deletes_principals_before_policies_and_buckets_last() -> None:
+    # Groups with the users: each one's delete takes the members out or the user out of it.
     assert sweep_waves() == [
-        {ResourceKind.IAM_USER, ResourceKind.IAM_ROLE},
+        {ResourceKind.IAM_USER, ResourceKind.IAM_ROLE, ResourceKind.IAM_GROUP},
         {ResourceKind.IAM_POLICY},
         {ResourceKind.S3_BUCKET},
     ]
@@ -126,6 +168,7 @@ def test_a_kind_sweep_looks_for_must_be_findable() -> None:
     assert sweep_kinds() == [
         ResourceKind.IAM_USER,
         ResourceKind.IAM_ROLE,
+        ResourceKind.IAM_GROUP,
         ResourceKind.IAM_POLICY,
         ResourceKind.S3_BUCKET,
     ]

@@ -16,6 +16,8 @@ from job.errors import BadInput
 from job.kinds import (
     KINDS,
     BucketAttributes,
+    GroupMembershipAttributes,
+    GroupPolicyAttachmentAttributes,
     PolicyAttributes,
     PrincipalAttributes,
     RolePolicyAttachmentAttributes,
@@ -851,3 +853,171 @@ def test_only_probes_that_read_an_object_need_it_to_exist() -> None:
     document = seed_document()
     assert document["expect"][2]["resource"] == "bucket:data/probe/writer-deleteobject.txt"
     validate(_source(document))
+
+
+# Groups
+
+
+def _with_group(document: dict[str, Any], **group: Any) -> dict[str, Any]:
+    """The seed with a group "team" (as given) that the writer is in."""
+    document["groups"] = {"team": group}
+    document["users"]["writer"]["groups"] = ["team"]
+    return document
+
+
+GROUP_BAD = [
+    pytest.param(
+        lambda d: d["users"]["writer"].update(groups=["admins"]),
+        'users.writer.groups[0]: unknown group "admins"; the groups are: none',
+        id="no groups",
+    ),
+    pytest.param(
+        lambda d: _with_group(d)["users"]["reader"].update(groups=["teams"]),
+        'users.reader.groups[0]: unknown group "teams"; the groups are: team',
+        id="unknown group",
+    ),
+    pytest.param(
+        lambda d: _with_group(d)["expect"][3].update(principal="team"),
+        'expect[3].principal: "team" is a group, which has no credentials to prove anything '
+        "with; name a user in it (users.NAME.groups)",
+        id="a cell naming a group",
+    ),
+    pytest.param(
+        lambda d: d.update(groups={"writer": {}}),
+        "groups.writer: the name is taken by users.writer; names are unique",
+        id="group and user",
+    ),
+    pytest.param(
+        lambda d: _with_group(d)["buckets"].update({"team-policy": {}}),
+        "buckets.team-policy: the name is taken by groups.team's policy",
+        id="a group's derived name",
+    ),
+    pytest.param(
+        lambda d: _with_group(d)["buckets"].update({"team-managed-3": {}}),
+        "buckets.team-managed-3: the name is taken by groups.team's managed policy attachments",
+        id="a group's managed attachment name",
+    ),
+    pytest.param(
+        lambda d: _with_group(d)["buckets"].update({"writer-group-0": {}}),
+        "buckets.writer-group-0: the name is taken by users.writer's group memberships",
+        id="a membership's name",
+    ),
+    pytest.param(
+        lambda d: _with_group(d, boundary="arn:aws:iam::aws:policy/ReadOnlyAccess"),
+        "groups.team: Additional properties are not allowed ('boundary' was unexpected)",
+        id="a group has no boundary",
+    ),
+    pytest.param(
+        lambda d: d.update(roles={"analyst": {"groups": []}}),
+        "roles.analyst: Additional properties are not allowed ('groups' was unexpected)",
+        id="a role is in no group",
+    ),
+    pytest.param(
+        lambda d: _with_group(
+            d, managed_policies=[f"arn:aws:iam::aws:policy/P{n}" for n in range(10)]
+        ),
+        "groups.team.managed_policies: 10 policies and the group's own are more than the 10 IAM"
+        " attaches to one group",
+        id="too many managed policies",
+    ),
+    pytest.param(
+        lambda d: _with_group(
+            d, policy=[{"effect": "Allow", "actions": ["s3:GetObject"], "resources": ["bucket:x"]}]
+        ),
+        'groups.team.policy[0].resources[0]: unknown bucket "x"; the buckets are: data, elsewhere',
+        id="a group's policy names an unknown bucket",
+    ),
+    pytest.param(
+        lambda d: d["users"]["writer"].update(groups=[f"g{n}" for n in range(11)]),
+        "users.writer.groups: ['g0', 'g1', 'g2', 'g3', 'g4', 'g5', 'g6', 'g7', 'g8', 'g9', 'g10']"
+        " is too long",
+        id="in more groups than IAM allows",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), GROUP_BAD)
+def test_a_bad_group_is_one_line_naming_the_place(change: Any, expected: str) -> None:
+    document = seed_document()
+    change(document)
+    assert error_of(document) == expected
+
+
+def test_a_group_compiles_to_a_group_its_policies_and_its_users_memberships() -> None:
+    scenario = compile_source(
+        ScenarioSource((ROOT / "examples" / "groups.yaml").read_text(), "t"), naming()
+    )
+    by_name = {spec.logical_name: spec for spec in scenario.resources}
+    group = by_name["analysts"]
+    assert (group.kind, group.name) == (ResourceKind.IAM_GROUP, f"job-{RUN_ID}-analysts")
+    policy_arn = f"arn:aws:iam::123456789012:policy/job/job-{RUN_ID}-analysts"
+    assert (
+        read_as(by_name["analysts-policy"].attributes, PolicyAttributes).document["Statement"][0][
+            "Resource"
+        ]
+        == f"arn:aws:s3:::job-{RUN_ID}-reports/monthly/*"
+    )
+    own = by_name["analysts-attachment"]
+    assert own.kind is ResourceKind.IAM_GROUP_POLICY_ATTACHMENT
+    assert read_as(own.attributes, GroupPolicyAttachmentAttributes) == (
+        GroupPolicyAttachmentAttributes(group_name=f"job-{RUN_ID}-analysts", policy_arn=policy_arn)
+    )
+    assert own.needs == ("analysts", "analysts-policy")
+    managed = read_as(by_name["analysts-managed-0"].attributes, GroupPolicyAttachmentAttributes)
+    assert managed.policy_arn == "arn:aws:iam::aws:policy/IAMReadOnlyAccess"
+    assert by_name["analysts-managed-0"].needs == ("analysts",)
+    memberships = {
+        spec.logical_name: (read_as(spec.attributes, GroupMembershipAttributes), spec.needs)
+        for spec in scenario.resources
+        if spec.kind is ResourceKind.IAM_GROUP_MEMBERSHIP
+    }
+    in_analysts = f"job-{RUN_ID}-analysts"
+    assert memberships == {
+        "ana-group-0": (
+            GroupMembershipAttributes(user_name=f"job-{RUN_ID}-ana", group_name=in_analysts),
+            ("ana", "analysts"),
+        ),
+        "ben-group-0": (
+            GroupMembershipAttributes(user_name=f"job-{RUN_ID}-ben", group_name=in_analysts),
+            ("ben", "analysts"),
+        ),
+    }
+    # A group is not a principal: verify makes keys for the users only.
+    assert set(scenario.principals) == {"ana", "ben", "contractor"}
+    assert ResourceKind.IAM_GROUP_MEMBERSHIP in scenario_kinds(scenario)
+
+
+def test_the_runner_policy_grants_groups_on_the_jobs_group_arns_only() -> None:
+    scenario = compile_source(
+        ScenarioSource((ROOT / "examples" / "groups.yaml").read_text(), "t"), naming()
+    )
+    statements = {
+        s["Sid"]: s for s in runner_policy("team", kinds=scenario_kinds(scenario))["Statement"]
+    }
+    groups = statements["JobGroups"]
+    assert groups["Resource"] == "arn:aws:iam::*:group/job/team-*"
+    assert set(groups["Action"]) == {
+        "iam:AddUserToGroup",
+        "iam:AttachGroupPolicy",
+        "iam:CreateGroup",
+        "iam:DeleteGroup",
+        "iam:DeleteGroupPolicy",
+        "iam:DetachGroupPolicy",
+        "iam:GetGroup",
+        "iam:ListAttachedGroupPolicies",
+        "iam:ListGroupPolicies",
+        "iam:RemoveUserFromGroup",
+    }
+    # Nothing of groups elsewhere but the sweep's listing, and the policies' detaching.
+    elsewhere = {
+        action
+        for sid, statement in statements.items()
+        if sid != "JobGroups"
+        for action in statement["Action"]
+        if "Group" in action
+    }
+    assert elsewhere == {"iam:ListGroups", "iam:ListGroupsForUser", "iam:DetachGroupPolicy"}
+    assert "iam:ListGroups" in statements["Unscoped"]["Action"]
+    # A scenario without groups is granted no group write.
+    seed = runner_policy("team", kinds=scenario_kinds(compile_source(seed_source(), naming())))
+    assert "JobGroups" not in {s["Sid"] for s in seed["Statement"]}

@@ -14,7 +14,7 @@ has versions besides its default.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, TypeVar
@@ -25,7 +25,9 @@ from job.aws.handler import AlreadyExists, Target, refused_means_not_created
 from job.aws.retry import delete_clearing
 from job.aws.session import ForeignBlocker, error_code, is_denial
 from job.kinds import PrincipalAttributes
+from job.naming import IAM_PATH
 from job.parallel import fan_out
+from job.scenario import job_iam_name
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -166,3 +168,12 @@ def remove_foreign(call: Any, blocker: str, by_hand: str, **params: Any) -> None
 def principal_tags(attributes: PrincipalAttributes) -> list[dict[str, str]]:
     """The scenario's tags of a user or role, in the form IAM's create calls take."""
     return [{"Key": key, "Value": value} for key, value in sorted((attributes.tags or {}).items())]
+
+
+def is_runs_group(group: Mapping[str, Any], run_id: str) -> bool:
+    """A group as IAM lists or gets it (Path, GroupName): one the job made for run `run_id`. IAM
+    cannot tag a group, so its path and its name, which the job gives it, stand in for the tags
+    (job.aws.iam.groups)."""
+    return group["Path"] == IAM_PATH and bool(
+        job_iam_name(run_id=run_id).fullmatch(group["GroupName"])
+    )

@@ -19,6 +19,8 @@ LISTING_PERMISSIONS: Mapping[str, Scope] = {
     "iam:ListRoles": Scope.UNSCOPED,
     "iam:ListRoleTags": Scope.JOB_ROLES,
     "iam:ListPolicies": Scope.UNSCOPED,
+    # Groups carry no tags: their path and name are read from the listing itself.
+    "iam:ListGroups": Scope.UNSCOPED,
     "iam:ListPolicyTags": Scope.JOB_POLICIES,
 }
 

@@ -1,4 +1,4 @@
-"""Customer-managed policies, and their attachments to users and roles."""
+"""Customer-managed policies, and their attachments to users, groups and roles."""
 
 from __future__ import annotations
 
@@ -31,11 +31,13 @@ from job.aws.iam.common import (
     remove_all,
     unless_gone,
 )
+from job.aws.iam.groups import inspect_group
 from job.aws.iam.listing import FoundUnderPath
 from job.aws.iam.roles import inspect_role
 from job.aws.iam.users import inspect_user
 from job.aws.retry import until_consistent
 from job.kinds import (
+    GroupPolicyAttachmentAttributes,
     PolicyAttributes,
     RolePolicyAttachmentAttributes,
     UserPolicyAttachmentAttributes,
@@ -144,11 +146,18 @@ class PolicyHandler(FoundUnderPath, NothingToConfigure):
 
 
 class _Attachment(NothingToConfigure):
-    """A managed policy attached to a user or a role (the owner). It cannot carry tags; it is
-    ours when its owner is. The two kinds differ only in the IAM calls' names."""
+    """A managed policy attached to a user, a group or a role (the owner). It cannot carry tags;
+    it is ours when its owner is. The three kinds differ only in the IAM calls' names."""
 
-    owner: ClassVar[str]  # "user" or "role": IAM's AttachUserPolicy, AttachRolePolicy...
-    attributes: ClassVar[type[UserPolicyAttachmentAttributes | RolePolicyAttachmentAttributes]]
+    # "user", "group" or "role": IAM's AttachUserPolicy, AttachGroupPolicy, AttachRolePolicy...
+    owner: ClassVar[str]
+    attributes: ClassVar[
+        type[
+            UserPolicyAttachmentAttributes
+            | GroupPolicyAttachmentAttributes
+            | RolePolicyAttachmentAttributes
+        ]
+    ]
 
     def _names(self, subject: Subject) -> tuple[dict[str, str], str]:
         attributes = subject.attributes_as(self.attributes)
@@ -156,7 +165,8 @@ class _Attachment(NothingToConfigure):
         return {f"{self.owner.title()}Name": owner_name}, attributes.policy_arn
 
     def _inspect_owner(self, target: Target, name: str) -> Found:
-        return (inspect_user if self.owner == "user" else inspect_role)(target, name)
+        inspect = {"user": inspect_user, "group": inspect_group, "role": inspect_role}[self.owner]
+        return inspect(target, name)
 
     def create(self, target: Target, subject: Subject) -> Created:
         iam = target.aws.client("iam")
@@ -223,3 +233,19 @@ class RoleAttachmentHandler(_Attachment):
         "delete": ("iam:DetachRolePolicy",),
     }
     scope: ClassVar[Scope] = Scope.JOB_ROLES
+
+
+class GroupAttachmentHandler(_Attachment):
+    """A managed policy attached to a group: the group's own policy of the run, or an existing
+    one (attached, never changed, detached at teardown)."""
+
+    owner = "group"
+    attributes = GroupPolicyAttachmentAttributes
+    kind: ClassVar[ResourceKind] = ResourceKind.IAM_GROUP_POLICY_ATTACHMENT
+    permissions: ClassVar[dict[str, tuple[str, ...]]] = {
+        "create": ("iam:AttachGroupPolicy",),
+        "inspect": ("iam:GetGroup", "iam:ListAttachedGroupPolicies"),
+        "delete": ("iam:DetachGroupPolicy",),
+    }
+    # IAM authorizes these on the group.
+    scope: ClassVar[Scope] = Scope.JOB_GROUPS

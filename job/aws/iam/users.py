@@ -27,6 +27,7 @@ from job.aws.iam.common import (
     deleting,
     ignore_gone,
     ignoring_gone,
+    is_runs_group,
     listed,
     pages,
     policies_of,
@@ -114,17 +115,24 @@ class UserHandler(FoundUnderPath, NothingToConfigure):
             ),
             *policies_of(iam, "user", name),
             (
-                # The job puts its users in no group: any group is someone else's.
+                # AWS refuses DeleteUser while the user is in a group. A group of this run's is
+                # left by a membership a crash left unfinished (the group kinds' grant covers
+                # it); any other group is someone else's.
+                # https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteUser.html
                 partial(listed, iam, "list_groups_for_user", "Groups", UserName=name),
-                lambda group: partial(
-                    remove_foreign,
-                    iam.remove_user_from_group,
-                    f"user {name} is in group {group['GroupName']},"
-                    " which the job did not put it in",
-                    f"aws iam remove-user-from-group --user-name {name}"
-                    f" --group-name {group['GroupName']}",
-                    UserName=name,
-                    GroupName=group["GroupName"],
+                lambda group: (
+                    partial(iam.remove_user_from_group, UserName=name, GroupName=group["GroupName"])
+                    if is_runs_group(group, target.run_id)
+                    else partial(
+                        remove_foreign,
+                        iam.remove_user_from_group,
+                        f"user {name} is in group {group['GroupName']},"
+                        " which the job did not put it in",
+                        f"aws iam remove-user-from-group --user-name {name}"
+                        f" --group-name {group['GroupName']}",
+                        UserName=name,
+                        GroupName=group["GroupName"],
+                    )
                 ),
             ),
             # Nothing to list: a login profile is deleted, or it was not there.
