@@ -451,9 +451,7 @@ def _with_files_inlined(
     for place in places:
         text = files.get(place.path)
         if text is None:
-            raise BadInput(
-                f"{place.written}: {place.path}: its text was not read with the scenario"
-            )
+            raise BadInput(f"{place.written}: {place.path}: not read with the scenario")
         if len(text.encode("utf-8")) > MAX_POLICY_FILE_BYTES:
             raise BadInput(f"{place.written}: {place.path}: {policy_file_too_big()}")
         try:
