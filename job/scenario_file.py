@@ -15,6 +15,10 @@ scenario is a file too, `job/scenarios/seed.yaml`, shipped in the package.
     expect:    [{principal: reader, action: s3:GetObject,
                  resource: "bucket:data/probe/fixture.txt", result: allow}]
 
+Any document may be kept in a file of its own instead (`policy_file: policies/x.json`, and
+`boundary_file`, `session_policy_file`; job.policy_files), read with the scenario and carried with
+its text (`ScenarioSource.files`), so that what a run stores is all it needs.
+
 `bucket:NAME` and `bucket:NAME/KEY` stand for the run's real bucket `<prefix>-<run id>-NAME` (and
 a key in it), as ARNs in the run's partition; a literal ARN or `*` is used as written.
 
