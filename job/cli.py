@@ -587,7 +587,13 @@ def scenario_validate_command(app: App, file: str) -> None:
     }
     emit(
         app,
-        {"status": "ok", "file": file, "scenario_sha256": source.sha256, **counts},
+        {
+            "status": "ok",
+            "file": file,
+            "scenario_sha256": source.sha256,
+            "policy_files": sorted(source.files),
+            **counts,
+        },
         f"{file}: valid ({counts['buckets']} buckets, {counts['users']} users, "
         f"{counts['roles']} roles, {counts['expect']} checks)",
     )

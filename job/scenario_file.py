@@ -15,6 +15,10 @@ scenario is a file too, `job/scenarios/seed.yaml`, shipped in the package.
     expect:    [{principal: reader, action: s3:GetObject,
                  resource: "bucket:data/probe/fixture.txt", result: allow}]
 
+Any document may be kept in a file of its own instead (`policy_file: policies/x.json`, and
+`boundary_file`, `session_policy_file`; job.policy_files), read with the scenario and carried with
+its text (`ScenarioSource.files`), so that what a run stores is all it needs.
+
 `bucket:NAME` and `bucket:NAME/KEY` stand for the run's real bucket `<prefix>-<run id>-NAME` (and
 a key in it), as ARNs in the run's partition; a literal ARN or `*` is used as written.
 
@@ -31,7 +35,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -51,6 +55,16 @@ from job.kinds import (
     with_verify_kinds,
 )
 from job.naming import Naming
+from job.policy_files import (
+    FILE_SUFFIX,
+    MAX_POLICY_FILE_BYTES,
+    FilePlace,
+    file_places,
+    placed_in_file,
+    policy_file_too_big,
+    read_capped,
+    read_policy_files,
+)
 from job.probes import PROBES
 from job.scenario import (
     LOGICAL_NAME_PATTERN,
@@ -127,9 +141,32 @@ _STATEMENT = {
         },
     },
 }
+
+# Every key that holds a document (or a principal's short form) has a sibling naming a file that
+# holds it instead (job.policy_files): `policy_file: policies/ingest.json` for `policy:`. A
+# sibling key, not a new form of the key's value, so that `policy:` keeps meaning exactly what it
+# meant, and an error's place says which was written.
+
+
+def _document_file(key: str) -> dict[str, Any]:
+    return {
+        "description": f"instead of {key}: the path of a JSON or YAML file holding what {key} "
+        "would (an IAM policy as the console or the CLI exports it), relative to the scenario "
+        "file's directory; its text is read with the scenario and stored with the run",
+        "type": "string",
+        "minLength": 1,
+    }
+
+
+def _one_of(*keys: str) -> dict[str, Any]:
+    """A document written inline or in a file, not both."""
+    return {key: {"not": {"required": [f"{key}{FILE_SUFFIX}"]}} for key in keys}
+
+
 _PRINCIPAL: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
+    "dependentSchemas": _one_of("policy", "boundary"),
     "properties": {
         "policy": {
             "description": "the short form (a list of {effect, actions, resources}), or an IAM "
@@ -152,6 +189,8 @@ _PRINCIPAL: dict[str, Any] = {
                 {"$ref": "#/$defs/document"},
             ],
         },
+        "policy_file": _document_file("policy"),
+        "boundary_file": _document_file("boundary"),
         "tags": {
             "description": "the principal's own tags (for aws:PrincipalTag conditions), beside "
             "the job's; keys starting job: or aws: are not the scenario's",
@@ -193,7 +232,10 @@ MAX_GROUPS_PER_USER = 10
 _GROUP: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {name: _PRINCIPAL["properties"][name] for name in ("policy", "managed_policies")},
+    "properties": {
+        name: _PRINCIPAL["properties"][name]
+        for name in ("policy", "policy_file", "managed_policies")
+    },
 }
 _USER: dict[str, Any] = {
     **_PRINCIPAL,
@@ -239,6 +281,7 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": {
                 "type": "object",
                 "additionalProperties": False,
+                "dependentSchemas": _one_of("policy"),
                 "properties": {
                     "objects": {
                         "description": "key -> the object's text",
@@ -252,6 +295,7 @@ SCHEMA: dict[str, Any] = {
                         "the job's own lock-down statements; never public",
                         "$ref": "#/$defs/document",
                     },
+                    "policy_file": _document_file("policy"),
                 },
             },
         },
@@ -321,6 +365,7 @@ SCHEMA: dict[str, Any] = {
         "group": _GROUP,
         "role": {
             **_PRINCIPAL,
+            "dependentSchemas": _one_of("policy", "boundary", "session_policy"),
             "properties": {
                 **_PRINCIPAL["properties"],
                 "existing": {
@@ -336,6 +381,7 @@ SCHEMA: dict[str, Any] = {
                     "what both it and the role's policies allow",
                     "$ref": "#/$defs/document",
                 },
+                "session_policy_file": _document_file("session_policy"),
             },
         },
         "statement": _STATEMENT,
@@ -351,14 +397,27 @@ SCHEMA: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class ScenarioSource:
-    """A scenario file's text as given, and where it came from (for error messages)."""
+    """A scenario file's text as given, and where it came from (for error messages); with the
+    texts of the policy files it names, by their paths as written, read once with it."""
 
     text: str
     origin: str
+    files: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+        """What the run proves, in one value. Without policy files, the SHA-256 of the file's
+        bytes (`sha256sum` says the same); with them, of the scenario's text and theirs as one
+        canonical JSON array, [text, {path: text}], so that a changed policy file is a changed
+        scenario."""
+        if not self.files:
+            return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+        canonical = json.dumps(
+            [self.text, dict(sorted(self.files.items()))],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def seed_source() -> ScenarioSource:
@@ -367,11 +426,10 @@ def seed_source() -> ScenarioSource:
 
 
 def read_source(path: str) -> ScenarioSource:
-    """The file at `path`, validated: BadInput (one line) when it cannot be read or is invalid."""
+    """The file at `path` and the policy files it names, validated: BadInput (one line) when one
+    cannot be read or is invalid."""
     try:
-        with Path(path).open("rb") as file:
-            # One byte over the cap is enough to refuse: a huge file (or /dev/zero) is never read.
-            data = file.read(MAX_SCENARIO_BYTES + 1)
+        data = read_capped(Path(path), MAX_SCENARIO_BYTES)
     except OSError as error:
         raise BadInput(f"cannot read scenario file {path}: {error.strerror or error}") from None
     if len(data) > MAX_SCENARIO_BYTES:
@@ -380,7 +438,12 @@ def read_source(path: str) -> ScenarioSource:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise BadInput(f"{path}: not UTF-8 text; a scenario file is YAML or JSON") from None
-    source = ScenarioSource(text, path)
+    try:
+        # The scenario as written says which files to read; nothing is read for an invalid one.
+        files = read_policy_files(Path(path), _written_document(text))
+    except BadInput as error:
+        raise BadInput(f"{path}: {error.message}") from None
+    source = ScenarioSource(text, path, files)
     validate(source)
     return source
 
@@ -391,30 +454,74 @@ def source_for(path: str | None) -> ScenarioSource:
 
 
 def validate(source: ScenarioSource) -> dict[str, Any]:
-    """The file's document, once it passes the schema and the cross-reference checks; every
-    error names the file."""
+    """The file's document, once it passes the schema and the cross-reference checks, with each
+    policy file's document where the file is named; every error names the file."""
     try:
         # A copy: the document is the cache's, and callers may change theirs.
-        return copy.deepcopy(_valid_document(source.text))
+        files = tuple(sorted(source.files.items()))
+        return copy.deepcopy(_valid_document(source.text, files))
     except BadInput as error:
         raise BadInput(f"{source.origin}: {error.message}") from None
 
 
 # A `job run` reads its one scenario in every phase (and a janitor the same seed in every stale
 # run's): a text that passed is not parsed and checked again. Refusals are not cached (an
-# exception never is), so each is raised again, under the name its caller gives.
+# exception never is), so each is raised again, under the name its caller gives. The key holds
+# the policy files' texts: the same scenario with a changed file is another scenario.
 @functools.lru_cache(maxsize=64)
-def _valid_document(text: str) -> dict[str, Any]:
-    # A text not read by read_source (one stored with a run) is held to the same cap.
+def _valid_document(text: str, files: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    # Texts not read by read_source (stored with a run) are held to the same caps.
+    if len(text.encode("utf-8")) + sum(len(body.encode("utf-8")) for _, body in files) > (
+        MAX_SCENARIO_BYTES
+    ):
+        raise BadInput(_too_big())
+    document = _written_document(text)
+    places = file_places(document)
+    if places:
+        document = _with_files_inlined(document, places, dict(files))
+        error = _schema_error(document)
+    else:
+        error = None
+    if error is None:
+        error = next(_cross_reference_errors(document), None)
+    if error is not None:
+        raise BadInput(placed_in_file(error, places))
+    return document
+
+
+@functools.lru_cache(maxsize=64)
+def _written_document(text: str) -> dict[str, Any]:
+    """The text parsed and held to the schema, as written (policy files named, not yet read).
+    The cache's: not to be changed."""
     if len(text.encode("utf-8")) > MAX_SCENARIO_BYTES:
         raise BadInput(_too_big())
     document = _parse(text)
     error = _schema_error(document)
-    if error is None:
-        error = next(_cross_reference_errors(document), None)
     if error is not None:
         raise BadInput(error)
     return cast(dict[str, Any], document)
+
+
+def _with_files_inlined(
+    written: Mapping[str, Any], places: list[FilePlace], files: Mapping[str, str]
+) -> dict[str, Any]:
+    """A copy of the document with each file's document where the file is named, as if written
+    there: whatever checks and compiles the scenario after this sees one shape."""
+    document = copy.deepcopy(dict(written))
+    for place in places:
+        text = files.get(place.path)
+        if text is None:
+            raise BadInput(f"{place.written}: {place.path}: not read with the scenario")
+        if len(text.encode("utf-8")) > MAX_POLICY_FILE_BYTES:
+            raise BadInput(f"{place.written}: {place.path}: {policy_file_too_big()}")
+        try:
+            value = _parse(text)
+        except BadInput as error:
+            raise BadInput(f"{place.written}: {place.path}: {error.message}") from None
+        entry = document[place.section][place.name]
+        del entry[f"{place.key}{FILE_SUFFIX}"]
+        entry[place.key] = value
+    return document
 
 
 def boundary_conflict(document: Mapping[str, Any], options: RunOptions) -> str | None:
@@ -584,6 +691,13 @@ def _schema_error(document: Any) -> str | None:
 
 def _describe(error: ValidationError) -> str:
     path = list(error.absolute_path)
+    schema_path = list(error.absolute_schema_path)
+    if error.validator == "not" and "dependentSchemas" in schema_path:
+        key = schema_path[schema_path.index("dependentSchemas") + 1]
+        return (
+            f"{render_path(path)}: give {key} or {key}{FILE_SUFFIX}, not both: they are one "
+            "document, written inline or in a file"
+        )
     if "propertyNames" in error.absolute_schema_path:
         # jsonschema reports a bad name at the mapping that holds it; say the name itself.
         name = str(error.instance)

@@ -98,6 +98,10 @@ class Run(Base):
     # the built-in seed's file). None only for runs started before scenario files: the seed.
     scenario: Mapped[str | None] = mapped_column(Text)
     scenario_sha256: Mapped[str | None] = mapped_column(String(64))
+    # The policy files the scenario names (policy_file: ...), {path as written: text}, read once
+    # when the run started: later phases use these, never the files. The SHA-256 covers them.
+    # None when it names none (and for runs started before policy files).
+    scenario_files: Mapped[dict[str, str] | None] = mapped_column(JSON)
     # What verify measured of AWS: {"propagation_seconds": {principal: s}, "revocation_seconds":
     # {principal: s}}, for `runs show` and --metrics-file.
     measurements: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -86,6 +86,7 @@ class Store:
         options: dict[str, Any] | None = None,
         scenario: str | None = None,
         scenario_sha256: str | None = None,
+        scenario_files: dict[str, str] | None = None,
     ) -> Run:
         run = Run(
             id=run_id,
@@ -96,6 +97,7 @@ class Store:
             options=options or {},
             scenario=scenario,
             scenario_sha256=scenario_sha256,
+            scenario_files=scenario_files,
             status=RunStatus.PROVISIONING,
         )
         self.session.add(run)

@@ -92,7 +92,11 @@ def scenario_of(run: Run) -> Scenario:
 def run_scenario_source(run: Run) -> ScenarioSource:
     if run.scenario is None:
         return seed_source()
-    return ScenarioSource(run.scenario, f"the scenario stored with run {run.id}")
+    # The policy files as they were read when the run started: they may have changed since, or
+    # be on another machine.
+    return ScenarioSource(
+        run.scenario, f"the scenario stored with run {run.id}", run.scenario_files or {}
+    )
 
 
 def look_up(target: Target, row: Resource, *, known_to_exist: bool = False) -> Found:

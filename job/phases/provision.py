@@ -45,8 +45,9 @@ def start_run(
     scenario: ScenarioSource | None = None,
 ) -> Run:
     """Record a new run, with the scenario it proves (the built-in seed unless another is given):
-    its text and SHA-256 are kept, so that every later phase of the run, on any machine, uses
-    exactly this one. An invalid scenario is refused before anything is recorded."""
+    its text, the texts of the policy files it names and their SHA-256 are kept, so that every
+    later phase of the run, on any machine, uses exactly these. An invalid scenario is refused
+    before anything is recorded."""
     source = scenario or seed_source()
     conflict = boundary_conflict(validate(source), options or RunOptions())
     if conflict is not None:
@@ -61,6 +62,7 @@ def start_run(
         options=(options or RunOptions()).to_dict(),
         scenario=source.text,
         scenario_sha256=source.sha256,
+        scenario_files=dict(source.files) or None,
     )
     log.info("started run %s in account %s, %s", run.id, run.account_id, run.region)
     return run

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ def test_every_example_passes_on_the_emulator(scenario: Path | None, tmp_path: P
 FLIPPED = {
     "iam-documents.yaml": 2,  # lapsed's unmet condition grants nothing
     "managed-policy.yaml": 2,  # the run's own deny takes listing back from ReadOnlyAccess
+    "policy-file.yaml": 1,  # the file's policy lets ingest read what lands in incoming/
     "bucket-policy.yaml": 3,  # the bucket denies the writer what its own policy grants
     "boundary.yaml": 1,  # the boundary takes listing from ReadOnlyAccess
     "data-platform.yaml": 3,  # ReadOnlyAccess lets the auditor read the curated data
@@ -102,6 +104,8 @@ def test_a_flipped_cell_fails_and_only_it(name: str, tmp_path: Path) -> None:
     cell["result"] = {"allow": "deny", "deny": "allow"}[cell["result"]]
     flipped = tmp_path / name
     flipped.write_text(yaml.safe_dump(document))
+    # The policy files examples name, relative to the flipped copy as to the example.
+    shutil.copytree(ROOT / "examples" / "policies", tmp_path / "policies")
     done = run_captured(
         ["job", "run", "--emulator", "--output", "json", "--scenario", str(flipped)],
         _environment(tmp_path),

@@ -19,6 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from job.emulator import EmulatorCredentials
 from job.ledger.models import Run, utcnow
+from job.policy_files import MAX_POLICY_FILE_BYTES
 from job.scenario_file import MAX_SCENARIO_BYTES, seed_source
 from tests.faults import CallLog, FailTimes
 from tests.helpers import Result, invoke, leftovers, open_store
@@ -346,6 +347,40 @@ HOSTILE_SCENARIOS = {
         ],
     ),
 }
+# The seed with the reader's policy in a file of its own, and what each such file may hold.
+_READER_POLICY = """    policy:
+      - {effect: Allow, actions: [s3:GetObject], resources: ["bucket:data/*"]}
+"""
+_SEED_WITH_FILE = _SEED.replace(_READER_POLICY, "    policy_file: policies/reader.json\n", 1)
+assert _SEED_WITH_FILE != _SEED
+HOSTILE_POLICY_FILES = {
+    "a policy file over its cap": (
+        '{"Statement": []}' + " " * MAX_POLICY_FILE_BYTES,
+        ["users.reader.policy_file: policies/reader.json: larger than 65,536 bytes (64 KiB)"],
+    ),
+    "a policy file of aliases": (
+        "x0: &x0 [a, a, a, a, a, a, a, a, a]\nx1: [*x0, *x0, *x0, *x0, *x0, *x0, *x0, *x0]\n",
+        ["users.reader.policy_file: policies/reader.json: line 1, column 5: YAML anchor &x0"],
+    ),
+    "a policy file IAM would refuse": (
+        '{"Statement": {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "bucket:nope"}}',
+        [
+            "users.reader.policy_file: policies/reader.json: Statement.Resource: unknown bucket"
+            ' "nope"'
+        ],
+    ),
+    "a policy file that is not there": (
+        None,
+        ["users.reader.policy_file: policies/reader.json: cannot read it: No such file"],
+    ),
+}
+for _name, (_text, _words) in HOSTILE_POLICY_FILES.items():
+    HOSTILE_SCENARIOS[_name] = (_SEED_WITH_FILE, _words)
+# A policy file named by an absolute path (here, one that never ends): refused before it is read.
+HOSTILE_SCENARIOS["a policy file named by an absolute path"] = (
+    _SEED.replace(_READER_POLICY, "    policy_file: /dev/zero\n", 1),
+    ["users.reader.policy_file: /dev/zero: an absolute path"],
+)
 
 
 @pytest.mark.parametrize("name", list(HOSTILE_SCENARIOS))
@@ -355,6 +390,10 @@ def test_a_hostile_scenario_is_refused_wherever_it_is_read(
     text, words = HOSTILE_SCENARIOS[name]
     path = tmp_path / "scenario.yaml"
     path.write_text(text)
+    policy_file = HOSTILE_POLICY_FILES.get(name, (None,))[0]
+    if policy_file is not None:
+        (tmp_path / "policies").mkdir()
+        (tmp_path / "policies" / "reader.json").write_text(policy_file)
     calls = CallLog()
     ledger = ("--database-url", sqlite_url)
     for args in (

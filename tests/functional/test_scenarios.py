@@ -13,6 +13,7 @@ import yaml
 
 from job.emulator import EmulatorCredentials
 from job.ledger.models import Resource, ResourceState
+from job.scenario_file import read_source
 from tests.faults import AccountTrust, StrictAws
 from tests.helpers import admin_client, invoke, leftovers, open_store
 
@@ -191,6 +192,60 @@ def test_verify_and_teardown_use_the_stored_scenario(
     torn = invoke(capsys, "teardown", "--run-id", run_id, "--database-url", sqlite_url)
     assert torn.exit_code == 0, torn.stderr
     assert leftovers(aws, run_id) == []
+
+
+def test_a_run_keeps_the_policy_files_it_was_provisioned_with(
+    aws: EmulatorCredentials,
+    tmp_path: Path,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The policy files' texts are stored with the run: verify and teardown use them after the
+    file has changed on disk, and after it is gone (another machine has none)."""
+    mine = tmp_path / "policy-file.yaml"
+    mine.write_text((EXAMPLES / "policy-file.yaml").read_text())
+    policy = tmp_path / "policies" / "ingest.json"
+    policy.parent.mkdir()
+    read_then = (EXAMPLES / "policies" / "ingest.json").read_text()
+    policy.write_text(read_then)
+    ledger = ("--database-url", database_url)
+    provisioned = invoke(capsys, "provision", "--scenario", str(mine), *ledger)
+    assert provisioned.exit_code == 0, provisioned.stderr
+    run_id = provisioned.stdout.strip()
+    with open_store(database_url) as store:
+        run = store.get_run(run_id)
+        assert run.scenario_files == {"policies/ingest.json": read_then}
+        assert run.scenario_sha256 == read_source(str(mine)).sha256
+        # The SHA-256 covers the policy file: it is not the scenario file's alone.
+        assert run.scenario_sha256 != hashlib.sha256(mine.read_bytes()).hexdigest()
+
+    # The file changes: now it grants ingest listing only, and every cell but the deny of
+    # reading the archive would fail were it read again.
+    policy.write_text(
+        json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"},
+            }
+        )
+    )
+    verified = invoke(capsys, "verify", "--run-id", run_id, *ledger, "--output", "json")
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+    checks = verified.json()["checks"]
+    assert len(checks) == 4 and all(check["passed"] for check in checks), checks
+
+    # Then it is gone.
+    policy.unlink()
+    shown = invoke(capsys, "scenario", "show", "--run-id", run_id, *ledger)
+    assert shown.exit_code == 0, shown.stderr
+    assert f"arn:aws:s3:::job-{run_id}-landing/incoming/batch-1.csv" in shown.stdout
+    torn = invoke(capsys, "teardown", "--run-id", run_id, *ledger)
+    assert torn.exit_code == 0, torn.stderr
+    assert leftovers(aws, run_id) == []
+    # Read now, the scenario is refused for the file it names, as it should be.
+    missing = invoke(capsys, "scenario", "validate", str(mine))
+    assert missing.exit_code == 2
+    assert "users.ingest.policy_file: policies/ingest.json: cannot read it" in missing.stderr
 
 
 def test_a_run_from_before_scenario_files(
