@@ -51,6 +51,7 @@ def test_no_iam_write_is_granted_on_anything_but_the_jobs_own(janitor: bool) -> 
         "arn:aws:iam::*:user/job/canary-*",
         "arn:aws:iam::*:role/job/canary-*",
         "arn:aws:iam::*:policy/job/canary-*",
+        "arn:aws:iam::*:group/job/canary-*",
     }
     for statement in policy["Statement"]:
         writes = {a for a in statement["Action"] if a.startswith("iam:") and not _is_listing(a)}
@@ -90,6 +91,7 @@ def test_each_detach_from_anything_names_the_jobs_policies() -> None:
             assert statement["Resource"] in {
                 "arn:aws-cn:iam::*:user/job/canary-*",
                 "arn:aws-cn:iam::*:role/job/canary-*",
+                "arn:aws-cn:iam::*:group/job/canary-*",
             }
             assert "Condition" not in statement
     conditioned = [s for s in policy["Statement"] if "Condition" in s]
@@ -99,7 +101,13 @@ def test_each_detach_from_anything_names_the_jobs_policies() -> None:
 def test_the_janitor_grant_is_absent_by_default_and_added_apart() -> None:
     default, janitor = runner_policy("canary"), runner_policy("canary", janitor=True)
     granted = {a for s in default["Statement"] for a in s["Action"]}
-    assert not granted & JANITOR_ACTIONS
+    # RemoveUserFromGroup is the job's on its own groups (a run's memberships), and the
+    # janitor's on anyone's: the default grants no janitor action beyond the job's own.
+    own = {"iam:RemoveUserFromGroup"}
+    assert not granted & (JANITOR_ACTIONS - own)
+    for statement in default["Statement"]:
+        if own & set(statement["Action"]):
+            assert statement["Resource"] == "arn:aws:iam::*:group/job/canary-*", statement
     assert granted == required_actions()
     # The same policy, then the janitor's statements, each scoped as far as IAM allows.
     count = len(default["Statement"])
@@ -117,7 +125,7 @@ def test_the_janitor_grant_is_absent_by_default_and_added_apart() -> None:
         # Authorized on the user: the job's own.
         "JanitorJobUsers": (["iam:DeactivateMFADevice"], "arn:aws:iam::*:user/job/canary-*"),
     }
-    assert required_actions(janitor=True) - required_actions() == JANITOR_ACTIONS
+    assert required_actions(janitor=True) - required_actions() == JANITOR_ACTIONS - own
     # Declared by the kinds whose delete makes them, beside their verbs.
     declared = {a for handler in HANDLERS.values() for a in handler.permissions.get(JANITOR, ())}
     assert declared == JANITOR_ACTIONS
