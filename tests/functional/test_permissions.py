@@ -67,13 +67,21 @@ def _for_moto(policy: dict[str, Any], without: frozenset[str]) -> dict[str, Any]
 
 
 def _become_least_privileged(
-    aws, monkeypatch, without: frozenset[str] = frozenset(), kinds: Any = None, janitor=False
+    aws,
+    monkeypatch,
+    without: frozenset[str] = frozenset(),
+    kinds: Any = None,
+    janitor=False,
+    existing_roles: tuple[str, ...] = (),
 ) -> None:
     """Create a runner holding only the runner policy (less `without`; for `kinds` only, when
-    given; with the janitor grant, with `janitor`) and use its keys."""
+    given; with the janitor grant, with `janitor`; allowed to assume `existing_roles`) and use
+    its keys."""
     iam = admin_client(aws, "iam")
     name = f"least-{janitor:d}{len(without)}-{'-'.join(sorted(without)).replace(':', '.')}"[:60]
-    policy = runner_policy("job", without=without, kinds=kinds, janitor=janitor)
+    policy = runner_policy(
+        "job", without=without, kinds=kinds, janitor=janitor, existing_roles=existing_roles
+    )
     policy = _for_moto(policy, without)
     arn = iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(policy))["Policy"]["Arn"]
     iam.create_user(UserName=name)
@@ -125,12 +133,18 @@ def test_a_scenario_without_roles_gets_no_role_permissions() -> None:
     # DetachRolePolicy stays only to take the job's policy off whatever role holds it.
     [detaching] = [s for s in seed["Statement"] if "iam:DetachRolePolicy" in s["Action"]]
     assert detaching["Sid"] == "JobPolicyAttachments"
-    # The seed's kinds are every kind but the roles': the same policy as before roles came, and
-    # the sweep's listings.
+    # The seed's kinds are every kind but the roles' and the groups': the same policy as before
+    # roles and groups came, and the sweep's listings.
+    # A user's delete still lists its groups (IAM refuses DeleteUser while it is in one).
+    outside = {"iam:DetachGroupPolicy", "iam:ListGroups", "iam:ListGroupsForUser"}
+    assert not any("Group" in a for a in listed - outside)
     everything = runner_policy("job")
     assert listed == required_actions() - {
-        *{a for s in everything["Statement"] if s["Sid"] == "JobRoles" for a in s["Action"]},
-    } | {"iam:ListRoleTags", "iam:DetachRolePolicy"}
+        a
+        for s in everything["Statement"]
+        if s["Sid"] in ("JobRoles", "JobGroups")
+        for a in s["Action"]
+    } | {"iam:ListRoleTags", "iam:DetachRolePolicy", "iam:DetachGroupPolicy"}
 
 
 def test_runner_policy_prints_the_document(capsys) -> None:
@@ -690,21 +704,36 @@ def _richest_kinds() -> Any:
     return scenario_kinds(compile_source(source, Naming.placeholder("job", "aws")))
 
 
+def _richest_existing_roles() -> tuple[str, ...]:
+    source = read_source(str(RICHEST))
+    scenario = compile_source(source, Naming.placeholder("job", "aws"))
+    return tuple(scenario.existing_roles.values())
+
+
 def test_the_richest_example_works_with_exactly_its_derived_policy(
-    aws, sqlite_url: str, monkeypatch
+    aws, existing_resources, sqlite_url: str, monkeypatch
 ) -> None:
-    """A bucket policy, a boundary of the run's own, an AWS-managed policy attached, a role with
-    a session policy: `job runner-policy --scenario` of that file is enough for all of it."""
-    _become_least_privileged(aws, monkeypatch, kinds=_richest_kinds())
+    """A bucket policy, a boundary of the run's own, an AWS-managed policy attached to a group,
+    a role with a session policy, an existing role: `job runner-policy --scenario` of that file
+    is enough for all of it."""
+    _become_least_privileged(
+        aws, monkeypatch, kinds=_richest_kinds(), existing_roles=_richest_existing_roles()
+    )
     assert leftovers(aws, _richest_run(aws, sqlite_url)) == []
 
 
 # What only the richest example's features call (the others are held by the tests above).
 @pytest.mark.parametrize("action", ["s3:PutBucketPolicy", "iam:AttachUserPolicy"])
 def test_without_an_action_the_richest_run_fails_and_names_it(
-    action: str, aws, sqlite_url: str, monkeypatch
+    action: str, aws, existing_resources, sqlite_url: str, monkeypatch
 ) -> None:
-    _become_least_privileged(aws, monkeypatch, without=frozenset({action}), kinds=_richest_kinds())
+    _become_least_privileged(
+        aws,
+        monkeypatch,
+        without=frozenset({action}),
+        kinds=_richest_kinds(),
+        existing_roles=_richest_existing_roles(),
+    )
     with pytest.raises(AwsError, match=f"lack {action}"):
         _richest_run(aws, sqlite_url)
 
