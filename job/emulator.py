@@ -8,6 +8,10 @@ permission check would prove nothing: the reader's denied put would succeed.
 moto also misreads one thing AWS does, and the job's roles rely on it: a trust policy naming an
 account. `trust_account_principals` teaches it that, in whatever process serves the emulator (this
 one for `--emulator`, `python -m job.emulator --serve` for docker compose's `moto` service).
+
+The in-process emulator's account is not empty: like any real account, it holds a role and a
+bucket someone else made (`add_existing_resources`), which scenarios may prove permissions on
+without owning them.
 """
 
 from __future__ import annotations
@@ -142,6 +146,61 @@ def bootstrap_runner(
     return EmulatorCredentials(endpoint_url, key["AccessKeyId"], key["SecretAccessKey"])
 
 
+# What the in-process emulator's account holds before any run, as a real account holds what
+# others made: a role and a bucket the job did not create, for the scenarios that prove
+# permissions on existing resources (examples/existing-resources.yaml, data-platform.yaml). Not
+# the job's: no tags of its, not under its path or prefix, so teardown and sweep never touch them.
+EXISTING_ACCOUNT = "123456789012"  # moto's one account
+EXISTING_ROLE_NAME = "prod-reader"
+EXISTING_ROLE_ARN = f"arn:aws:iam::{EXISTING_ACCOUNT}:role/ops/{EXISTING_ROLE_NAME}"
+EXISTING_BUCKET = "emulator-prod-data"
+EXISTING_OBJECT = "ledger.csv"
+
+
+def add_existing_resources(credentials: EmulatorCredentials, region: str = "us-east-1") -> None:
+    """Make, as the runner (an administrator), the role and bucket someone else owns: the role
+    trusts its account (whoever its own policy lets assume it gets in) and may read the bucket."""
+
+    session = boto3.session.Session(
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
+        region_name=region,
+    )
+    s3 = session.client("s3", endpoint_url=credentials.endpoint_url)
+    iam = session.client("iam", endpoint_url=credentials.endpoint_url)
+    s3.create_bucket(Bucket=EXISTING_BUCKET)
+    s3.put_object(Bucket=EXISTING_BUCKET, Key=EXISTING_OBJECT, Body=b"existing, read-only\n")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{EXISTING_ACCOUNT}:root"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    iam.create_role(
+        RoleName=EXISTING_ROLE_NAME, Path="/ops/", AssumeRolePolicyDocument=json.dumps(trust)
+    )
+    reads = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:ListBucket"],
+                "Resource": [
+                    f"arn:aws:s3:::{EXISTING_BUCKET}",
+                    f"arn:aws:s3:::{EXISTING_BUCKET}/*",
+                ],
+            }
+        ],
+    }
+    iam.put_role_policy(
+        RoleName=EXISTING_ROLE_NAME, PolicyName="reads-prod", PolicyDocument=json.dumps(reads)
+    )
+
+
 class InProcessEmulator:
     """moto's threaded server on a free loopback port, living as long as this process."""
 
@@ -162,7 +221,9 @@ class InProcessEmulator:
         decide_as_aws()
         self._server.start()
         host, port = self._server.get_host_and_port()
-        return bootstrap_runner(f"http://{host}:{port}")
+        credentials = bootstrap_runner(f"http://{host}:{port}")
+        add_existing_resources(credentials)
+        return credentials
 
     def stop(self) -> None:
         self._server.stop()

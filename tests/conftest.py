@@ -31,7 +31,7 @@ import boto3
 import pytest
 
 import job.phases.verify as verify_phase
-from job.emulator import EmulatorCredentials, bootstrap_runner, reset
+from job.emulator import EmulatorCredentials, add_existing_resources, bootstrap_runner, reset
 from tests.awslike import AwsLike, layer
 from tests.services.moto_server import moto_server
 from tests.services.postgres import postgres_server as start_postgres_server
@@ -158,6 +158,14 @@ def aws(
     for name, value in credentials.environment(REGION).items():
         monkeypatch.setenv(name, value)
     return credentials
+
+
+@pytest.fixture
+def existing_resources(aws: EmulatorCredentials) -> EmulatorCredentials:
+    """The role and bucket someone else made in the account, as `job run --emulator` has them
+    (job.emulator.add_existing_resources). Ask for it before `aws_lag`: they are old, not new."""
+    add_existing_resources(aws)
+    return aws
 
 
 @pytest.fixture
