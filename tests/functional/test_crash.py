@@ -9,6 +9,7 @@ at the chosen call): a real SIGKILL, without paying Python's start-up at every c
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from job.emulator import EmulatorCredentials
+from job.emulator import EXISTING_BUCKET, EXISTING_ROLE_NAME, EmulatorCredentials
 from job.ledger.models import ResourceState
 from tests.faults import AccountTrust, KillAt, LabelCalls, StrictAws, only_reads
 from tests.helpers import admin_client, cli_in_fork, invoke, open_store
@@ -38,7 +39,11 @@ def _leftovers(aws: EmulatorCredentials) -> list[str]:
     policies = [p["PolicyName"] for p in iam.list_policies(Scope="Local")["Policies"]]
     # Paged, as AWS requires of some accounts (the emulator's layer enforces it); one page holds
     # every bucket a test makes.
-    buckets = [b["Name"] for b in s3.list_buckets(MaxBuckets=1000).get("Buckets", [])]
+    buckets = [
+        b["Name"]
+        for b in s3.list_buckets(MaxBuckets=1000).get("Buckets", [])
+        if b["Name"] != EXISTING_BUCKET  # someone else's, when a test made it (not a run's)
+    ]
     roles = [r["RoleName"] for r in iam.list_roles(PathPrefix="/job/")["Roles"]]
     groups = [g["GroupName"] for g in iam.list_groups()["Groups"]]
     return users + policies + buckets + roles + groups
@@ -198,24 +203,41 @@ RICHEST_SCENARIO = Path(__file__).parents[2] / "examples" / "data-platform.yaml"
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 
 
+def _existing_role_as_it_is(iam: Any) -> Any:
+    role = iam.get_role(RoleName=EXISTING_ROLE_NAME)["Role"]
+    return (
+        role["Arn"],
+        json.dumps(role["AssumeRolePolicyDocument"], sort_keys=True),
+        role.get("Tags"),
+        role.get("PermissionsBoundary"),
+        iam.list_role_policies(RoleName=EXISTING_ROLE_NAME)["PolicyNames"],
+        iam.list_attached_role_policies(RoleName=EXISTING_ROLE_NAME)["AttachedPolicies"],
+    )
+
+
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_kill_at_calls_of_the_richest_example_then_teardown(
-    aws, sqlite_url, capsys, monkeypatch, tmp_path, chunk
+    aws, existing_resources, sqlite_url, capsys, monkeypatch, tmp_path, chunk
 ) -> None:
     """The same for the richest example (examples/data-platform.yaml): a bucket policy naming
-    the run's principals, a boundary of the run's own, an attached AWS-managed policy, a role
-    with a session policy. Every third call, as above. The managed policy is the account's, not
-    the run's: after every teardown it is attached nowhere and otherwise as it was."""
+    the run's principals and an existing role, a boundary of the run's own, an AWS-managed
+    policy attached to a group of the run's, a user in it, a role with a session policy, an
+    existing role assumed. Every third call, as above. The managed policy and the existing role
+    are the account's, not the run's: after every teardown the policy is attached nowhere and
+    otherwise as it was, and the role exactly as it was."""
     monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "1s")
     iam = admin_client(aws, "iam")
     version = iam.get_policy(PolicyArn=READ_ONLY)["Policy"]["DefaultVersionId"]
+    role = _existing_role_as_it_is(iam)
     calls = _sweep_one_call_at_a_time(
         aws, sqlite_url, capsys, tmp_path, chunk, stride=3, scenario=RICHEST_SCENARIO
     )
-    assert any(call.startswith("PutBucketPolicy") for call in calls)
-    assert any(call.startswith("AttachUserPolicy") and READ_ONLY in call for call in calls)
+    names = {call.split()[0] for call in calls}
+    assert {"PutBucketPolicy", "CreateGroup", "AddUserToGroup", "AttachGroupPolicy"} <= names
+    assert any(call.startswith("AssumeRole") and EXISTING_ROLE_NAME in call for call in calls)
     policy = iam.get_policy(PolicyArn=READ_ONLY)["Policy"]
     assert (policy["AttachmentCount"], policy["DefaultVersionId"]) == (0, version)
+    assert _existing_role_as_it_is(iam) == role
 
 
 GROUPS_SCENARIO = Path(__file__).parents[2] / "examples" / "groups.yaml"

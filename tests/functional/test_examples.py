@@ -87,6 +87,7 @@ FLIPPED = {
     "bucket-policy.yaml": 3,  # the bucket denies the writer what its own policy grants
     "boundary.yaml": 1,  # the boundary takes listing from ReadOnlyAccess
     "data-platform.yaml": 3,  # ReadOnlyAccess lets the auditor read the curated data
+    "existing-resources.yaml": 3,  # the existing role may read the existing bucket
     "groups.yaml": 5,  # the contractor, in no group, cannot read what the group's members can
     "role-access.yaml": 1,  # the CI user may not assume the break-glass role
     "roles.yaml": 2,  # the analyst role may list the bucket

@@ -354,16 +354,18 @@ def test_runner_policy_for_a_scenario(capsys: pytest.CaptureFixture[str], tmp_pa
 def test_every_example_runs_through_aws_lags_on_both_ledgers(
     example: Path,
     aws: EmulatorCredentials,
+    existing_resources: EmulatorCredentials,
     aws_lag: object,
     database_url: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Each shipped example proves every cell it writes and leaves nothing, through what AWS does
-    that moto does not (a new bucket, key, attachment or role not seen for a while)."""
+    that moto does not (a new bucket, key, attachment or role not seen for a while), in an
+    account that holds what the examples of existing resources name."""
     result = invoke(
         capsys,
         *("run", "--scenario", str(example), "--database-url", database_url, "--output", "json"),
-        hooks=[AccountTrust()],  # moto cannot read the account principal a role trusts
+        hooks=[AccountTrust()],
     )
     assert result.exit_code == 0, result.stdout + result.stderr
     document = result.json()
