@@ -79,6 +79,19 @@ def grant_inline(iam: Any, user: str, action: str, resource: str, name: str = "e
     )
 
 
+def role_as_it_is(iam: Any, name: str) -> Any:
+    """All a run could change of a role: to hold an existing role to exactly what it was."""
+    role = iam.get_role(RoleName=name)["Role"]
+    return (
+        role["Arn"],
+        json.dumps(role["AssumeRolePolicyDocument"], sort_keys=True),
+        role.get("Tags"),
+        role.get("PermissionsBoundary"),
+        iam.list_role_policies(RoleName=name)["PolicyNames"],
+        iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"],
+    )
+
+
 def named(credentials: EmulatorCredentials, matches: Callable[[str], bool]) -> list[str]:
     """Every user (with its access keys), group, role, customer-managed policy and bucket in the
     emulator whose name `matches`."""

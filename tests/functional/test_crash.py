@@ -9,7 +9,6 @@ at the chosen call): a real SIGKILL, without paying Python's start-up at every c
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import signal
 import subprocess
@@ -25,7 +24,7 @@ import pytest
 from job.emulator import EXISTING_BUCKET, EXISTING_ROLE_NAME, EmulatorCredentials
 from job.ledger.models import ResourceState
 from tests.faults import AccountTrust, KillAt, LabelCalls, StrictAws, only_reads
-from tests.helpers import admin_client, cli_in_fork, invoke, open_store
+from tests.helpers import admin_client, cli_in_fork, invoke, open_store, role_as_it_is
 
 pytestmark = [pytest.mark.usefixtures("aws"), pytest.mark.slow]
 
@@ -203,18 +202,6 @@ RICHEST_SCENARIO = Path(__file__).parents[2] / "examples" / "data-platform.yaml"
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 
 
-def _existing_role_as_it_is(iam: Any) -> Any:
-    role = iam.get_role(RoleName=EXISTING_ROLE_NAME)["Role"]
-    return (
-        role["Arn"],
-        json.dumps(role["AssumeRolePolicyDocument"], sort_keys=True),
-        role.get("Tags"),
-        role.get("PermissionsBoundary"),
-        iam.list_role_policies(RoleName=EXISTING_ROLE_NAME)["PolicyNames"],
-        iam.list_attached_role_policies(RoleName=EXISTING_ROLE_NAME)["AttachedPolicies"],
-    )
-
-
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_kill_at_calls_of_the_richest_example_then_teardown(
     aws, existing_resources, sqlite_url, capsys, monkeypatch, tmp_path, chunk
@@ -228,7 +215,7 @@ def test_kill_at_calls_of_the_richest_example_then_teardown(
     monkeypatch.setenv("JOB_PROPAGATION_TIMEOUT", "1s")
     iam = admin_client(aws, "iam")
     version = iam.get_policy(PolicyArn=READ_ONLY)["Policy"]["DefaultVersionId"]
-    role = _existing_role_as_it_is(iam)
+    role = role_as_it_is(iam, EXISTING_ROLE_NAME)
     calls = _sweep_one_call_at_a_time(
         aws, sqlite_url, capsys, tmp_path, chunk, stride=3, scenario=RICHEST_SCENARIO
     )
@@ -237,7 +224,7 @@ def test_kill_at_calls_of_the_richest_example_then_teardown(
     assert any(call.startswith("AssumeRole") and EXISTING_ROLE_NAME in call for call in calls)
     policy = iam.get_policy(PolicyArn=READ_ONLY)["Policy"]
     assert (policy["AttachmentCount"], policy["DefaultVersionId"]) == (0, version)
-    assert _existing_role_as_it_is(iam) == role
+    assert role_as_it_is(iam, EXISTING_ROLE_NAME) == role
 
 
 GROUPS_SCENARIO = Path(__file__).parents[2] / "examples" / "groups.yaml"

@@ -14,7 +14,7 @@ import pytest
 from job.emulator import EmulatorCredentials
 from job.permissions import runner_policy
 from tests.functional.test_permissions import _for_moto
-from tests.helpers import admin_client, invoke, leftovers
+from tests.helpers import admin_client, invoke, leftovers, role_as_it_is
 
 ACCOUNT = "123456789012"  # moto's
 OTHER_ACCOUNT = "111122223333"
@@ -67,18 +67,6 @@ def _existing_role(aws: EmulatorCredentials, trusted: str) -> tuple[str, Any]:
     return arn, iam
 
 
-def _as_it_is(iam: Any) -> Any:
-    role = iam.get_role(RoleName=ROLE_NAME)["Role"]
-    return (
-        role["Arn"],
-        json.dumps(role["AssumeRolePolicyDocument"], sort_keys=True),
-        role.get("Tags"),
-        iam.list_role_policies(RoleName=ROLE_NAME)["PolicyNames"],
-        iam.list_attached_role_policies(RoleName=ROLE_NAME)["AttachedPolicies"],
-        role.get("PermissionsBoundary"),
-    )
-
-
 def _run(capsys: Any, tmp_path: Path, role_arn: str, sqlite_url: str, text: str = SCENARIO) -> Any:
     scenario = tmp_path / "existing.yaml"
     scenario.write_text(text.replace("ROLE_ARN", role_arn))
@@ -100,7 +88,7 @@ def test_an_existing_role_is_proved_and_left_exactly_as_it_was(
     """Its trust names the account, so a principal gets in by its own policy (ci) or not at all
     (stranger); the runner's own policy (an administrator's here) lets it assume the role."""
     arn, iam = _existing_role(aws, f"arn:aws:iam::{ACCOUNT}:root")
-    before = _as_it_is(iam)
+    before = role_as_it_is(iam, ROLE_NAME)
     result = _run(capsys, tmp_path, arn, sqlite_url)
     assert result.exit_code == 0, result.stdout + result.stderr
     run = json.loads(result.stdout)
@@ -115,7 +103,7 @@ def test_an_existing_role_is_proved_and_left_exactly_as_it_was(
     assert not [
         r for r in run["resources"] if ROLE_NAME in r["name"] or r["logical_name"] == "prod"
     ]
-    assert _as_it_is(iam) == before
+    assert role_as_it_is(iam, ROLE_NAME) == before
     assert leftovers(aws, run["run_id"]) == []
 
 
@@ -123,7 +111,7 @@ def test_a_trust_that_does_not_let_the_runner_in_is_said_and_the_run_is_incomple
     aws: EmulatorCredentials, sqlite_url: str, tmp_path: Path, capsys
 ) -> None:
     arn, iam = _existing_role(aws, f"arn:aws:iam::{OTHER_ACCOUNT}:root")
-    before = _as_it_is(iam)
+    before = role_as_it_is(iam, ROLE_NAME)
     # Without ci's cells, which this trust fails too (ci is of the runner's account).
     without_ci = "\n".join(line for line in SCENARIO.splitlines() if "principal: ci" not in line)
     result = _run(capsys, tmp_path, arn, sqlite_url, without_ci)
@@ -138,7 +126,7 @@ def test_a_trust_that_does_not_let_the_runner_in_is_said_and_the_run_is_incomple
         assert "\n" not in check["detail"]
     # The other principals' cells were proved all the same.
     assert all(c["passed"] for c in run["checks"] if c["principal"] != "prod")
-    assert _as_it_is(iam) == before
+    assert role_as_it_is(iam, ROLE_NAME) == before
     assert leftovers(aws, run["run_id"]) == []
 
 
