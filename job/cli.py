@@ -583,7 +583,7 @@ def scenario_validate_command(app: App, file: str) -> None:
     document = validate(source)
     counts = {
         section: len(document.get(section) or {})
-        for section in ("buckets", "users", "roles", "expect")
+        for section in ("buckets", "users", "groups", "roles", "expect")
     }
     emit(
         app,
@@ -595,7 +595,7 @@ def scenario_validate_command(app: App, file: str) -> None:
             **counts,
         },
         f"{file}: valid ({counts['buckets']} buckets, {counts['users']} users, "
-        f"{counts['roles']} roles, {counts['expect']} checks)",
+        f"{counts['groups']} groups, {counts['roles']} roles, {counts['expect']} checks)",
     )
 
 

@@ -22,6 +22,8 @@ import secrets
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -159,7 +161,9 @@ EXISTING_OBJECT = "ledger.csv"
 
 def add_existing_resources(credentials: EmulatorCredentials, region: str = "us-east-1") -> None:
     """Make, as the runner (an administrator), the role and bucket someone else owns: the role
-    trusts its account (whoever its own policy lets assume it gets in) and may read the bucket."""
+    trusts its account (whoever its own policy lets assume it gets in) and may read the bucket.
+    Again on an emulator that has them already (compose's, at each `python -m job.emulator`):
+    what exists is left, the rest made."""
 
     session = boto3.session.Session(
         aws_access_key_id=credentials.access_key_id,
@@ -168,7 +172,8 @@ def add_existing_resources(credentials: EmulatorCredentials, region: str = "us-e
     )
     s3 = session.client("s3", endpoint_url=credentials.endpoint_url)
     iam = session.client("iam", endpoint_url=credentials.endpoint_url)
-    s3.create_bucket(Bucket=EXISTING_BUCKET)
+    with _already_there("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+        s3.create_bucket(Bucket=EXISTING_BUCKET)
     s3.put_object(Bucket=EXISTING_BUCKET, Key=EXISTING_OBJECT, Body=b"existing, read-only\n")
     trust = {
         "Version": "2012-10-17",
@@ -180,9 +185,10 @@ def add_existing_resources(credentials: EmulatorCredentials, region: str = "us-e
             }
         ],
     }
-    iam.create_role(
-        RoleName=EXISTING_ROLE_NAME, Path="/ops/", AssumeRolePolicyDocument=json.dumps(trust)
-    )
+    with _already_there("EntityAlreadyExists"):
+        iam.create_role(
+            RoleName=EXISTING_ROLE_NAME, Path="/ops/", AssumeRolePolicyDocument=json.dumps(trust)
+        )
     reads = {
         "Version": "2012-10-17",
         "Statement": [
@@ -199,6 +205,15 @@ def add_existing_resources(credentials: EmulatorCredentials, region: str = "us-e
     iam.put_role_policy(
         RoleName=EXISTING_ROLE_NAME, PolicyName="reads-prod", PolicyDocument=json.dumps(reads)
     )
+
+
+@contextmanager
+def _already_there(*codes: str) -> Iterator[None]:
+    try:
+        yield
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in codes:
+            raise
 
 
 class InProcessEmulator:
@@ -282,6 +297,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         credentials = bootstrap_runner(
             endpoint_url, user_name=f"{RUNNER_USER}-{secrets.token_hex(4)}", region=region
         )
+        # As `--emulator`'s account has them: the examples of existing resources run here too.
+        add_existing_resources(credentials, region)
     except (OSError, urllib.error.URLError, BotoCoreError, ClientError) as error:
         message = " ".join(str(error).split())
         print(

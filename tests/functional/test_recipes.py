@@ -354,6 +354,8 @@ def test_readme_shows_the_emulator_with_a_scenario() -> None:
     assert [words[5:] for words in EMULATOR_ONE_LINERS] == [
         ["--rm", "job-emulated", "run"],
         ["--rm", "job-emulated", "run", "--scenario", f"{SCENARIOS}/roles.yaml"],
+        # The emulator's account has the existing role and bucket it names, as --emulator's.
+        ["--rm", "job-emulated", "run", "--scenario", f"{SCENARIOS}/existing-resources.yaml"],
     ]
 
 

@@ -25,7 +25,7 @@ THREE = EXAMPLES / "three-principals.yaml"
 def test_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = invoke(capsys, "scenario", "validate", str(THREE))
     assert good.exit_code == 0, good.stderr
-    assert good.stdout == f"{THREE}: valid (2 buckets, 3 users, 0 roles, 13 checks)\n"
+    assert good.stdout == f"{THREE}: valid (2 buckets, 3 users, 0 groups, 0 roles, 13 checks)\n"
 
     document = yaml.safe_load(THREE.read_text())
     document["expect"][3]["principal"] = "auditr"
