@@ -13,8 +13,9 @@ the tests talk to (tests/conftest.py's `moto_endpoint`).
 
 Everything it knows, it learns from the traffic going through it: which buckets exist (a
 CreateBucket or DeleteBucket answered 2xx, moto's reset), which key belongs to which user (the
-CreateAccessKey and AssumeRole answers), which roles exist (CreateRole, DeleteRole), when a user's
-or role's policy changed. All test traffic goes through the layer, so that
+CreateAccessKey and AssumeRole answers), which roles exist (CreateRole, DeleteRole), which users
+are in which group (AddUserToGroup, RemoveUserFromGroup), when a user's or role's policy changed
+(its own, a group it joined, or its group's). All test traffic goes through the layer, so that
 is complete; asking moto instead would need credentials the layer does not have.
 
 The knobs are public attributes a test may change at any time, from any thread; each is
@@ -128,6 +129,8 @@ class AwsLike:
     # above). Coarser than AWS, where only what the new policy adds is missing; denying all is the
     # harder case for a caller, and what a brand-new user with its first policy sees. The same
     # for a role: after an AttachRolePolicy or PutRolePolicy, its sessions are denied everything.
+    # And for a user after an AddUserToGroup of it, or an AttachGroupPolicy or PutGroupPolicy of
+    # a group it is in: a group's policies are the user's, and propagate as its own.
     new_policy_lag = _Knob(0.0)
     # {service: seconds} ("iam", "s3", "sts", the prefix of the layer's operation names): after
     # a principal's policy changes (the same four calls as above), its calls to that service are
@@ -200,6 +203,7 @@ class AwsLike:
         self._configuring: dict[str, dict[int, float]] = {}
         self._role_assumable: dict[str, float] = {}  # by role name
         self._roles: set[str] = set()  # those that exist, as the traffic told
+        self._members: dict[str, set[str]] = {}  # group name -> its users, as the traffic told
         # Access key id -> its principal: a user's name, or "role/NAME" for a role's session.
         self._key_principal: dict[str, str] = {}
         self._refusals: list[str] = []
@@ -231,6 +235,7 @@ class AwsLike:
         self._configuring.clear()
         self._role_assumable.clear()
         self._roles.clear()
+        self._members.clear()
         self._key_principal.clear()
 
     # The behaviour
@@ -342,6 +347,22 @@ class AwsLike:
                     self._key_valid[key] = now + self.new_key_lag
             elif request.operation in ("iam:AttachUserPolicy", "iam:PutUserPolicy"):
                 self._policy_changed(_form(request).get("UserName"), now)
+            elif request.operation == "iam:AddUserToGroup":
+                # The user has the group's policies from now: new to it, as its own would be.
+                form = _form(request)
+                user, group = form.get("UserName"), form.get("GroupName")
+                if user is not None and group is not None:
+                    self._members.setdefault(group, set()).add(user)
+                    self._policy_changed(user, now)
+            elif request.operation == "iam:RemoveUserFromGroup":
+                form = _form(request)
+                self._members.get(form.get("GroupName") or "", set()).discard(
+                    form.get("UserName") or ""
+                )
+            elif request.operation in ("iam:AttachGroupPolicy", "iam:PutGroupPolicy"):
+                # Every member's permissions change with the group's.
+                for user in self._members.get(_form(request).get("GroupName") or "", set()):
+                    self._policy_changed(user, now)
             elif request.operation in ("iam:AttachRolePolicy", "iam:PutRolePolicy"):
                 role = _form(request).get("RoleName")
                 self._policy_changed(None if role is None else f"role/{role}", now)

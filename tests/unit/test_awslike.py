@@ -216,6 +216,47 @@ def test_a_new_policy_is_not_effective_for_a_while(
     ]
 
 
+def test_a_groups_policy_is_not_effective_for_its_members_for_a_while(
+    aws: EmulatorCredentials, aws_like: AwsLike
+) -> None:
+    """Joining a group gives a user the group's policies, and a policy the group gains reaches
+    its members, each after the same lag as the user's own policy would."""
+    iam, s3 = admin_client(aws, "iam"), admin_client(aws, "s3")
+    s3.create_bucket(Bucket="job-t-data")
+    key = new_user(iam, "job-t-member")
+    member_s3, member_iam = client(aws, "s3", key), client(aws, "iam", key)
+    iam.create_group(GroupName="job-t-readers")
+    iam.attach_group_policy(GroupName="job-t-readers", PolicyArn=READ_ONLY_S3)
+    aws_like.new_policy_lag = LAG
+
+    iam.add_user_to_group(GroupName="job-t-readers", UserName="job-t-member")
+    assert code(refused(member_s3.list_objects_v2, Bucket="job-t-data")) == "AccessDenied"
+    wait_out(LAG)
+    assert member_s3.list_objects_v2(Bucket="job-t-data")["KeyCount"] == 0
+
+    statement = {"Effect": "Allow", "Action": "iam:ListUsers", "Resource": "*"}
+    iam.put_group_policy(
+        GroupName="job-t-readers",
+        PolicyName="list",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+    )
+    assert code(refused(member_iam.list_users)) == "AccessDenied"
+    wait_out(LAG)
+    assert member_iam.list_users()["Users"]
+    # A user out of the group is not held up by what the group gains: its S3 calls answer at
+    # once (the group's grants left with it: moto's own refusal, not the layer's).
+    iam.remove_user_from_group(GroupName="job-t-readers", UserName="job-t-member")
+    iam.attach_group_policy(
+        GroupName="job-t-readers", PolicyArn="arn:aws:iam::aws:policy/IAMReadOnlyAccess"
+    )
+    assert code(refused(member_s3.list_objects_v2, Bucket="job-t-data")) == "AccessDenied"
+    key_id = key["AccessKeyId"]
+    assert aws_like.refusals == [
+        f"new policy lag: s3:ListObjectsV2 job-t-member ({key_id})",
+        f"new policy lag: iam:ListUsers job-t-member ({key_id})",
+    ]
+
+
 def test_list_buckets_must_be_paged(aws: EmulatorCredentials, aws_like: AwsLike) -> None:
     s3 = admin_client(aws, "s3")
     s3.create_bucket(Bucket="job-t-data")
