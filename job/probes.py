@@ -37,6 +37,9 @@ class Probe:
     # runs such checks only after every check that reads that object, so that no verdict depends
     # on the order AWS happens to see the calls in.
     mutates_object: bool = False
+    # Whether a role the call is aimed at that does not exist answers as a denial would: a
+    # denial then means something only where the role is shown to exist (job.phases.verify).
+    refused_when_role_missing: bool = False
 
     @property
     def changes(self) -> bool:
@@ -111,7 +114,17 @@ PROBES: dict[str, Probe] = {
         # policy; one naming the caller itself suffices in the same account). The session it
         # gives is dropped unused.
         # https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_permissions-to-switch.html
-        Probe("sts:AssumeRole", ("sts:AssumeRole",), on_bucket=False, on_role=True),
+        # STS does not tell a caller whether a role exists: AssumeRole of a missing role is
+        # refused with AccessDenied, as a denial is ("Cannot assume role": the role must exist
+        # and its trust allow the caller).
+        # https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_roles.html
+        Probe(
+            "sts:AssumeRole",
+            ("sts:AssumeRole",),
+            on_bucket=False,
+            on_role=True,
+            refused_when_role_missing=True,
+        ),
         # ListObjectsV2 is authorized as s3:ListBucket, on the bucket.
         # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
         Probe(

@@ -864,6 +864,7 @@ def _cross_reference_errors(document: Mapping[str, Any]) -> Iterator[str]:
             f"{where}.resource", cell["resource"], buckets, document.get("roles") or {}
         )
         yield from _aim_errors(where, action, cell["resource"])
+        yield from _missing_role_errors(where, cell)
         yield from _missing_object_errors(where, cell, buckets)
         if action in PROBES and cell.get("context"):
             takes = PROBES[action].context
@@ -922,6 +923,23 @@ def _missing_object_errors(
             "lacks s3:ListBucket, so a deny here cannot be told from a missing object; create "
             f"the object under buckets.{bucket}.objects or aim the cell at a key the scenario "
             "creates"
+        )
+
+
+def _missing_role_errors(where: str, cell: Mapping[str, str]) -> Iterator[str]:
+    """A denial of a probe a missing role refuses too (sts:AssumeRole) proves nothing about a
+    role nobody shows to exist: an ARN typed wrong would pass as "deny". A role of the run
+    exists (provision made it); an existing one the file declares is assumed by the job itself
+    first (job.phases.verify), which shows it there."""
+    probe = PROBES.get(cell["action"])
+    if probe is None or not probe.refused_when_role_missing or cell["result"] != "deny":
+        return
+    if not cell["resource"].startswith(ROLE_REF):
+        yield (
+            f"{where}.resource: {cell['action']} of a role that does not exist is refused as a"
+            " denial is (STS does not say which), so this deny would pass for a mistyped ARN:"
+            " declare the role under roles.NAME.existing and aim at role:NAME (the job then"
+            " shows it exists by assuming it first)"
         )
 
 

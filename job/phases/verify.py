@@ -313,6 +313,16 @@ class _Verification:
             for row in run.resources
             if row.kind == ResourceKind.IAM_ROLE and row.state is ResourceState.CREATED
         }
+        # The denials a missing role would give too (job.probes, refused_when_role_missing)
+        # aimed at an existing role: by cell, the role's logical name.
+        existing_by_arn = {arn: name for name, arn in scenario.existing_roles.items()}
+        self.roles_shown_to_exist: dict[Expectation, str] = {
+            e: existing_by_arn[str(e.resource)]
+            for e in scenario.expectations
+            if e.expected is Verdict.DENY
+            and PROBES[e.action].refused_when_role_missing
+            and e.resource in existing_by_arn
+        }
         # An existing role's permissions are whatever they were before the run: in force.
         for principal in scenario.existing_roles:
             self.policy_since[principal] = run.created_at
@@ -374,6 +384,11 @@ class _Verification:
                 )
         for principal in dict.fromkeys(e.principal for e in self.expectations):
             tasks[f"key:{principal}"] = partial(self.make_credentials, principal)
+        # An existing role a denial is aimed at is assumed by the job itself first, as its own
+        # cells' principal would be: that it can be shows the role exists (job.probes,
+        # refused_when_role_missing).
+        for role in self.roles_shown_to_exist.values():
+            tasks.setdefault(f"key:{role}", partial(self.make_credentials, role))
         # In the order the graph prefers them (all it can order with concurrency 1).
         ordered = sorted(
             self.expectations,
@@ -389,6 +404,8 @@ class _Verification:
                 continue
             witnesses = self.witnesses(expectation)
             needs[name] += [names[witness] for witness in witnesses]
+            if expectation in self.roles_shown_to_exist:
+                needs[name].append(f"key:{self.roles_shown_to_exist[expectation]}")
             tasks[name] = partial(self.check_denial, expectation, witnesses)
         return tasks, needs
 
@@ -554,6 +571,15 @@ class _Verification:
         could be the policy not having reached this service yet, and proves nothing."""
         if self.credential_failures.get(expectation.principal) is not None:
             self.check(expectation, wait_for_access=False)
+            return
+        aimed_existing = self.roles_shown_to_exist.get(expectation)
+        if aimed_existing is not None and aimed_existing in self.credential_failures:
+            self.record(
+                expectation,
+                Verdict.ERROR,
+                f"not run: the job could not assume {aimed_existing} itself, so its existence"
+                " is not shown and a refusal could be a missing role's",
+            )
             return
         aimed_role = (
             self.role_since.get(expectation.aim.role_name) if expectation.aim.role_arn else None

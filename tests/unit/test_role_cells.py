@@ -55,7 +55,7 @@ DOCUMENT: dict[str, Any] = {
             "principal": "deployer",
             "action": "sts:AssumeRole",
             "resource": "arn:aws:iam::210987654321:role/someone-elses",
-            "result": "deny",
+            "result": "allow",
         },
         {
             "principal": "prod",
@@ -160,6 +160,13 @@ BAD = [
         lambda d: d["users"]["ci"]["policy"][0].update(resources=["role:ci"]),
         'users.ci.policy[0].resources[0]: unknown role "ci"; the roles are: deployer, prod',
         id="a user is not a role",
+    ),
+    pytest.param(
+        lambda d: d["expect"][2].update(result="deny"),
+        "expect[2].resource: sts:AssumeRole of a role that does not exist is refused as a"
+        " denial is (STS does not say which), so this deny would pass for a mistyped ARN:"
+        " declare the role under roles.NAME.existing and aim at role:NAME",
+        id="a denied assume of a role nobody shows to exist",
     ),
     pytest.param(
         lambda d: d["expect"][3].update(resource="role:deployer"),
