@@ -230,7 +230,7 @@ class WithoutJanitorGrant:
 
 
 @dataclass
-class AccountTrust:
+class SentTrustPolicies:
     """Keeps the trust policies the job sends (CreateRole, UpdateAssumeRolePolicy) in `sent`, as
     sent. The session's emulator honours a trust naming an account as AWS does (every principal
     of that account whose own identity policy allows sts:AssumeRole on the role may assume it:

@@ -23,7 +23,7 @@ import pytest
 
 from job.emulator import EXISTING_BUCKET, EXISTING_ROLE_NAME, EmulatorCredentials
 from job.ledger.models import ResourceState
-from tests.faults import AccountTrust, KillAt, LabelCalls, StrictAws, only_reads
+from tests.faults import KillAt, LabelCalls, StrictAws, only_reads
 from tests.helpers import admin_client, cli_in_fork, invoke, open_store, role_as_it_is
 
 pytestmark = [pytest.mark.usefixtures("aws"), pytest.mark.slow]
@@ -60,16 +60,11 @@ def _run_args(database_url: str, scenario: Path | None, concurrency: int | None)
     return args + (["--concurrency", str(concurrency)] if concurrency else [])
 
 
-def _scenario_hooks(scenario: Path | None) -> list[Any]:
-    # moto cannot read the account principal a role trusts: AccountTrust says it its way.
-    return [] if scenario is None else [AccountTrust()]
-
-
-def _calls_of_a_run(args: list[str], scenario: Path | None, tmp_path: Path) -> list[str]:
+def _calls_of_a_run(args: list[str], tmp_path: Path) -> list[str]:
     """The label of every call of one `job run` that nothing kills, in order: what the sweep's
     N-th kill must land on, one call at a time."""
     path = tmp_path / "reference-calls"
-    status = cli_in_fork(args, [*_scenario_hooks(scenario), LabelCalls(str(path))])
+    status = cli_in_fork(args, [LabelCalls(str(path))])
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     return path.read_text().splitlines()
 
@@ -81,7 +76,6 @@ def _kill_each_then_tear_down(
     kills: Callable[[int], list[Any]],
     indices: Iterable[int],
     args: list[str],
-    scenario: Path | None = None,
 ) -> list[int]:
     """For each index in turn: `args` (a `job run`) in a fork, once killed by each hook of
     `kills(index)`, then `job teardown` of whatever it left; stops early once every run of an
@@ -91,7 +85,7 @@ def _kill_each_then_tear_down(
     for index in indices:
         completed = 0
         for kill in kills(index):
-            status = cli_in_fork(args, [*_scenario_hooks(scenario), kill])
+            status = cli_in_fork(args, [kill])
             if os.WIFEXITED(status):
                 assert os.WEXITSTATUS(status) == 0, (kill, index)
                 completed += 1
@@ -112,7 +106,6 @@ def _kill_each_then_tear_down(
                     # AWS's refusals to delete what still has something on it: teardown asks
                     # first and clears only when refused, so the refusals must be AWS's.
                     hooks=[
-                        AccountTrust(),
                         StrictAws(admin_client(aws, "iam"), admin_client(aws, "s3")),
                     ],
                 )
@@ -147,7 +140,7 @@ def _sweep_one_call_at_a_time(
     the same call in every sweep. Returns the calls of that run; the kills ("EVENT INDEX LABEL")
     are printed."""
     args = _run_args(database_url, scenario, concurrency=1)
-    calls = _calls_of_a_run(args, scenario, tmp_path)
+    calls = _calls_of_a_run(args, tmp_path)
     share = range(1 + chunk * stride, len(calls) + 1, CHUNKS * stride)
     labels = str(tmp_path / "kills")
 
@@ -157,7 +150,7 @@ def _sweep_one_call_at_a_time(
             return [before]
         return [before, KillAt("after-call", index, labels)]
 
-    killed = _kill_each_then_tear_down(aws, database_url, capsys, kills, share, args, scenario)
+    killed = _kill_each_then_tear_down(aws, database_url, capsys, kills, share, args)
     assert killed == [index for index in share for _ in kills(index)], "every call of the share"
     assert any(len(kills(index)) == 2 for index in share), "the share changes something"
     kills = Path(labels).read_text().splitlines() if killed else []

@@ -27,7 +27,7 @@ from job.ledger.models import ResourceState, RunStatus
 from job.permissions import required_actions, runner_policy
 from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
-from tests.faults import AccountTrust, StrictAws, WithoutJanitorGrant
+from tests.faults import StrictAws, WithoutJanitorGrant
 from tests.helpers import EMULATED, ROLE_SCENARIO, admin_client, invoke, leftovers, open_store
 
 JANITOR_ACTIONS = {
@@ -202,7 +202,7 @@ def expected_report(run_id: str, blocker: str) -> list[str]:
 
 
 def _provisioned(database_url: str) -> str:
-    job_aws = make_aws("us-east-1", call_hooks=[AccountTrust()])
+    job_aws = make_aws("us-east-1")
     with open_store(database_url) as store:
         run = start_run(store, job_aws, "job", EMULATED, ROLE_SCENARIO)
         provision(store, job_aws, run_id=run.id)

@@ -38,7 +38,7 @@ from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
 from job.scenario_file import compile_source, read_source, scenario_kinds, seed_source
-from tests.faults import AccountTrust, Crash, DieAfter, StrictAws
+from tests.faults import Crash, DieAfter, StrictAws
 from tests.functional.test_janitor import BY_HAND, expected_report, hang_blocker
 from tests.helpers import (
     EMULATED,
@@ -541,9 +541,7 @@ def test_without_an_action_sweep_fails_and_names_it(action: str, aws, capsys, mo
 def _role_run(database_url: str, *, situation: Any = None) -> str:
     """Provision, verify and tear down the role scenario as whoever the environment's keys are;
     returns the run id. AwsError, naming what the job lacks, when something failed."""
-    job_aws = make_aws(
-        "us-east-1", call_hooks=[AccountTrust()], propagation_timeout=timedelta(seconds=1)
-    )
+    job_aws = make_aws("us-east-1", propagation_timeout=timedelta(seconds=1))
     with open_store(database_url) as store:
         run = start_run(store, job_aws, "job", EMULATED, ROLE_SCENARIO)
         provision(store, job_aws, run_id=run.id)
@@ -590,7 +588,7 @@ def test_without_an_action_a_role_situation_cannot_be_torn_down(
     action: str, aws, sqlite_url: str, monkeypatch
 ) -> None:
     iam = admin_client(aws, "iam")
-    job_aws = make_aws("us-east-1", call_hooks=[AccountTrust()])
+    job_aws = make_aws("us-east-1")
     with open_store(sqlite_url) as store:
         run = start_run(store, job_aws, "job", EMULATED, ROLE_SCENARIO)
         provision(store, job_aws, run_id=run.id)
@@ -614,7 +612,7 @@ def test_without_an_action_a_role_situation_cannot_be_torn_down(
         with open_store(sqlite_url) as store, pytest.raises(Crash):
             verify(
                 store,
-                make_aws("us-east-1", call_hooks=[AccountTrust(), DieAfter("PutRolePolicy")]),
+                make_aws("us-east-1", call_hooks=[DieAfter("PutRolePolicy")]),
                 run_id=run.id,
                 measure_revocation=True,
             )
@@ -648,7 +646,7 @@ def test_what_others_hung_on_a_principal_needs_the_janitor_grant(
     instance profile, or off an MFA device, and teardown says what to remove; the janitor
     policy removes it, and without `action` it cannot."""
     blocker = NEEDED_BY_THE_JANITOR[action]
-    job_aws = make_aws("us-east-1", call_hooks=[AccountTrust()])
+    job_aws = make_aws("us-east-1")
     with open_store(sqlite_url) as store:
         run = start_run(store, job_aws, "job", EMULATED, ROLE_SCENARIO)
         provision(store, job_aws, run_id=run.id)
@@ -687,9 +685,7 @@ RICHEST = Path(__file__).parents[2] / "examples" / "data-platform.yaml"
 
 def _richest_run(aws: Any, sqlite_url: str) -> str:
     source = read_source(str(RICHEST))
-    job_aws = make_aws(
-        "us-east-1", call_hooks=[AccountTrust()], propagation_timeout=timedelta(seconds=1)
-    )
+    job_aws = make_aws("us-east-1", propagation_timeout=timedelta(seconds=1))
     with open_store(sqlite_url) as store:
         run = start_run(store, job_aws, "job", EMULATED, source)
         provision(store, job_aws, run_id=run.id)

@@ -18,14 +18,13 @@ from job.aws.iam.roles import ROLE_MAX_SESSION_SECONDS, ROLE_SESSION_SECONDS, as
 from job.aws.session import make_aws
 from job.emulator import EmulatorCredentials
 from job.phases.provision import provision, start_run
-from tests.faults import AccountTrust
 from tests.helpers import EMULATED, ROLE_SCENARIO, admin_client, open_store
 
 
 @pytest.fixture
 def role(aws: EmulatorCredentials, sqlite_url: str) -> tuple[Target, str]:
     """A provisioned ROLE_SCENARIO run's target, and its role's name."""
-    job_aws = make_aws("us-east-1", call_hooks=[AccountTrust()])
+    job_aws = make_aws("us-east-1")
     with open_store(sqlite_url) as store:
         run = start_run(store, job_aws, "job", EMULATED, ROLE_SCENARIO)
         provision(store, job_aws, run_id=run.id)

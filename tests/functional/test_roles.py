@@ -17,7 +17,7 @@ from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
 from job.scenario_file import ScenarioSource
-from tests.faults import AccountTrust, CallLog, Crash, DieAfter, FailTimes, StrictAws
+from tests.faults import CallLog, Crash, DieAfter, FailTimes, SentTrustPolicies, StrictAws
 from tests.helpers import EMULATED, ROLE_SCENARIO, admin_client, leftovers, open_store
 
 REGION = "us-east-1"
@@ -29,10 +29,7 @@ def _strict(aws) -> StrictAws:
 
 
 def _job_aws(*hooks: Any, seconds: float = 20) -> Any:
-    # AccountTrust always: moto does not understand the account principal the roles trust.
-    return make_aws(
-        REGION, call_hooks=[AccountTrust(), *hooks], propagation_timeout=timedelta(seconds=seconds)
-    )
+    return make_aws(REGION, call_hooks=[*hooks], propagation_timeout=timedelta(seconds=seconds))
 
 
 def _provisioned(store, job_aws) -> tuple[Any, Any]:
@@ -47,7 +44,7 @@ def test_a_role_scenario_provisions_verifies_and_leaves_nothing(aws, aws_lag, da
     # A session window the first probe surely lands in, however loaded the machine (the
     # fixture's 1 s passed first in a loaded run); verify waits it out either way.
     aws_lag.new_session_lag = 5.0
-    strict, trust = _strict(aws), AccountTrust()
+    strict, trust = _strict(aws), SentTrustPolicies()
     job_aws = make_aws(
         REGION, call_hooks=[strict, trust], propagation_timeout=timedelta(seconds=20)
     )

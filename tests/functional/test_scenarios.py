@@ -14,7 +14,7 @@ import yaml
 from job.emulator import EmulatorCredentials
 from job.ledger.models import Resource, ResourceState
 from job.scenario_file import read_source
-from tests.faults import AccountTrust, StrictAws
+from tests.faults import StrictAws
 from tests.helpers import admin_client, invoke, leftovers, open_store
 
 ROOT = Path(__file__).parents[2]
@@ -365,7 +365,6 @@ def test_every_example_runs_through_aws_lags_on_both_ledgers(
     result = invoke(
         capsys,
         *("run", "--scenario", str(example), "--database-url", database_url, "--output", "json"),
-        hooks=[AccountTrust()],
     )
     assert result.exit_code == 0, result.stdout + result.stderr
     document = result.json()

@@ -20,7 +20,7 @@ from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import verify
 from job.report import run_dict, run_text
-from tests.faults import AccountTrust, client_error
+from tests.faults import client_error
 from tests.helpers import EMULATED, ROLE_SCENARIO, invoke, open_store
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -112,7 +112,7 @@ def test_no_session_token_anywhere(
     """A role principal's temporary credentials live in memory only, like a user's key."""
     caplog.set_level(logging.DEBUG, logger="job")
     catcher = SessionCatcher()
-    job_aws = make_aws("us-east-1", call_hooks=[AccountTrust(), catcher, FailAfterKeys()])
+    job_aws = make_aws("us-east-1", call_hooks=[catcher, FailAfterKeys()])
     with open_store(database_url) as store:
         run = start_run(store, job_aws, "job", EMULATED, ROLE_SCENARIO)
         provision(store, job_aws, run_id=run.id)

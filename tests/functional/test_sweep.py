@@ -15,7 +15,7 @@ from job.aws.session import make_aws
 from job.emulator import EmulatorCredentials
 from job.phases.provision import provision, start_run
 from job.scenario_file import read_source
-from tests.faults import AccountTrust, StrictAws
+from tests.faults import StrictAws
 from tests.helpers import EMULATED, ROLE_SCENARIO, admin_client, invoke, leftovers, open_store
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -130,7 +130,7 @@ def test_sweep_finds_and_deletes_an_orphaned_role_and_nothing_else(
     """A role tagged as the job's under /job/ that no ledger accounts for is listed, then deleted
     with what AWS would refuse to delete it around; a role the ledger accounts for, one without
     the job's tags, one outside the job's path and one of another prefix are never touched."""
-    job_aws = make_aws("us-east-1", call_hooks=[AccountTrust()])
+    job_aws = make_aws("us-east-1")
     with open_store(sqlite_url) as store:
         run = start_run(store, job_aws, "job", EMULATED, ROLE_SCENARIO)
         provision(store, job_aws, run_id=run.id)

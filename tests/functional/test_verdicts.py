@@ -19,7 +19,7 @@ from job.ledger.models import RunStatus, RunVerdict, Verdict
 from job.phases.provision import provision, start_run
 from job.phases.teardown import teardown
 from job.phases.verify import session_seconds, verify
-from tests.faults import AccountTrust, client_error
+from tests.faults import client_error
 from tests.helpers import EMULATED, ROLE_SCENARIO, invoke, leftovers, open_store
 
 REGION = "us-east-1"
@@ -239,7 +239,7 @@ class ExpireFirstSessionCall:
 def test_an_expired_role_session_is_assumed_again(aws, sqlite_url) -> None:
     timeout = timedelta(seconds=20)
     expire = ExpireFirstSessionCall()
-    job_aws = make_aws(REGION, call_hooks=[AccountTrust(), expire], propagation_timeout=timeout)
+    job_aws = make_aws(REGION, call_hooks=[expire], propagation_timeout=timeout)
     with open_store(sqlite_url) as store:
         run = start_run(store, job_aws, "job", EMULATED, ROLE_SCENARIO)
         provision(store, job_aws, run_id=run.id)

@@ -36,8 +36,7 @@ def client(credentials: EmulatorCredentials, service: str, key: dict[str, Any]) 
     )
 
 
-# moto matches a trust policy's principals literally (tests/faults.py AccountTrust): "*" lets in
-# whoever may call sts:AssumeRole, the admin runner here.
+# A trust naming anyone ("*"): whoever may call sts:AssumeRole gets in, the admin runner here.
 TRUST_ANYONE = json.dumps(
     {
         "Version": "2012-10-17",
