@@ -164,7 +164,8 @@ def test_eight_processes_open_a_fresh_ledger_at_once(tmp_path: Path) -> None:
     ]
     for process in processes:
         stdout, stderr = process.communicate(timeout=120)
-        assert process.returncode == 0, stderr
+        # --output json puts a failure's one line on stdout: both, so that a failure says why.
+        assert process.returncode == 0, stdout + stderr
         assert json.loads(stdout) == {"status": "ok", "runs": []}
 
 
