@@ -27,9 +27,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from job.aws.session import new_session
 from job.emulator_authorization import decide_as_aws
 from job.errors import ExitCode
 
@@ -131,7 +131,7 @@ def bootstrap_runner(
     its user's policies.
     """
     _post(endpoint_url, "/moto-api/reset-auth", str(BOOTSTRAP_CALLS).encode())
-    iam = boto3.client(
+    iam = new_session().client(
         "iam",
         endpoint_url=endpoint_url,
         region_name=region,
@@ -165,7 +165,7 @@ def add_existing_resources(credentials: EmulatorCredentials, region: str = "us-e
     Again on an emulator that has them already (compose's, at each `python -m job.emulator`):
     what exists is left, the rest made."""
 
-    session = boto3.session.Session(
+    session = new_session(
         aws_access_key_id=credentials.access_key_id,
         aws_secret_access_key=credentials.secret_access_key,
         region_name=region,
