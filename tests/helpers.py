@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import shlex
@@ -12,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
+from job.aws.session import new_session
 from job.cli import main
 from job.config import parse_database_url
 from job.emulator import EmulatorCredentials
+from job.errors import BadInput
 from job.ledger.engine import Ledger
 from job.ledger.store import Store
 from job.scenario import RunOptions
@@ -58,14 +61,26 @@ def open_store(url: str) -> Iterator[Store]:
         ledger.dispose()
 
 
+@functools.lru_cache(maxsize=64)
 def admin_client(credentials: EmulatorCredentials, service: str) -> Any:
-    return boto3.client(
+    """The runner's client of `service`, made once per credentials (a test's runner) and process:
+    making a client costs more CPU than most of the calls a test makes with it. Everything that
+    matters is given to it, nothing is read from the test's environment; and nobody adds hooks
+    to it (StrictAws's admin clients only look)."""
+    return _admin_session().client(
         service,
         endpoint_url=credentials.endpoint_url,
         aws_access_key_id=credentials.access_key_id,
         aws_secret_access_key=credentials.secret_access_key,
         region_name="us-east-1",
     )
+
+
+@functools.cache
+def _admin_session() -> Any:
+    # One session (on the process's one loader) for every admin client: a session costs about
+    # as much to make as a client.
+    return new_session()
 
 
 def grant_inline(iam: Any, user: str, action: str, resource: str, name: str = "extra") -> None:
@@ -173,6 +188,7 @@ def run_captured(command: list[str], environment: dict[str, str], cwd: Path) -> 
 def cli_in_fork(args: list[str], hooks: list[Any]) -> int:
     """`job ARGS` in a forked child whose AWS clients carry `hooks` (KillAt, to kill it at a
     chosen call); returns the wait status. No Python start-up to pay, a real process to kill."""
+    _warm_for(args)
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         try:
@@ -185,6 +201,18 @@ def cli_in_fork(args: list[str], hooks: list[Any]) -> int:
         finally:
             os._exit(70)
     return os.waitpid(pid, 0)[1]
+
+
+def _warm_for(args: list[str]) -> None:
+    """What a forked `job ARGS` would do again in every child, done once in this process: import
+    what the job imports when it first needs it (jsonschema, the phases), and parse and check the
+    run's scenario, which the job caches per text. A sweep forks a run per crash point."""
+    from job.phases.run import run_all  # noqa: F401  (imported for its side effect)
+    from job.scenario_file import source_for, validate
+
+    scenario = args[args.index("--scenario") + 1] if "--scenario" in args else None
+    with contextlib.suppress(BadInput):  # the child says so, as the test expects
+        validate(source_for(scenario))
 
 
 # The emulator speaks plain HTTP, where a TLS-only bucket policy would refuse every request; the
