@@ -1,5 +1,5 @@
 """`python -m moto.server`, as the test session runs it: the same server, answering the same, with
-less work at each reset (the suite resets it before every test).
+less work at each reset (the suite resets it before every test) and at each request.
 
 With AWS's managed policies loaded (MOTO_IAM_LOAD_MANAGED_POLICIES), building an account's IAM
 backend makes about 1,300 policy objects, a few tenths of a second. moto's reset builds every
@@ -8,12 +8,14 @@ getmoto/moto#6592), and the next request builds the account's again: twice per t
 nothing. Here an IAM backend's reset is skipped (it is dropped right after, and the next request
 builds a new one), and the AWS-managed policies are made once per account and handed to each new
 backend as a reset leaves them (attached nowhere, untagged: the rest of them a test cannot change,
-as AWS lets nobody change them). Written against moto 5.2 (pyproject.toml bounds it): if moto
-changes shape, the server runs unpatched, only slower.
+as AWS lets nobody change them). Two lookups moto repeats at every request are remembered.
+Written against moto 5.2 (pyproject.toml bounds it): if moto changes shape, the server runs
+unpatched, only slower.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from typing import Any
@@ -50,6 +52,27 @@ def _patch() -> None:
 
     backend._init_aws_policies = init_aws_policies
     backend.reset = lambda self: None
+    _remember_per_request_lookups()
+
+
+def _remember_per_request_lookups() -> None:
+    """Two answers moto works out again at every request, from what cannot change while it runs:
+    which services it has (a directory listing) and which actions a response class has (all its
+    members, inspected). About a tenth of its CPU in this suite."""
+    try:
+        from moto import backends
+        from moto.core import responses, utils
+    except ImportError:  # pragma: no cover - another moto: run it as it is
+        return
+    if not hasattr(backends, "list_of_moto_modules") or not hasattr(
+        responses, "method_names_from_class"
+    ):
+        return
+    services = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: services
+    responses.method_names_from_class = functools.cache(
+        lambda clazz: frozenset(utils.method_names_from_class(clazz))
+    )
 
 
 if __name__ == "__main__":
