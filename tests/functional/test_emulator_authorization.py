@@ -8,12 +8,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from job.emulator import EmulatorCredentials
-from tests.helpers import admin_client
+from tests.helpers import admin_client, client_as
 
 ACCOUNT = "123456789012"
 
@@ -44,13 +43,7 @@ def _user(
     key = iam.create_access_key(UserName=name)["AccessKey"]
 
     def client(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=aws.endpoint_url,
-            aws_access_key_id=key["AccessKeyId"],
-            aws_secret_access_key=key["SecretAccessKey"],
-            region_name="us-east-1",
-        )
+        return client_as(aws.endpoint_url, service, key)
 
     return client
 
@@ -187,15 +180,7 @@ def test_a_session_policy_cuts_a_role_session_down(aws: EmulatorCredentials, buc
         params: dict[str, Any] = {"RoleArn": role, "RoleSessionName": "canary"}
         if policy:
             params["Policy"] = policy
-        credentials = sts.assume_role(**params)["Credentials"]
-        return boto3.client(
-            "s3",
-            endpoint_url=aws.endpoint_url,
-            aws_access_key_id=credentials["AccessKeyId"],
-            aws_secret_access_key=credentials["SecretAccessKey"],
-            aws_session_token=credentials["SessionToken"],
-            region_name="us-east-1",
-        )
+        return client_as(aws.endpoint_url, "s3", sts.assume_role(**params)["Credentials"])
 
     whole = session(None)
     listing = session(_document({"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}))
@@ -219,13 +204,7 @@ def test_a_boundary_naming_no_policy_allows_nothing_and_breaks_nothing(
         PolicyDocument=_document({"Effect": "Allow", "Action": "s3:*", "Resource": "*"}),
     )
     key = iam.create_access_key(UserName="gina")["AccessKey"]
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=aws.endpoint_url,
-        aws_access_key_id=key["AccessKeyId"],
-        aws_secret_access_key=key["SecretAccessKey"],
-        region_name="us-east-1",
-    )
+    s3 = client_as(aws.endpoint_url, "s3", key)
     assert not _allowed(lambda: s3.list_objects_v2(Bucket=bucket))
 
 

@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 from botocore.exceptions import ClientError
 
 from job.emulator import EmulatorCredentials, bootstrap_runner
-from tests.helpers import invoke, run_captured
+from tests.helpers import admin_client, client_as, invoke, run_captured
 from tests.services.moto_server import moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,13 +134,9 @@ def client(
     credentials: EmulatorCredentials, service: str, key: dict[str, Any] | None = None
 ) -> Any:
     """A client of the emulator signing as the runner, or with `key`."""
-    return boto3.client(
-        service,
-        endpoint_url=credentials.endpoint_url,
-        aws_access_key_id=key["AccessKeyId"] if key else credentials.access_key_id,
-        aws_secret_access_key=key["SecretAccessKey"] if key else credentials.secret_access_key,
-        region_name="us-east-1",
-    )
+    if key is None:
+        return admin_client(credentials, service)
+    return client_as(credentials.endpoint_url, service, key)
 
 
 def trusting(principal: Any) -> str:

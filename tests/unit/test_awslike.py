@@ -9,13 +9,12 @@ import threading
 import time
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from job.emulator import EmulatorCredentials, bootstrap_runner, reset
 from tests.awslike import AwsLike
-from tests.helpers import admin_client
+from tests.helpers import admin_client, client_as
 
 # Long enough for a first call to land inside it, short enough not to slow the suite.
 # Long enough that a loaded machine (four test processes on two cores) still makes its first
@@ -26,14 +25,7 @@ READ_ONLY_S3 = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
 
 def client(credentials: EmulatorCredentials, service: str, key: dict[str, Any]) -> Any:
     """A client signing with `key`: an access key, or a role session's credentials."""
-    return boto3.client(
-        service,
-        endpoint_url=credentials.endpoint_url,
-        aws_access_key_id=key["AccessKeyId"],
-        aws_secret_access_key=key["SecretAccessKey"],
-        aws_session_token=key.get("SessionToken"),
-        region_name="us-east-1",
-    )
+    return client_as(credentials.endpoint_url, service, key)
 
 
 # A trust naming anyone ("*"): whoever may call sts:AssumeRole gets in, the admin runner here.
