@@ -6,8 +6,9 @@ and the probe users', is then signed and checked against IAM policies as on AWS.
 permission check would prove nothing: the reader's denied put would succeed.
 
 moto also misreads one thing AWS does, and the job's roles rely on it: a trust policy naming an
-account. `trust_account_principals` teaches it that, in whatever process serves the emulator (this
-one for `--emulator`, `python -m job.emulator --serve` for docker compose's `moto` service).
+account. `patch_moto` teaches it that, with AWS's documented policy evaluation, in whatever
+process serves the emulator (this one for `--emulator`, `python -m job.emulator --serve` for
+docker compose's `moto` service, the test session's server).
 
 The in-process emulator's account is not empty: like any real account, it holds a role and a
 bucket someone else made (`add_existing_resources`), which scenarios may prove permissions on
@@ -83,6 +84,40 @@ def trust_account_principals() -> None:
 
     check_principal.trusts_accounts = True  # type: ignore[attr-defined]
     IAMPolicyStatement._check_principal = check_principal  # type: ignore[method-assign,assignment]
+
+
+def managed_policies_in_one_partition(partition: str = "aws") -> None:
+    """Make moto, in this process, load AWS's managed policies into `partition`'s IAM backends
+    only, the one the emulator serves (its region is us-east-1).
+
+    moto keeps an IAM backend per account and partition, and builds one for every partition (aws,
+    aws-cn, aws-us-gov, ...) the first time it looks up a key it does not know (the bootstrap's,
+    a role session's); each parses and makes AWS's ~1,300 managed policies. Measured: six
+    backends, 1.3 s of the 5.0 s of CPU a `job run --emulator` took. The other partitions'
+    backends still exist, without AWS's policies, as nothing the emulator serves can name them.
+    Idempotent.
+    """
+    from moto.iam.models import IAMBackend
+
+    load = IAMBackend._init_aws_policies
+    if getattr(load, "one_partition", False):
+        return
+
+    def init_aws_policies(backend: IAMBackend) -> list[Any]:
+        # An IAM backend's "region" is its partition.
+        return load(backend) if backend.region_name == partition else []
+
+    init_aws_policies.one_partition = True  # type: ignore[attr-defined]
+    IAMBackend._init_aws_policies = init_aws_policies  # type: ignore[method-assign,assignment]
+
+
+def patch_moto() -> None:
+    """Make moto, in this process, the job's emulator: it decides as AWS documents
+    (job.emulator_authorization), trusts an account principal as AWS does, and loads AWS's
+    managed policies where they can be used. Idempotent."""
+    decide_as_aws()
+    trust_account_principals()
+    managed_policies_in_one_partition()
 
 
 @dataclass(frozen=True)
@@ -232,8 +267,7 @@ class InProcessEmulator:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         # Read by moto at reset time: AWS's managed policies exist, as they do in a real account.
         os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-        trust_account_principals()
-        decide_as_aws()
+        patch_moto()
         self._server.start()
         host, port = self._server.get_host_and_port()
         credentials = bootstrap_runner(f"http://{host}:{port}")
@@ -258,8 +292,7 @@ def serve(moto_args: list[str]) -> NoReturn:
     docker compose's `moto` service runs this, so roles work there as with `--emulator`."""
     from moto import server  # optional dependency: job[emulator]
 
-    trust_account_principals()
-    decide_as_aws()
+    patch_moto()
     sys.argv = ["python -m job.emulator --serve", *moto_args]  # what moto's argparse reads
     server.main()
     sys.exit(0)

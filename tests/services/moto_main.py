@@ -77,13 +77,11 @@ def _remember_per_request_lookups() -> None:
 
 if __name__ == "__main__":
     _patch()
-    # Decide as AWS documents, and trust an account as AWS does, as the emulator the job ships
-    # does (job.emulator_authorization, job.emulator).
-    from job.emulator import trust_account_principals
-    from job.emulator_authorization import decide_as_aws
+    # Moto as the emulator the job ships patches it: deciding as AWS documents, trusting an
+    # account as AWS does (job.emulator.patch_moto).
+    from job.emulator import patch_moto
 
-    decide_as_aws()
-    trust_account_principals()
+    patch_moto()
     from moto.server import main
 
     sys.exit(main(sys.argv[1:]))
