@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -373,3 +375,21 @@ def test_unsigned_requests_name_no_key_and_no_service(
         None,
         None,
     )
+
+
+def test_a_client_killed_on_a_kept_alive_connection_leaves_no_traceback(
+    proxy: LatencyProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The crash tests SIGKILL clients that hold connections to the AWS-like layer: the kernel
+    resets them, and the proxy says nothing of it (it printed a traceback per reset)."""
+    connection = _connect(proxy)
+    assert _exchange(connection, "GET", "/")[0].status == 200
+    sock = connection.sock
+    assert sock is not None
+    # What a killed process's socket does: closed with unread data or linger 0, it is reset.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    time.sleep(0.5)  # the proxy's thread, waiting on the next request, meets the reset
+    assert "Traceback" not in capsys.readouterr().err
+    with closing(_connect(proxy)) as another:  # and it serves on
+        assert _exchange(another, "GET", "/")[0].status == 200
