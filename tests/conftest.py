@@ -21,6 +21,7 @@ Fixture names are a contract for every test module:
 
 from __future__ import annotations
 
+import gc
 import signal
 from collections.abc import Iterator
 from datetime import timedelta
@@ -89,11 +90,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+def spare_the_collector() -> None:
+    """Python's cyclic garbage collector, at its default thresholds, walks the whole heap of a
+    long-lived test process (botocore's models, SQLAlchemy's, what every test made) again and
+    again: measured, an eighth of a crash sweep's CPU (16.2 s against 18.4, three runs each).
+    What is loaded by now is left out of its walks (it stays for the session), and the young
+    generation is collected after 50,000 allocations rather than 700. Cycles are still freed.
+    Forked runs inherit it; the moto server does the same (moto_main.py)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # `timeout`, CI cancellation and IDE stop buttons send SIGTERM, which would kill pytest
     # without teardown and orphan the moto server and the PostgreSQL cluster (pg_ctl detaches
     # it). As a KeyboardInterrupt, pytest still tears the session fixtures down.
     signal.signal(signal.SIGTERM, _interrupt)
+    spare_the_collector()
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ unpatched, only slower.
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import sys
 from typing import Any
@@ -83,5 +84,11 @@ if __name__ == "__main__":
 
     patch_moto()
     from moto.server import main
+
+    # As in the test processes (tests/conftest.py spare_the_collector): moto keeps every
+    # resource of a test, and its collector walked them all at every few hundred allocations.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
     sys.exit(main(sys.argv[1:]))
