@@ -17,6 +17,7 @@ without owning them.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -166,13 +167,7 @@ def bootstrap_runner(
     its user's policies.
     """
     _post(endpoint_url, "/moto-api/reset-auth", str(BOOTSTRAP_CALLS).encode())
-    iam = new_session().client(
-        "iam",
-        endpoint_url=endpoint_url,
-        region_name=region,
-        aws_access_key_id="bootstrap",
-        aws_secret_access_key="bootstrap",
-    )
+    iam = _bootstrap_client(endpoint_url, region)
     iam.create_user(UserName=user_name)
     iam.put_user_policy(
         UserName=user_name,
@@ -181,6 +176,19 @@ def bootstrap_runner(
     )
     key = iam.create_access_key(UserName=user_name)["AccessKey"]
     return EmulatorCredentials(endpoint_url, key["AccessKeyId"], key["SecretAccessKey"])
+
+
+@functools.cache
+def _bootstrap_client(endpoint_url: str, region: str) -> Any:
+    """The client of the calls that need no key: one per emulator and process (the test suite
+    bootstraps a runner per test; making the client costs more than its three calls)."""
+    return new_session().client(
+        "iam",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id="bootstrap",
+        aws_secret_access_key="bootstrap",
+    )
 
 
 # What the in-process emulator's account holds before any run, as a real account holds what
