@@ -178,6 +178,83 @@ def bootstrap_runner(
     return EmulatorCredentials(endpoint_url, key["AccessKeyId"], key["SecretAccessKey"])
 
 
+# A member account's role as `job fleet` assumes it, and what its calls on the emulator cost.
+MEMBER_ROLE_NAME = "job-canary"
+# CreateRole, PutRolePolicy: the calls add_member_role makes before enforcement starts again.
+MEMBER_ROLE_CALLS = 2
+
+
+def member_trust_policy(trusted_arn: str, external_id: str | None = None) -> dict[str, Any]:
+    """The trust policy of a member account's role: `trusted_arn` (a user, a role, or an account
+    as `arn:aws:iam::ACCOUNT:root`) may assume it, and with `external_id` only when it says that
+    ExternalId, as AWS recommends for a role a third party assumes.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_common-scenarios_third-party.html
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_create_for-user_externalid.html
+    """
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"AWS": trusted_arn},
+        "Action": "sts:AssumeRole",
+    }
+    if external_id is not None:
+        statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+def add_member_role(
+    endpoint_url: str,
+    account_id: str,
+    *,
+    role_name: str = MEMBER_ROLE_NAME,
+    trusted_arn: str,
+    policy: dict[str, Any] | None = None,
+    external_id: str | None = None,
+    region: str = "us-east-1",
+) -> str:
+    """Create, in the emulator's account `account_id`, the role `role_name` that `trusted_arn`
+    may assume (with `external_id`, only saying it: member_trust_policy), with `policy` (default:
+    administrator) as its inline policy; return the role's ARN.
+
+    The runner lives in moto's default account (123456789012); its key cannot act in another
+    one. Like bootstrap_runner, this lets the next two requests to the emulator through
+    unauthenticated (/moto-api/reset-auth) and spends them on CreateRole and PutRolePolicy,
+    which moto files under the account the `x-moto-account-id` header names. Enforcement is on
+    again once they are answered. The allowance is the whole server's: nothing else may send the
+    emulator a request meanwhile (a test does this in its setup, before it starts anything), and
+    the emulator must not run with MOTO_ACCOUNT_ID set, which outranks the header.
+    """
+    _post(endpoint_url, "/moto-api/reset-auth", str(MEMBER_ROLE_CALLS).encode())
+    iam = _member_client(endpoint_url, region, account_id)
+    trust = member_trust_policy(trusted_arn, external_id)
+    role = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))
+    iam.put_role_policy(
+        RoleName=role_name,
+        PolicyName="job-member",
+        PolicyDocument=json.dumps(policy or ADMIN_POLICY),
+    )
+    return str(role["Role"]["Arn"])
+
+
+@functools.cache
+def _member_client(endpoint_url: str, region: str, account_id: str) -> Any:
+    """An unauthenticated client (as _bootstrap_client's) whose calls land in `account_id`:
+    moto's server takes a request's account from the `x-moto-account-id` header before the key.
+    One per account and process; on the shared loader a client costs a few milliseconds."""
+    iam = new_session().client(
+        "iam",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id="bootstrap",
+        aws_secret_access_key="bootstrap",
+    )
+
+    def name_the_account(request: Any, **_: Any) -> None:
+        request.headers["x-moto-account-id"] = account_id
+
+    iam.meta.events.register("before-sign.iam.*", name_the_account)
+    return iam
+
+
 @functools.cache
 def _bootstrap_client(endpoint_url: str, region: str) -> Any:
     """The client of the calls that need no key: one per emulator and process (the test suite

@@ -3,20 +3,28 @@
 moto is laxer than AWS in ways that hide real bugs: it authorizes before it looks for a bucket, so
 a probe on a bucket that does not exist is denied rather than told "no such bucket"; a new bucket,
 key, policy, role or role session works the moment its call returns, where AWS takes a while to
-propagate it; it lets anyone allowed sts:AssumeRole assume a role that does not exist; and it
-serves unpaginated ListBuckets, which AWS refuses to some accounts; it applies a bucket's
-configuration writes side by side where S3 refuses a second one while the first is in progress;
-and a policy reaches every service at once, where AWS propagates it to each separately. `AwsLike`
-is a behaviour for
+propagate it; it lets anyone allowed sts:AssumeRole assume a role that does not exist, and a role
+of another account whatever that role's trust policy says; it serves unpaginated ListBuckets,
+which AWS refuses to some accounts; it applies a bucket's configuration writes side by side where
+S3 refuses a second one while the first is in progress; and a policy reaches every service at
+once, where AWS propagates it to each separately. `AwsLike` is a behaviour for
 benchmarks.proxy.LatencyProxy that puts those back: `layer(moto_url, AwsLike())` is the endpoint
 the tests talk to (tests/conftest.py's `moto_endpoint`).
 
 Everything it knows, it learns from the traffic going through it: which buckets exist (a
-CreateBucket or DeleteBucket answered 2xx, moto's reset), which key belongs to which user (the
-CreateAccessKey and AssumeRole answers), which roles exist (CreateRole, DeleteRole), which users
-are in which group (AddUserToGroup, RemoveUserFromGroup), when a user's or role's policy changed
-(its own, a group it joined, or its group's). All test traffic goes through the layer, so that
-is complete; asking moto instead would need credentials the layer does not have.
+CreateBucket or DeleteBucket answered 2xx, moto's reset), which key belongs to which user or role
+session, in which account (the CreateAccessKey and AssumeRole answers), which roles exist in which
+account and whom they trust (CreateRole, UpdateAssumeRolePolicy, DeleteRole), which users are in
+which group (AddUserToGroup, RemoveUserFromGroup), when a user's or role's policy changed (its
+own, a group it joined, or its group's). All test traffic goes through the layer, so that is
+complete; asking moto instead would need credentials the layer does not have.
+
+Accounts: moto serves many (job fleet's member accounts), and so does the layer. A request acts
+in the account its `x-moto-account-id` header names (moto's server reads it before the key;
+job.emulator.add_member_role sends it), else in its key's: a role session's is the account of the
+role it assumed (the AssumeRole answer's ARN says it), a user's key's the account of whoever
+created it; anything else is moto's default account, 123456789012. Users, groups and roles are
+the account's: a role of the same name in another account is another role.
 
 The knobs are public attributes a test may change at any time, from any thread; each is
 described, with the AWS page it models, where the class declares it:
@@ -28,7 +36,10 @@ described, with the AWS page it models, where the class declares it:
 - `service_policy_lag`: {service: seconds}, "iam", "s3" or "sts": a principal denied that
   service's calls for that long after its policy changed, while other services see it at once.
 - `new_role_lag`: a new role not assumable for that many seconds.
-- `assume_missing_role_refused` (on): AssumeRole of a role that does not exist refused.
+- `assume_missing_role_refused` (on): AssumeRole of a role that does not exist (in the account its
+  ARN names) refused.
+- `assume_role_trust_checked` (on): AssumeRole refused unless the role's trust policy lets the
+  caller in, with the ExternalId its condition asks for.
 - `new_session_lag`: a role session's credentials unknown for that many seconds.
 - `paged_list_buckets_only` (on): unpaginated ListBuckets refused.
 - `bucket_configuration_conflicts` (on): a bucket configuration write refused with 409
@@ -46,11 +57,14 @@ answer the layer makes up is logged in `refusals`, so that a test can check a kn
 from __future__ import annotations
 
 import base64
+import fnmatch
+import json
 import secrets
 import threading
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar, overload
 from urllib.parse import parse_qs
@@ -66,6 +80,8 @@ _QUERY_NAMESPACES = {
     "iam": "https://iam.amazonaws.com/doc/2010-05-08/",
     "sts": "https://sts.amazonaws.com/doc/2011-06-15/",
 }
+# moto's account when a request names none (no header, a key it does not know).
+DEFAULT_ACCOUNT = "123456789012"
 # What S3 answers to CreateBucket for a name that is taken: the bucket exists all the same.
 _BUCKET_TAKEN = {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}
 # S3's answer to a write that conflicts with one still in progress on the same resource.
@@ -104,6 +120,32 @@ class _Knob(Generic[T]):
     def __set__(self, instance: AwsLike, value: T) -> None:
         with instance._lock:
             setattr(instance, self.slot, value)
+
+
+@dataclass(frozen=True)
+class _Principal:
+    """Whom a key belongs to, as the traffic told."""
+
+    account: str
+    name: str  # a user's name, or "role/NAME" for a role's session (user names hold no slash)
+    # Its ARN (a user's, with its path, or the session's), then for a session its role's: what a
+    # trust policy may name it by.
+    arns: tuple[str, ...]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What its policy windows are keyed by."""
+        return (self.account, self.name)
+
+    @property
+    def is_role(self) -> bool:
+        return self.name.startswith("role/")
+
+
+@dataclass(frozen=True)
+class _Role:
+    arn: str
+    trust: Any  # its trust policy, parsed; None if it was not JSON
 
 
 class AwsLike:
@@ -155,10 +197,29 @@ class AwsLike:
     # (MalformedPolicyDocument, PackedPolicyTooLarge, RegionDisabled, ExpiredToken) have no
     # "no such role"; the refusal is the common AccessDenied, "User: ... is not authorized to
     # perform: sts:AssumeRole on resource: <role ARN>", whatever the reason. moto issues
-    # credentials for any role ARN, by design (getmoto/moto#6793).
+    # credentials for any role ARN, by design (getmoto/moto#6793). A role exists in one account:
+    # the one its ARN names, where a role of the same name in another account does not help.
     # https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
     # https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_roles.html
     assume_missing_role_refused = _Knob(True)
+    # sts:AssumeRole refused with the same AccessDenied when the role's trust policy (its
+    # resource-based policy) does not name the caller, or does but with an sts:ExternalId
+    # condition the call does not meet. In another account, the trust must name the caller, its
+    # role (for a role session) or its account, whatever the caller's own policies allow:
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic-cross-account.html
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html
+    # The external id is how a role a third party assumes tells that party's customers apart; a
+    # call without one does not meet `StringEquals` (a key the request lacks matches nothing):
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_common-scenarios_third-party.html
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_create_for-user_externalid.html
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html
+    # moto checks a trust only when the role is in the caller's own account (and there lets a
+    # call with no ExternalId through); across accounts it checks none (experiment, moto 5.2).
+    # The layer reads only what job fleet's roles use: Allow statements of sts:AssumeRole with a
+    # Principal and at most a `StringEquals` `sts:ExternalId` condition. A trust with anything
+    # else in it (Deny, NotPrincipal, another condition) is left to moto, as is a caller or a
+    # role the layer has not seen made.
+    assume_role_trust_checked = _Knob(True)
     # Seconds after an AssumeRole during which the session's temporary credentials are refused
     # as a new key is (InvalidClientTokenId, InvalidAccessKeyId): a credential just issued has
     # not reached every endpoint (the eventual-consistency page above). Harder than AWS usually
@@ -197,15 +258,21 @@ class AwsLike:
         # Monotonic times until which a bucket, a key or a user's policies are not visible yet.
         self._bucket_visible: dict[str, float] = {}
         self._key_valid: dict[str, float] = {}
-        self._policy_effective: dict[str, float] = {}  # by principal
-        self._service_policy_effective: dict[tuple[str, str], float] = {}  # (principal, service)
+        # Users, groups and roles are an account's: keyed by (account, name), as principals are
+        # by (account, user name or "role/NAME").
+        self._policy_effective: dict[tuple[str, str], float] = {}  # by principal
+        # (account, principal, service)
+        self._service_policy_effective: dict[tuple[str, str, str], float] = {}
         # Bucket -> the configuration writes on it in flight: id of the request -> when it came.
         self._configuring: dict[str, dict[int, float]] = {}
-        self._role_assumable: dict[str, float] = {}  # by role name
-        self._roles: set[str] = set()  # those that exist, as the traffic told
-        self._members: dict[str, set[str]] = {}  # group name -> its users, as the traffic told
-        # Access key id -> its principal: a user's name, or "role/NAME" for a role's session.
-        self._key_principal: dict[str, str] = {}
+        self._role_assumable: dict[tuple[str, str], float] = {}  # by (account, role name)
+        # Those that exist, as the traffic told: (account, name) -> the role's ARN and trust.
+        self._roles: dict[tuple[str, str], _Role] = {}
+        self._user_arns: dict[tuple[str, str], str] = {}  # (account, name) -> ARN, with its path
+        # (account, group name) -> its users, as the traffic told.
+        self._members: dict[tuple[str, str], set[str]] = {}
+        # Access key id -> its principal: a user, or a role's session.
+        self._key_principal: dict[str, _Principal] = {}
         self._refusals: list[str] = []
         for name, value in knobs.items():
             if name not in _knobs():
@@ -235,6 +302,7 @@ class AwsLike:
         self._configuring.clear()
         self._role_assumable.clear()
         self._roles.clear()
+        self._user_arns.clear()
         self._members.clear()
         self._key_principal.clear()
 
@@ -248,22 +316,22 @@ class AwsLike:
         with self._lock:
             principal = self._key_principal.get(key or "")
             if key is not None and now < self._key_valid.get(key, 0.0):
-                lag = "new session lag" if _is_role(principal) else "new key lag"
+                lag = "new session lag" if principal and principal.is_role else "new key lag"
                 return self._refuse(f"{lag}: {request.operation} {key}", _bad_key(request))
-            if principal is not None and now < self._policy_effective.get(principal, 0.0):
+            if principal is not None and now < self._policy_effective.get(principal.key, 0.0):
                 return self._refuse(
-                    f"new policy lag: {request.operation} {principal} ({key})",
-                    _error(request, 403, "AccessDenied", _denial(request, principal)),
+                    f"new policy lag: {request.operation} {principal.name} ({key})",
+                    _error(request, 403, "AccessDenied", _denial(request, principal.name)),
                 )
             service = _service(request)
             if (
                 principal is not None
                 and request.operation != "sts:GetCallerIdentity"
-                and now < self._service_policy_effective.get((principal, service), 0.0)
+                and now < self._service_policy_effective.get((*principal.key, service), 0.0)
             ):
                 return self._refuse(
-                    f"service policy lag: {request.operation} {principal} ({key})",
-                    _error(request, 403, "AccessDenied", _denial(request, principal)),
+                    f"service policy lag: {request.operation} {principal.name} ({key})",
+                    _error(request, 403, "AccessDenied", _denial(request, principal.name)),
                 )
             bucket = request.bucket
             if (
@@ -339,80 +407,125 @@ class AwsLike:
                 )
             if not ok:
                 return None
+            account = self._account_of(request)
+            form = _form(request)
             if request.operation == "iam:CreateAccessKey":
+                # The key is the account's where it was made: the caller's (or the header's).
                 key = _xml_text(answer.body, "AccessKeyId")
                 user = _xml_text(answer.body, "UserName")
                 if key is not None and user is not None:
-                    self._key_principal[key] = user
+                    arn = self._user_arns.get((account, user), _user_arn(account, user))
+                    self._key_principal[key] = _Principal(account, user, (arn,))
                     self._key_valid[key] = now + self.new_key_lag
+            elif request.operation == "iam:CreateUser":
+                # Its ARN, with its path, is what a trust policy names.
+                arn = _xml_text(answer.body, "Arn")
+                user = _xml_text(answer.body, "UserName")
+                if arn is not None and user is not None:
+                    self._user_arns[_account_in(arn, account), user] = arn
             elif request.operation in ("iam:AttachUserPolicy", "iam:PutUserPolicy"):
-                self._policy_changed(_form(request).get("UserName"), now)
+                self._policy_changed(account, form.get("UserName"), now)
             elif request.operation == "iam:AddUserToGroup":
                 # The user has the group's policies from now: new to it, as its own would be.
-                form = _form(request)
                 user, group = form.get("UserName"), form.get("GroupName")
                 if user is not None and group is not None:
-                    self._members.setdefault(group, set()).add(user)
-                    self._policy_changed(user, now)
+                    self._members.setdefault((account, group), set()).add(user)
+                    self._policy_changed(account, user, now)
             elif request.operation == "iam:RemoveUserFromGroup":
-                form = _form(request)
-                self._members.get(form.get("GroupName") or "", set()).discard(
+                self._members.get((account, form.get("GroupName") or ""), set()).discard(
                     form.get("UserName") or ""
                 )
             elif request.operation in ("iam:AttachGroupPolicy", "iam:PutGroupPolicy"):
                 # Every member's permissions change with the group's.
-                for user in self._members.get(_form(request).get("GroupName") or "", set()):
-                    self._policy_changed(user, now)
+                for user in self._members.get((account, form.get("GroupName") or ""), set()):
+                    self._policy_changed(account, user, now)
             elif request.operation in ("iam:AttachRolePolicy", "iam:PutRolePolicy"):
-                role = _form(request).get("RoleName")
-                self._policy_changed(None if role is None else f"role/{role}", now)
+                role = form.get("RoleName")
+                self._policy_changed(account, None if role is None else f"role/{role}", now)
             elif request.operation == "iam:CreateRole":
-                role = _form(request).get("RoleName")
-                if role is not None:
-                    self._roles.add(role)
-                    self._role_assumable[role] = now + self.new_role_lag
+                # The account is the one moto made it in, as its ARN says.
+                role, arn = form.get("RoleName"), _xml_text(answer.body, "Arn")
+                if role is not None and arn is not None:
+                    where = (_account_in(arn, account), role)
+                    trust = _document(form.get("AssumeRolePolicyDocument"))
+                    self._roles[where] = _Role(arn, trust)
+                    self._role_assumable[where] = now + self.new_role_lag
+            elif request.operation == "iam:UpdateAssumeRolePolicy":
+                where = (account, form.get("RoleName") or "")
+                if where in self._roles:
+                    trust = _document(form.get("PolicyDocument"))
+                    self._roles[where] = _Role(self._roles[where].arn, trust)
             elif request.operation == "iam:DeleteRole":
-                role = _form(request).get("RoleName")
-                self._roles.discard(role or "")
-                self._role_assumable.pop(role or "", None)
+                where = (account, form.get("RoleName") or "")
+                self._roles.pop(where, None)
+                self._role_assumable.pop(where, None)
             elif request.operation == "sts:AssumeRole":
                 return self._after_assume_role(request, answer, now)
         return None
 
-    def _policy_changed(self, principal: str | None, now: float) -> None:
+    def _policy_changed(self, account: str, principal: str | None, now: float) -> None:
         if principal is not None:
             # A later change may not shorten the wait an earlier one is still in.
             effective = now + self.new_policy_lag
-            earlier = self._policy_effective.get(principal, 0.0)
-            self._policy_effective[principal] = max(earlier, effective)
+            earlier = self._policy_effective.get((account, principal), 0.0)
+            self._policy_effective[account, principal] = max(earlier, effective)
             for service, lag in self.service_policy_lag.items():
-                earlier = self._service_policy_effective.get((principal, service), 0.0)
-                self._service_policy_effective[principal, service] = max(earlier, now + lag)
+                key = (account, principal, service)
+                earlier = self._service_policy_effective.get(key, 0.0)
+                self._service_policy_effective[key] = max(earlier, now + lag)
+
+    def _account_of(self, request: Request) -> str:
+        """The account a request acts in: the header's, else its key's, else moto's default
+        (moto's server reads them in that order: moto.core.responses get_current_account)."""
+        named = request.headers.get("x-moto-account-id")
+        if named:
+            return named
+        principal = self._key_principal.get(request.access_key_id or "")
+        return DEFAULT_ACCOUNT if principal is None else principal.account
 
     def _after_assume_role(self, request: Request, answer: Answer, now: float) -> Answer | None:
         # Only what moto granted: a caller it refused (a key it does not know, no sts:AssumeRole
         # in the caller's policies) keeps moto's answer, as AWS authenticates first too.
-        arn = _form(request).get("RoleArn", "")
-        role = arn.rpartition("/")[2]  # role/NAME or role/PATH/NAME
-        if role not in self._roles and self.assume_missing_role_refused:
+        form = _form(request)
+        arn = form.get("RoleArn", "")
+        name = arn.rpartition("/")[2]  # role/NAME or role/PATH/NAME
+        where = (_account_in(arn, self._account_of(request)), name)
+        role = self._roles.get(where)
+        caller = self._key_principal.get(request.access_key_id or "")
+        if role is None and self.assume_missing_role_refused:
             return self._refuse(
-                f"no such role: sts:AssumeRole {role}",
+                f"no such role: sts:AssumeRole {name}",
                 _error(request, 403, "AccessDenied", self._assume_denial(request, arn)),
             )
-        if now < self._role_assumable.get(role, 0.0):
+        if now < self._role_assumable.get(where, 0.0):
             return self._refuse(
-                f"new role lag: sts:AssumeRole {role}",
+                f"new role lag: sts:AssumeRole {name}",
                 _error(request, 403, "AccessDenied", self._assume_denial(request, arn)),
             )
+        if role is not None and caller is not None and self.assume_role_trust_checked:
+            rule = _trust_refuses(role.trust, caller, form.get("ExternalId"))
+            if rule is not None:
+                return self._refuse(
+                    f"{rule}: sts:AssumeRole {arn} ({caller.arns[0]})",
+                    _error(request, 403, "AccessDenied", self._assume_denial(request, arn)),
+                )
         key = _xml_text(answer.body, "AccessKeyId")
-        if key is not None:
-            self._key_principal[key] = f"role/{role}"
+        session = _xml_text(answer.body, "Arn")  # AssumedRoleUser's, the first Arn
+        if key is not None and session is not None:
+            # The session acts in the role's account (moto's answer names it), as the role's
+            # ARN is what a trust names it by (its session's ARN too, more narrowly).
+            role_arn = arn if role is None else role.arn
+            self._key_principal[key] = _Principal(
+                _account_in(session, where[0]), f"role/{name}", (session, role_arn)
+            )
             self._key_valid[key] = now + self.new_session_lag
         return None
 
     def _assume_denial(self, request: Request, arn: str) -> str:
-        caller = self._key_principal.get(request.access_key_id or "", request.access_key_id)
-        return f"User: {caller} is not authorized to perform: sts:AssumeRole on resource: {arn}"
+        # AWS names the caller by its ARN (a role session's, for one).
+        caller = self._key_principal.get(request.access_key_id or "")
+        who = request.access_key_id if caller is None else caller.arns[0]
+        return f"User: {who} is not authorized to perform: sts:AssumeRole on resource: {arn}"
 
     def _after_s3(self, request: Request, bucket: str, answer: Answer, now: float) -> Answer | None:
         ok = 200 <= answer.status < 300
@@ -532,9 +645,113 @@ def _is_bucket_configuration_write(request: Request) -> bool:
     return request.method in ("PUT", "DELETE") and not key and bool(subresources)
 
 
-def _is_role(principal: str | None) -> bool:
-    """Whether a key's principal is a role's session (user names cannot hold a slash)."""
-    return principal is not None and principal.startswith("role/")
+# Trust policies, as far as the layer reads them (AwsLike.assume_role_trust_checked).
+
+
+class _Unreadable(Exception):
+    """A trust policy with something the layer does not evaluate: moto decides alone."""
+
+
+def _trust_refuses(trust: Any, caller: _Principal, external_id: str | None) -> str | None:
+    """Which rule refuses `caller` sts:AssumeRole under `trust`: "trust does not allow" (no
+    statement names it), "external id" (one names it, but its sts:ExternalId condition is not
+    met); None when one lets it in, or when the layer cannot tell."""
+    try:
+        statements = _assume_statements(trust)
+        named = [condition for principal, condition in statements if _names(principal, caller)]
+    except _Unreadable:
+        return None
+    if any(_external_id_met(condition, external_id) for condition in named):
+        return None
+    return "external id" if named else "trust does not allow"
+
+
+def _assume_statements(trust: Any) -> list[tuple[Any, Any]]:
+    """The (Principal, Condition) of each statement that allows sts:AssumeRole; _Unreadable if
+    the document holds what the layer leaves to moto."""
+    if not isinstance(trust, dict):
+        raise _Unreadable
+    statements = trust.get("Statement")
+    statements = [statements] if isinstance(statements, dict) else statements
+    if not isinstance(statements, list):
+        raise _Unreadable
+    found = []
+    for statement in statements:
+        if not isinstance(statement, dict) or "NotAction" in statement:
+            raise _Unreadable
+        if not any(
+            fnmatch.fnmatchcase("sts:assumerole", str(action).lower())
+            for action in _listed(statement.get("Action"))
+        ):
+            continue  # sts:TagSession, sts:AssumeRoleWithWebIdentity, ...: not this call
+        if statement.get("Effect") != "Allow" or "NotPrincipal" in statement:
+            raise _Unreadable
+        condition = statement.get("Condition")
+        if condition is not None and _external_ids(condition) is None:
+            raise _Unreadable
+        found.append((statement.get("Principal"), condition))
+    return found
+
+
+def _names(principal: Any, caller: _Principal) -> bool:
+    """Whether a statement's Principal names the caller: "*", its ARN, its role's (for a
+    session), its account as `arn:PARTITION:iam::ACCOUNT:root` or bare. Service and federated
+    principals never name a user or a role session.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html
+    """
+    if principal == "*":
+        return True
+    if not isinstance(principal, dict):
+        raise _Unreadable
+    partition = caller.arns[0].split(":")[1] if caller.arns[0].count(":") >= 5 else "aws"
+    accepted = {"*", *caller.arns, caller.account, f"arn:{partition}:iam::{caller.account}:root"}
+    return any(str(named) in accepted for named in _listed(principal.get("AWS")))
+
+
+def _external_ids(condition: Any) -> list[str] | None:
+    """The values of a `{"StringEquals": {"sts:ExternalId": ...}}` condition (condition keys
+    are case-insensitive, operators not); None for any other condition."""
+    if not isinstance(condition, dict) or list(condition) != ["StringEquals"]:
+        return None
+    keys = condition["StringEquals"]
+    if not isinstance(keys, dict) or [key.lower() for key in keys] != ["sts:externalid"]:
+        return None
+    return [str(value) for value in _listed(next(iter(keys.values())))]
+
+
+def _external_id_met(condition: Any, external_id: str | None) -> bool:
+    # No condition: nothing to meet. One, and no ExternalId in the call: the key is missing from
+    # the request, and StringEquals is false (the condition operators page above).
+    if condition is None:
+        return True
+    return external_id is not None and external_id in (_external_ids(condition) or [])
+
+
+def _listed(value: Any) -> list[Any]:
+    """A policy element that may be one value or a list of them, as a list."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _document(text: str | None) -> Any:
+    """A policy document from a request's parameter; None if missing or not JSON."""
+    try:
+        return None if text is None else json.loads(text)
+    except ValueError:
+        return None
+
+
+def _account_in(arn: str, default: str) -> str:
+    """The account an ARN names (arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE); `default` if
+    it names none."""
+    parts = arn.split(":", 5)
+    return parts[4] if len(parts) == 6 and parts[4] else default
+
+
+def _user_arn(account: str, name: str) -> str:
+    """A user's ARN when the layer did not see it made (no path known)."""
+    return f"arn:aws:iam::{account}:user/{name}"
 
 
 # Reading requests and answers

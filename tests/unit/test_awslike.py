@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from job.emulator import EmulatorCredentials, bootstrap_runner, reset
+from job.emulator import (
+    ADMIN_POLICY,
+    EmulatorCredentials,
+    add_member_role,
+    bootstrap_runner,
+    member_trust_policy,
+    reset,
+)
 from tests.awslike import AwsLike
 from tests.helpers import admin_client, client_as
 
@@ -296,6 +303,7 @@ def test_moto_reset_clears_what_the_layer_knows_but_not_its_knobs(
     aws_like.operation_aborted_next = {"s3:CreateBucket": 1}
     aws_like.bucket_configuration_conflicts = False
     aws_like.bucket_configuration_seconds = 1.0
+    aws_like.assume_role_trust_checked = False
     aws_like.reset()
     assert (aws_like.bucket_creation_lag, aws_like.paged_list_buckets_only) == (0.0, True)
     assert (aws_like.no_such_bucket_first, aws_like.new_key_lag, aws_like.new_policy_lag) == (
@@ -305,6 +313,7 @@ def test_moto_reset_clears_what_the_layer_knows_but_not_its_knobs(
     )
     assert (aws_like.new_role_lag, aws_like.new_session_lag) == (0.0, 0.0)
     assert aws_like.assume_missing_role_refused
+    assert aws_like.assume_role_trust_checked
     assert (aws_like.service_policy_lag, aws_like.operation_aborted_next) == ({}, {})
     assert (aws_like.bucket_configuration_conflicts, aws_like.bucket_configuration_seconds) == (
         True,
@@ -591,3 +600,169 @@ def test_a_policy_reaches_each_service_in_its_own_time(
     assert aws_like.refusals[1:] == [
         f"service policy lag: s3:ListObjectsV2 role/job-t-auditor ({credentials['AccessKeyId']})"
     ]
+
+
+# job fleet's accounts: moto's default one holds the runner; members hold a role it assumes.
+MEMBER = "111111111111"
+OTHER = "222222222222"
+CANARY_ARN = f"arn:aws:iam::{MEMBER}:role/job-canary"
+
+
+def runner_arn(aws: EmulatorCredentials) -> str:
+    return str(admin_client(aws, "sts").get_caller_identity()["Arn"])
+
+
+def denied(error: ClientError, arn: str) -> bool:
+    """STS's refusal of an AssumeRole, whatever the reason: AccessDenied, 403, naming the role."""
+    message = str(error.response["Error"]["Message"])
+    return (code(error), status(error)) == ("AccessDenied", 403) and message.endswith(arn)
+
+
+def test_a_member_accounts_role_lands_its_sessions_in_that_account(
+    aws: EmulatorCredentials, aws_like: AwsLike
+) -> None:
+    """add_member_role makes a role in another account that the runner may assume; what its
+    session does happens in that account, out of the runner's sight."""
+    runner = runner_arn(aws)
+    assert runner == "arn:aws:iam::123456789012:user/job-emulator-runner"
+    assert add_member_role(aws.endpoint_url, MEMBER, trusted_arn=runner) == CANARY_ARN
+    iam, sts = admin_client(aws, "iam"), admin_client(aws, "sts")
+    # Enforcement is on again: an unknown key is refused as before.
+    stranger = {"AccessKeyId": "AKIAUNKNOWNUNKNOWN00", "SecretAccessKey": "not-a-known-secret"}
+    assert code(refused(client(aws, "iam", stranger).list_users)) == "InvalidClientTokenId"
+
+    session = assume(sts, CANARY_ARN)
+    identity = client(aws, "sts", session).get_caller_identity()
+    assert identity["Account"] == MEMBER
+    assert identity["Arn"] == f"arn:aws:sts::{MEMBER}:assumed-role/job-canary/job-t"
+    member_iam = client(aws, "iam", session)
+    assert [r["RoleName"] for r in member_iam.list_roles()["Roles"]] == ["job-canary"]
+    key = new_user(member_iam, "job-t-member")
+    assert [u["UserName"] for u in member_iam.list_users()["Users"]] == ["job-t-member"]
+    assert "job-t-member" not in [u["UserName"] for u in iam.list_users()["Users"]]
+    assert "job-canary" not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
+    # A key made there is that account's, for moto and for the layer: its user is new, its
+    # lag is the member's user's, not that of a user of the same name in the runner's account.
+    assert client(aws, "sts", key).get_caller_identity()["Account"] == MEMBER
+    home = new_user(iam, "job-t-member")
+    aws_like.new_policy_lag = LAG
+    member_iam.attach_user_policy(UserName="job-t-member", PolicyArn=READ_ONLY_S3)
+    assert code(refused(client(aws, "s3", key).list_buckets, MaxBuckets=10)) == "AccessDenied"
+    assert code(refused(client(aws, "s3", home).list_buckets, MaxBuckets=10)) == "AccessDenied"
+    assert aws_like.refusals == [
+        f"new policy lag: s3:ListBuckets job-t-member ({key['AccessKeyId']})"
+    ]  # the home user's refusal is moto's: it has no policy at all
+
+
+def test_a_role_exists_in_its_own_account_only(aws: EmulatorCredentials, aws_like: AwsLike) -> None:
+    """A role of the same name in another account is not the one asked for: AccessDenied, as
+    for any role that does not exist; deleting it in one account leaves the other's."""
+    iam, sts = admin_client(aws, "iam"), admin_client(aws, "sts")
+    iam.create_role(RoleName="job-canary", AssumeRolePolicyDocument=TRUST_ANYONE)
+    add_member_role(aws.endpoint_url, MEMBER, trusted_arn=runner_arn(aws))
+    elsewhere = f"arn:aws:iam::{OTHER}:role/job-canary"
+
+    ghost = refused(sts.assume_role, RoleArn=elsewhere, RoleSessionName="job-t")
+    assert denied(ghost, elsewhere)
+    assert aws_like.refusals == ["no such role: sts:AssumeRole job-canary"]
+    assume(sts, "arn:aws:iam::123456789012:role/job-canary")
+    member_iam = client(aws, "iam", assume(sts, CANARY_ARN))
+    # The member's session deletes a role of its account (one it does not stand on).
+    add_member_role(aws.endpoint_url, MEMBER, role_name="job-t-spare", trusted_arn="*")
+    member_iam.delete_role_policy(RoleName="job-t-spare", PolicyName="job-member")
+    member_iam.delete_role(RoleName="job-t-spare")
+    spare = f"arn:aws:iam::{MEMBER}:role/job-t-spare"
+    assert denied(refused(sts.assume_role, RoleArn=spare, RoleSessionName="job-t"), spare)
+    # And the runner deletes its own job-canary: the member's stays.
+    iam.delete_role(RoleName="job-canary")
+    assume(sts, CANARY_ARN)
+    assert aws_like.refusals == [
+        "no such role: sts:AssumeRole job-canary",
+        "no such role: sts:AssumeRole job-t-spare",
+    ]
+
+    aws_like.assume_missing_role_refused = False  # moto's own answer: any ARN will do
+    assert assume(sts, elsewhere)["AccessKeyId"]
+    assert len(aws_like.refusals) == 2
+
+
+def test_a_trust_that_does_not_name_the_caller_refuses_it(
+    aws: EmulatorCredentials, aws_like: AwsLike
+) -> None:
+    """Across accounts moto ignores the role's trust; AWS lets in only whom it names: the
+    caller's ARN, its role's (for a session), its account, or anyone."""
+    iam, sts = admin_client(aws, "iam"), admin_client(aws, "sts")
+    runner = runner_arn(aws)
+    someone = f"arn:aws:iam::{OTHER}:user/someone"
+    add_member_role(aws.endpoint_url, MEMBER, trusted_arn=someone)
+
+    stranger = refused(sts.assume_role, RoleArn=CANARY_ARN, RoleSessionName="job-t")
+    assert denied(stranger, CANARY_ARN)
+    assert stranger.response["Error"]["Message"].startswith(f"User: {runner} is not authorized")
+    assert aws_like.refusals == [f"trust does not allow: sts:AssumeRole {CANARY_ARN} ({runner})"]
+
+    # The trust changed to name the runner's account: it gets in. Changed by an administrator of
+    # the member account (a role of its that trusts anyone, assumed).
+    add_member_role(aws.endpoint_url, MEMBER, role_name="job-t-admin", trusted_arn="*")
+    admin = client(aws, "iam", assume(sts, f"arn:aws:iam::{MEMBER}:role/job-t-admin"))
+    trusting_home = member_trust_policy("arn:aws:iam::123456789012:root")
+    admin.update_assume_role_policy(RoleName="job-canary", PolicyDocument=json.dumps(trusting_home))
+    assume(sts, CANARY_ARN)
+    # A role of the runner's account, named by its ARN, lets that role's sessions in; the runner
+    # itself it does not name.
+    hop = new_role(iam, "job-t-hop")
+    iam.put_role_policy(
+        RoleName="job-t-hop", PolicyName="all", PolicyDocument=json.dumps(ADMIN_POLICY)
+    )
+    admin.update_assume_role_policy(
+        RoleName="job-canary", PolicyDocument=json.dumps(member_trust_policy(hop))
+    )
+    hopping = client(aws, "sts", assume(sts, hop))
+    assert (
+        ":assumed-role/job-canary/"
+        in client(aws, "sts", assume(hopping, CANARY_ARN)).get_caller_identity()["Arn"]
+    )
+    assert code(refused(sts.assume_role, RoleArn=CANARY_ARN, RoleSessionName="job-t")) == (
+        "AccessDenied"
+    )
+    assert aws_like.refusals[1:] == [
+        f"trust does not allow: sts:AssumeRole {CANARY_ARN} ({runner})"
+    ]
+
+    aws_like.assume_role_trust_checked = False  # moto's own answer: across accounts, anyone
+    assume(sts, CANARY_ARN)
+    assert len(aws_like.refusals) == 2
+
+
+def test_an_external_id_the_trust_asks_for_must_be_given(
+    aws: EmulatorCredentials, aws_like: AwsLike
+) -> None:
+    """A trust with a StringEquals sts:ExternalId condition lets in only a call that gives that
+    ExternalId: not one without (moto lets that in even in its own account), nor a wrong one
+    (moto lets that in from another account)."""
+    iam, sts = admin_client(aws, "iam"), admin_client(aws, "sts")
+    runner = runner_arn(aws)
+    add_member_role(aws.endpoint_url, MEMBER, trusted_arn=runner, external_id="fleet-7")
+
+    def attempt(role: str, **external: str) -> ClientError:
+        return refused(sts.assume_role, RoleArn=role, RoleSessionName="job-t", **external)
+
+    assert denied(attempt(CANARY_ARN), CANARY_ARN)
+    assert denied(attempt(CANARY_ARN, ExternalId="fleet-8"), CANARY_ARN)
+    session = sts.assume_role(RoleArn=CANARY_ARN, RoleSessionName="job-t", ExternalId="fleet-7")
+    assert client(aws, "sts", session["Credentials"]).get_caller_identity()["Account"] == MEMBER
+    assert aws_like.refusals == [f"external id: sts:AssumeRole {CANARY_ARN} ({runner})"] * 2
+
+    # In the runner's own account moto refuses a wrong one itself; a missing one, the layer.
+    home = iam.create_role(
+        RoleName="job-t-vendor",
+        AssumeRolePolicyDocument=json.dumps(member_trust_policy(runner, "fleet-7")),
+    )["Role"]["Arn"]
+    assert denied(attempt(home), home)
+    assert code(attempt(home, ExternalId="fleet-8")) == "AccessDenied"
+    sts.assume_role(RoleArn=home, RoleSessionName="job-t", ExternalId="fleet-7")
+    assert aws_like.refusals[2:] == [f"external id: sts:AssumeRole {home} ({runner})"]
+
+    aws_like.assume_role_trust_checked = False  # moto's own answers again
+    assert sts.assume_role(RoleArn=CANARY_ARN, RoleSessionName="job-t")["Credentials"]
+    assert len(aws_like.refusals) == 3
