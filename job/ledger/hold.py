@@ -43,17 +43,18 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:255]
 
 
-def _lock_key(run_id: str) -> int:
-    """A signed 64-bit key for pg_advisory_lock, the same in every job process."""
-    digest = hashlib.blake2b(f"job-run:{run_id}".encode(), digest_size=8).digest()
+def _lock_key(name: str) -> int:
+    """A signed 64-bit key for pg_advisory_lock, the same in every job process. A run's lock is
+    named "run:<id>" (the key every version of the job has used for it)."""
+    digest = hashlib.blake2b(f"job-{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
 class _PostgresLock:
-    def __init__(self, engine: Engine, run_id: str) -> None:
+    def __init__(self, engine: Engine, name: str) -> None:
         self._connection: Connection = engine.connect()
-        self._run_id = run_id
-        self._key = _lock_key(run_id)
+        self._name = name
+        self._key = _lock_key(name)
         self._acquired = False
 
     def try_acquire(self) -> bool:
@@ -75,7 +76,7 @@ class _PostgresLock:
         except SQLAlchemyError as error:
             # The server went away, and the lock with its session: nothing left to release, and
             # no second error to raise over the one that is already on its way out.
-            log.warning("could not release the lock on run %s: %s", self._run_id, first_line(error))
+            log.warning("could not release the lock %s: %s", self._name, first_line(error))
         finally:
             with contextlib.suppress(SQLAlchemyError):
                 self._connection.close()  # would drop the lock anyway
@@ -84,10 +85,12 @@ class _PostgresLock:
 class _FileLock:
     # Several holds on one file from one process must conflict too (threads of a janitor), which
     # flock gives (per open file) and POSIX record locks do not (per process).
-    def __init__(self, database: str, run_id: str) -> None:
+    def __init__(self, database: str, name: str) -> None:
         folder = Path(f"{database}.locks")
         folder.mkdir(mode=0o700, exist_ok=True)
-        self._fd = os.open(folder / f"{run_id}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        # A run's file is named by its id alone, as every version of the job has named it.
+        file_name = name.removeprefix("run:").replace(":", "-")
+        self._fd = os.open(folder / f"{file_name}.lock", os.O_CREAT | os.O_RDWR, 0o600)
 
     def try_acquire(self) -> bool:
         try:
@@ -100,11 +103,16 @@ class _FileLock:
         os.close(self._fd)  # closing drops the flock
 
 
-def _lock_for(engine: Engine, run_id: str) -> _PostgresLock | _FileLock:
+Lock = _PostgresLock | _FileLock
+
+
+def lock_for(engine: Engine, name: str) -> Lock:
+    """The lock called `name` ("run:<id>", "item:<id>"), not yet taken: `try_acquire` it, and
+    `release` it whatever the answer (that closes its connection or file)."""
     # An in-memory SQLite ledger is refused before any hold is taken (job.ledger.engine).
     if engine.dialect.name == "postgresql":
-        return _PostgresLock(engine, run_id)
-    return _FileLock(engine.url.database or "", run_id)
+        return _PostgresLock(engine, name)
+    return _FileLock(engine.url.database or "", name)
 
 
 def _refusal(engine: Engine, run_id: str) -> RunHeld:
@@ -162,7 +170,7 @@ def hold(engine: Engine, run_id: str) -> Iterator[None]:
     """Hold `run_id` for the length of the block, or raise RunHeld (exit 3) at once; LedgerError
     (exit 4) when the ledger cannot be reached to take it."""
     try:
-        lock = _lock_for(engine, run_id)
+        lock = lock_for(engine, f"run:{run_id}")
         if not lock.try_acquire():
             lock.release()
             raise _refusal(engine, run_id)

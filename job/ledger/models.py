@@ -28,10 +28,18 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # The states live apart so that the command line can list them without importing SQLAlchemy.
-from job.ledger.states import Outcome, Phase, ResourceState, RunStatus, RunVerdict, Verdict
+from job.ledger.states import (
+    ItemStatus,
+    Outcome,
+    Phase,
+    ResourceState,
+    RunStatus,
+    RunVerdict,
+    Verdict,
+)
 from job.vocabulary import ResourceKind
 
-__all__ = ["Outcome", "Phase", "ResourceState", "RunStatus", "RunVerdict", "Verdict"]
+__all__ = ["ItemStatus", "Outcome", "Phase", "ResourceState", "RunStatus", "RunVerdict", "Verdict"]
 
 
 def utcnow() -> datetime:
@@ -114,6 +122,8 @@ class Run(Base):
     # Who holds the run now ("host:pid") and until when its lease runs; see job.ledger.hold.
     holder: Mapped[str | None] = mapped_column(String(255))
     held_until: Mapped[datetime | None]
+    # The fleet batch item this run was made for (job.fleet), None for a run started on its own.
+    batch_item_id: Mapped[int | None] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -193,3 +203,76 @@ class Check(Base):
     checked_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     run: Mapped[Run] = relationship(back_populates="checks")
+
+
+class Batch(Base):
+    """A fleet batch: the same scenario, run once in each (account, region) item (job.fleet)."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(32))
+    # The role assumed in each account, by name: arn:<partition>:iam::<account>:role/<name>.
+    role_name: Mapped[str] = mapped_column(String(64))
+    # What the role's trust asks for. Not a secret (AWS says so), only a guard against a
+    # confused deputy; kept so that any worker, on any machine, assumes the role the same way.
+    external_id: Mapped[str | None] = mapped_column(String(1224))
+    # As a run keeps them (job.ledger.models.Run): the scenario every item's run proves.
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    scenario: Mapped[str] = mapped_column(Text)
+    scenario_sha256: Mapped[str] = mapped_column(String(64))
+    scenario_files: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    items: Mapped[list[BatchItem]] = relationship(
+        back_populates="batch", order_by="BatchItem.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (Index("ix_batches_created_at", "created_at"),)
+
+
+class BatchItem(Base):
+    __tablename__ = "batch_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    account_id: Mapped[str] = mapped_column(String(12))
+    region: Mapped[str] = mapped_column(String(32))
+    status: Mapped[ItemStatus] = mapped_column(_enum(ItemStatus))
+    # The verdict of the item's run, or incomplete when there was none to judge by (the role
+    # could not be assumed, a phase could not finish); `error` then says why, in one line.
+    verdict: Mapped[RunVerdict | None] = mapped_column(_enum(RunVerdict))
+    error: Mapped[str | None] = mapped_column(Text)
+    # The item's latest run (earlier ones belonged to workers that died, and were torn down).
+    run_id: Mapped[str | None] = mapped_column(String(32))
+    holder: Mapped[str | None] = mapped_column(String(255))
+    seconds: Mapped[float | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    batch: Mapped[Batch] = relationship(back_populates="items")
+    claims: Mapped[list[ItemClaim]] = relationship(
+        back_populates="item", order_by="ItemClaim.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("batch_id", "account_id", "region"),
+        Index("ix_batch_items_batch_id_status", "batch_id", "status"),
+    )
+
+
+class ItemClaim(Base):
+    """One worker's turn at an item, from its claim to its release (None: it died holding it).
+    A claim is made only under the item's lock, so that turns never overlap: the record that
+    proves it."""
+
+    __tablename__ = "item_claims"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("batch_items.id", ondelete="CASCADE"), index=True
+    )
+    holder: Mapped[str] = mapped_column(String(255))
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    released_at: Mapped[datetime | None]
+
+    item: Mapped[BatchItem] = relationship(back_populates="claims")

@@ -9,7 +9,7 @@ import enum
 # ledger, and are named here with the other states the ledger stores.
 from job.vocabulary import Verdict
 
-__all__ = ["Outcome", "Phase", "ResourceState", "RunStatus", "RunVerdict", "Verdict"]
+__all__ = ["ItemStatus", "Outcome", "Phase", "ResourceState", "RunStatus", "RunVerdict", "Verdict"]
 
 
 class RunStatus(enum.StrEnum):
@@ -54,3 +54,12 @@ class Outcome(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+class ItemStatus(enum.StrEnum):
+    """Where one (account, region) item of a fleet batch is: not yet claimed, claimed by a worker
+    (or by one that died: the next worker takes it over), or done with a verdict."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"

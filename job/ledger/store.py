@@ -38,9 +38,11 @@ from job.vocabulary import ResourceKind
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _serialized(method: F) -> F:
+def serialized(method: F) -> F:
+    """The method holds its object's `lock` (a Store's, or one that shares it)."""
+
     @functools.wraps(method)
-    def locked(self: Store, *args: Any, **kwargs: Any) -> Any:
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
         with self.lock:
             return method(self, *args, **kwargs)
 
@@ -59,7 +61,7 @@ class Store:
         self.session = session
         self.lock = threading.RLock()
 
-    def _commit(self) -> None:
+    def commit(self) -> None:
         try:
             self.session.commit()
         except SQLAlchemyError as error:
@@ -74,7 +76,7 @@ class Store:
 
     # Runs
 
-    @_serialized
+    @serialized
     def create_run(
         self,
         run_id: str,
@@ -87,6 +89,7 @@ class Store:
         scenario: str | None = None,
         scenario_sha256: str | None = None,
         scenario_files: dict[str, str] | None = None,
+        batch_item_id: int | None = None,
     ) -> Run:
         run = Run(
             id=run_id,
@@ -98,13 +101,14 @@ class Store:
             scenario=scenario,
             scenario_sha256=scenario_sha256,
             scenario_files=scenario_files,
+            batch_item_id=batch_item_id,
             status=RunStatus.PROVISIONING,
         )
         self.session.add(run)
-        self._commit()
+        self.commit()
         return run
 
-    @_serialized
+    @serialized
     def get_run(self, run_id: str) -> Run:
         if not ACCEPTED_RUN_ID.fullmatch(run_id):
             # Checked before the query: text a database cannot encode (bytes from a shell that are
@@ -126,7 +130,7 @@ class Store:
             raise _unknown_run(run_id)
         return run
 
-    @_serialized
+    @serialized
     def list_runs(
         self,
         status: RunStatus | None = None,
@@ -147,44 +151,51 @@ class Store:
             query = query.limit(limit)
         return self.session.execute(query).all()
 
-    @_serialized
+    @serialized
     def stale_runs(self, idle_since: datetime) -> Sequence[Run]:
-        """Runs not torn down whose last activity is older than `idle_since`, oldest first."""
+        """Runs not torn down whose last activity is older than `idle_since`, oldest first.
+        Not a fleet's: those live in other accounts, reached through their batch's role, and
+        `job fleet work` (which takes a dead worker's item over) or `job fleet teardown` tears
+        them down; the janitor's credentials are of its own account only."""
         query = (
             select(Run)
-            .where(Run.status != RunStatus.TORN_DOWN, Run.updated_at < idle_since)
+            .where(
+                Run.status != RunStatus.TORN_DOWN,
+                Run.updated_at < idle_since,
+                Run.batch_item_id.is_(None),
+            )
             .order_by(Run.updated_at, Run.id)
         )
         return self.session.scalars(query).all()
 
-    @_serialized
+    @serialized
     def set_status(self, run: Run, status: RunStatus) -> None:
         run.status = status
         run.updated_at = utcnow()
-        self._commit()
+        self.commit()
 
-    @_serialized
+    @serialized
     def set_verdict(self, run: Run, verdict: RunVerdict, summary: str) -> None:
         run.verdict, run.verdict_summary = verdict, summary
         run.updated_at = utcnow()
-        self._commit()
+        self.commit()
 
-    @_serialized
+    @serialized
     def set_measurements(self, run: Run, measurements: dict[str, Any]) -> None:
         """What the latest verify measured of AWS (job.ledger.models.Run.measurements), in place
         of what an earlier one did. A new dict: SQLAlchemy sees a JSON column change only when
         the value is replaced."""
         run.measurements = {name: dict(values) for name, values in measurements.items()}
         run.updated_at = utcnow()
-        self._commit()
+        self.commit()
 
     # Resources
 
-    @_serialized
+    @serialized
     def find_resource(self, run: Run, logical_name: str) -> Resource | None:
         return next((row for row in run.resources if row.logical_name == logical_name), None)
 
-    @_serialized
+    @serialized
     def count_live_resources(self) -> int:
         """Resources of every run that are not deleted: after teardowns, what is still out there."""
         query = (
@@ -194,7 +205,7 @@ class Store:
         )
         return self.session.scalar(query) or 0
 
-    @_serialized
+    @serialized
     def live_resource_names(self, account_id: str) -> set[tuple[ResourceKind, str]]:
         """(kind, name) of every resource, of any run in the account, that is not deleted: what
         the ledger accounts for there (`job sweep` looks for the rest)."""
@@ -205,7 +216,7 @@ class Store:
         )
         return {(kind, name) for kind, name in rows}
 
-    @_serialized
+    @serialized
     def record_pending(
         self,
         run: Run,
@@ -225,10 +236,10 @@ class Store:
         )
         run.resources.append(row)
         run.updated_at = utcnow()
-        self._commit()
+        self.commit()
         return row
 
-    @_serialized
+    @serialized
     def set_state(
         self,
         row: Resource,
@@ -242,17 +253,17 @@ class Store:
             row.physical_id = physical_id
         row.error = error
         row.updated_at = row.run.updated_at = utcnow()
-        self._commit()
+        self.commit()
 
-    @_serialized
+    @serialized
     def set_error(self, row: Resource, error: str) -> None:
         row.error = error
         row.updated_at = row.run.updated_at = utcnow()
-        self._commit()
+        self.commit()
 
     # Phase attempts
 
-    @_serialized
+    @serialized
     def start_attempt(self, run: Run, phase: Phase) -> PhaseAttempt:
         attempt = PhaseAttempt(
             phase=phase,
@@ -262,21 +273,21 @@ class Store:
         )
         run.attempts.append(attempt)
         run.updated_at = utcnow()
-        self._commit()
+        self.commit()
         return attempt
 
-    @_serialized
+    @serialized
     def finish_attempt(
         self, attempt: PhaseAttempt, outcome: Outcome, error: str | None = None
     ) -> None:
         attempt.outcome = outcome
         attempt.error = error
         attempt.finished_at = attempt.run.updated_at = utcnow()
-        self._commit()
+        self.commit()
 
     # Checks
 
-    @_serialized
+    @serialized
     def record_check(
         self,
         run: Run,
@@ -303,10 +314,10 @@ class Store:
         )
         run.checks.append(check)
         run.updated_at = utcnow()
-        self._commit()
+        self.commit()
         return check
 
-    @_serialized
+    @serialized
     def latest_checks(self, run: Run) -> list[Check]:
         """The checks of the newest verify attempt that recorded any."""
         if not run.checks:

@@ -43,11 +43,13 @@ def start_run(
     prefix: str,
     options: RunOptions | None = None,
     scenario: ScenarioSource | None = None,
+    batch_item_id: int | None = None,
 ) -> Run:
     """Record a new run, with the scenario it proves (the built-in seed unless another is given):
     its text, the texts of the policy files it names and their SHA-256 are kept, so that every
     later phase of the run, on any machine, uses exactly these. An invalid scenario is refused
-    before anything is recorded."""
+    before anything is recorded. `batch_item_id`: the fleet item the run is made for, recorded
+    in the same write, so that no run of an item is ever unknown to it (job.fleet)."""
     source = scenario or seed_source()
     conflict = boundary_conflict(validate(source), options or RunOptions())
     if conflict is not None:
@@ -63,6 +65,7 @@ def start_run(
         scenario=source.text,
         scenario_sha256=source.sha256,
         scenario_files=dict(source.files) or None,
+        batch_item_id=batch_item_id,
     )
     log.info("started run %s in account %s, %s", run.id, run.account_id, run.region)
     return run

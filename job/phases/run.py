@@ -41,14 +41,15 @@ def run_all(
     concurrency: int = DEFAULT_CONCURRENCY,
     measure_revocation: bool = False,
     scenario: ScenarioSource | None = None,
+    batch_item_id: int | None = None,
 ) -> RunOutcome:
     """Exit code: verify's, by the run's verdict (0 passed, 1 failed, 4 incomplete), or the phase
     error's; 4 when teardown could not finish.
     Teardown is attempted whatever happened before it, unless `keep`. The run is held throughout.
     `started` hears the new run's id first, for reports that must name it whatever happens next.
     `scenario`: the file the run proves (the built-in seed when None); `measure_revocation` is
-    verify's."""
-    run = start_run(store, aws, prefix, options, scenario)
+    verify's. `batch_item_id`: the fleet item the run is made for (job.fleet)."""
+    run = start_run(store, aws, prefix, options, scenario, batch_item_id)
     started(run.id)
     with hold(run.id):
         # One hold from here to the end: what provision creates, teardown may take as seen.
