@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -656,6 +657,276 @@ def scenario_schema_command(app: App) -> None:
     click.echo(json.dumps(SCHEMA, indent=2))
 
 
+@cli.group("fleet")
+def fleet_group() -> None:
+    """The same scenario in many accounts and regions: plan a batch, work it from any number of
+    processes, show its verdicts."""
+
+
+@fleet_group.command("plan")
+@click.option("--accounts", metavar="ID,ID,...", help="The accounts, by id, comma-separated.")
+@click.option("--accounts-file", metavar="FILE", help="The accounts, one id per line (# comments).")
+@click.option(
+    "--organization",
+    is_flag=True,
+    help="The organization's active accounts (organizations:ListAccounts).",
+)
+@click.option(
+    "--ou", "ous", metavar="OU_ID", multiple=True, help="With --organization: only under this OU."
+)
+@click.option(
+    "--regions", metavar="R,R,...", help="The regions, comma-separated [default: --region's]."
+)
+@click.option(
+    "--role-name",
+    default="job-canary",
+    show_default=True,
+    metavar="NAME",
+    help="The role assumed in each account: arn:<partition>:iam::<account>:role/NAME.",
+)
+@click.option("--external-id", metavar="X", help="The external id the role's trust requires.")
+@click.option(
+    "--batch-id",
+    metavar="ID",
+    help="Name the batch (a scheduler's Job name); planning it again the same way is a no-op.",
+)
+@SCENARIO
+@click.pass_obj
+def fleet_plan_command(
+    app: App,
+    accounts: str | None,
+    accounts_file: str | None,
+    organization: bool,
+    ous: tuple[str, ...],
+    regions: str | None,
+    role_name: str,
+    external_id: str | None,
+    batch_id: str | None,
+) -> None:
+    """Record a batch: one item per (account, region), pending; prints the batch id. The
+    scenario (--scenario, or the built-in seed) is stored with the batch.
+
+    Example: job fleet plan --accounts 111111111111,222222222222 --regions us-east-1,eu-west-1
+    """
+    from job.config import validate_region
+    from job.fleet import (
+        check_external_id,
+        check_role_name,
+        organization_accounts,
+        parse_accounts,
+        plan_batch,
+        read_accounts_file,
+    )
+    from job.ledger.batches import Batches
+    from job.scenario_file import source_for
+
+    settings = app.settings
+    given = [
+        name
+        for name, value in (
+            ("--accounts", accounts),
+            ("--accounts-file", accounts_file),
+            ("--organization", organization),
+        )
+        if value
+    ]
+    if len(given) != 1:
+        raise BadInput(
+            "give one of --accounts ID,..., --accounts-file FILE or --organization"
+            + (f" (not {' and '.join(given)})" if given else "")
+        )
+    if ous and not organization:
+        raise BadInput("--ou works with --organization: give both, or neither")
+    check_role_name(role_name)
+    check_external_id(external_id)
+    region_list = [
+        validate_region(region.strip())
+        for region in (regions.split(",") if regions else [settings.region or ""])
+        if region.strip()
+    ]
+    if not region_list:
+        raise BadInput("no region: give --regions R,R,..., --region or AWS_REGION")
+    scenario = source_for(settings.scenario)  # an invalid file is refused before anything
+    if accounts is not None:
+        account_list = parse_accounts(accounts.split(","), "--accounts")
+    elif accounts_file is not None:
+        account_list = read_accounts_file(accounts_file)
+    else:
+        account_list = organization_accounts(app.aws(), ous)
+    batch, created = plan_batch(
+        Batches(app.store),
+        batch_id=batch_id,
+        accounts=account_list,
+        regions=region_list,
+        role_name=role_name,
+        external_id=external_id,
+        prefix=settings.prefix,
+        options=run_options(settings),
+        scenario=scenario,
+    )
+    document = {
+        "status": "ok",
+        "batch_id": batch.id,
+        "created": created,
+        "items": len(batch.items),
+        "accounts": len(account_list),
+        "regions": region_list,
+    }
+    # Text output is the batch id alone, so that scripts can say BATCH=$(job fleet plan ...).
+    emit(app, document, batch.id)
+
+
+BATCH = click.option("--batch", "batch_id", required=True, metavar="ID", help="The batch.")
+
+
+@fleet_group.command("work")
+@BATCH
+@click.option("--max-items", type=click.IntRange(min=1), metavar="N", help="Stop after N items.")
+@click.pass_obj
+def fleet_work_command(app: App, batch_id: str, max_items: int | None) -> None:
+    """Claim the batch's items one at a time and run the scenario in each account through its
+    role, until none is left to claim; any number of these may work one batch at once (on a
+    PostgreSQL ledger). A worker killed at any point loses nothing: its item is taken over by
+    the next, which tears down what it left first. Exit 0 when nothing is left, whatever the
+    verdicts (`job fleet show` has them).
+
+    Example: job fleet work --batch b20261207-abc
+    """
+    from job.fleet import Worker
+    from job.ledger.batches import Batches
+
+    def finished(item: Any) -> None:
+        log.info(
+            "item %s (%s, %s): %s%s",
+            item.id,
+            item.account_id,
+            item.region,
+            item.verdict,
+            f": {item.error}" if item.error else "",
+        )
+
+    worker = Worker(
+        app.ledger,
+        Batches(app.store),
+        app.aws,
+        batch_id,
+        concurrency=app.settings.concurrency,
+        finished=finished,
+    )
+    done = worker.work(max_items)
+    emit(app, {"status": "ok", "batch_id": batch_id, "items_done": done}, f"{done} items done")
+
+
+@fleet_group.command("show")
+@BATCH
+@JUNIT_XML
+@click.pass_obj
+def fleet_show_command(app: App, batch_id: str, junit_xml: str | None) -> None:
+    """One row per item: account, region, status, verdict, run id, seconds, error; and the
+    totals. Exit 0 when every item passed, 1 when any failed, 4 when any is incomplete or not
+    done yet.
+
+    Example: job fleet show --batch b20261207-abc --output json
+    """
+    from job.fleet import batch_status, show_exit_code, totals
+    from job.ledger.batches import Batches
+    from job.report import fleet_items_text
+
+    junit_xml = junit_path(junit_xml)
+    batches = Batches(app.store)
+    batch = batches.get(batch_id)
+    rows = batches.items(batch.id)
+    counted = totals(rows)
+    status = batch_status(Counter(row.status for row in rows))
+    code = show_exit_code(rows)
+    if junit_xml is not None:
+        from job.junit import write_fleet_junit
+
+        write_fleet_junit(junit_xml, batch.id, rows)
+    if app.observation is not None:
+        app.observation.fleet_items = Counter(
+            row.verdict.value if row.verdict is not None else "none" for row in rows
+        )
+    if app.output is OutputFormat.JSON:
+        items = [
+            {
+                "account": row.account_id,
+                "region": row.region,
+                "status": row.status.value,
+                "verdict": row.verdict.value if row.verdict is not None else None,
+                "run_id": row.run_id,
+                "seconds": row.seconds,
+                "error": row.error,
+            }
+            for row in rows
+        ]
+        document = {
+            "batch_id": batch.id,
+            "status": status,
+            "items": items,
+            "totals": counted,
+            "exit_code": code,
+        }
+        click.echo(json.dumps(document))
+    else:
+        click.echo(fleet_items_text(batch.id, status, rows, counted))
+    raise click.exceptions.Exit(code)
+
+
+@fleet_group.command("teardown")
+@BATCH
+@click.pass_obj
+def fleet_teardown_command(app: App, batch_id: str) -> None:
+    """Tear down every run of the batch that is not torn down, each in its account through the
+    batch's role. Idempotent; runs a worker is working on are left to it (and said).
+
+    Example: job fleet teardown --batch b20261207-abc
+    """
+    from job.fleet import teardown_batch
+    from job.ledger.batches import Batches
+
+    torn_down, failures = teardown_batch(
+        app.ledger, Batches(app.store), app.aws, batch_id, app.settings.concurrency
+    )
+    document = {
+        "status": "ok",
+        "batch_id": batch_id,
+        "torn_down": torn_down,
+        "failures": [vars(failure) for failure in failures],
+    }
+    text = f"batch {batch_id}: {len(torn_down)} runs torn down"
+    error = some_failed(
+        [f"run {f.run_id}: {f.error}" for f in failures],
+        len(torn_down) + len(failures),
+        "teardowns",
+    )
+    finish(app, document, text, error)
+
+
+@fleet_group.command("list")
+@click.pass_obj
+def fleet_list_command(app: App) -> None:
+    """The batches, newest first, with their items counted by status and verdict.
+
+    Example: job fleet list --output json
+    """
+    from job.ledger.batches import Batches
+    from job.report import batches_text
+
+    rows = Batches(app.store).summaries()
+    batches = [
+        {
+            "batch_id": row.id,
+            "created_at": row.created_at.isoformat(),
+            "items": row.items or 0,
+            "done": row.done or 0,
+            **{verdict.value: getattr(row, verdict.value) or 0 for verdict in RunVerdict},
+        }
+        for row in rows
+    ]
+    emit(app, {"status": "ok", "batches": batches}, batches_text(batches))
+
+
 @cli.group("db")
 def db_group() -> None:
     """Manage the ledger's schema."""
@@ -738,12 +1009,12 @@ def _write_metrics(app: App, code: int) -> int:
 
 
 # The commands that change nothing in AWS or the ledger: stopping one leaves nothing to resume.
-_READ_ONLY = ("scenario", "runs", "runner-policy")
+_READ_ONLY = ("scenario", "runs", "runner-policy", "fleet show", "fleet list")
 
 
 def _stopped(app: App, how: str) -> str:
     """What a stopped command says, naming the run it was working on, if any."""
-    if app.command.split(" ")[0] in _READ_ONLY:
+    if app.command in _READ_ONLY or app.command.split(" ")[0] in _READ_ONLY:
         return f"{how}; nothing was changed"
     if app.run_id is not None:
         return (

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from typing import Any
 
 from job.files import write_atomically
-from job.ledger.models import Check, Run, Verdict
+from job.ledger.models import Check, Run, RunVerdict, Verdict
 from job.report import context_suffix
 
 
@@ -88,3 +89,50 @@ def write_junit(path: str, run: Run, checks: Sequence[Check], error: str | None 
     ET.indent(document)
     text = ET.tostring(document, encoding="unicode", xml_declaration=True)
     write_atomically(path, text + "\n")
+
+
+def write_fleet_junit(path: str, batch_id: str, items: Sequence[Any]) -> None:
+    """A batch as JUnit XML: one test suite per account, one test case per region in it; an item
+    that failed is a failure, one incomplete or not done yet an error, with its reason."""
+    root = ET.Element("testsuites", name=f"job fleet {batch_id}")
+    suites: dict[str, ET.Element] = {}
+    counts = {"tests": 0, "failures": 0, "errors": 0}
+    for item in items:
+        suite = suites.get(item.account_id)
+        if suite is None:
+            suite = suites[item.account_id] = ET.SubElement(
+                root,
+                "testsuite",
+                name=f"account {item.account_id}",
+                tests="0",
+                failures="0",
+                errors="0",
+            )
+        case = ET.SubElement(
+            suite, "testcase", classname=f"job.fleet.{item.account_id}", name=item.region
+        )
+        if item.seconds is not None:
+            case.set("time", f"{item.seconds:.3f}")
+        suite.set("tests", str(int(suite.get("tests", "0")) + 1))
+        counts["tests"] += 1
+        if item.verdict is RunVerdict.PASSED:
+            continue
+        reason = item.error or (
+            f"run {item.run_id}: a permission differed from what was expected"
+            if item.verdict is RunVerdict.FAILED
+            else f"not done yet ({item.status.value})"
+        )
+        kind = "failure" if item.verdict is RunVerdict.FAILED else "error"
+        ET.SubElement(
+            case,
+            kind,
+            message=reason,
+            type="PermissionMismatch" if kind == "failure" else "Incomplete",
+        ).text = reason
+        plural = f"{kind}s"
+        suite.set(plural, str(int(suite.get(plural, "0")) + 1))
+        counts[plural] += 1
+    for name, value in counts.items():
+        root.set(name, str(value))
+    ET.indent(root)
+    write_atomically(path, ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n")

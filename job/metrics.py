@@ -39,6 +39,8 @@ class Observation:
     revocation_seconds: dict[str, float] = field(default_factory=dict)
     # The run's verdict (job.ledger.states.RunVerdict), None before any verify.
     verdict: str | None = None
+    # `fleet show`: the batch's items by verdict ("none" for those without one yet).
+    fleet_items: Counter[str] | None = None
 
     def observe_run(self, run: Run, checks: Sequence[Check]) -> None:
         self.checks = Counter("passed" if check.passed else "failed" for check in checks)
@@ -174,6 +176,18 @@ def render(observation: Observation, exit_code: int, previous_success: float | N
             ({**base, "outcome": outcome}, count)
             for outcome, count in observation.stale_runs.items()
         ],
+    )
+    # Every verdict has a sample, 0 included, for the reason job_verdict does.
+    fleet = observation.fleet_items
+    metric(
+        "job_fleet_items",
+        "Items of the batch `fleet show` showed, by verdict (none: not judged yet).",
+        [
+            ({**base, "verdict": verdict}, fleet[verdict])
+            for verdict in (*(v.value for v in RunVerdict), "none")
+        ]
+        if fleet is not None
+        else [],
     )
     return "\n".join(lines) + "\n"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -125,6 +125,49 @@ def runs_text(runs: Sequence[RunHeadline]) -> str:
                 _short(run.updated_at),
             )
             for run in runs
+        ],
+    )
+
+
+def fleet_items_text(
+    batch_id: str, status: str, items: Sequence[Any], totals: Mapping[str, int]
+) -> str:
+    """A batch's items as a table, then one line of totals."""
+    rows = [
+        (
+            item.account_id,
+            item.region,
+            item.status.value,
+            item.verdict.value if item.verdict is not None else "",
+            item.run_id,
+            f"{item.seconds:.1f}" if item.seconds is not None else "",
+            item.error,
+        )
+        for item in items
+    ]
+    counted = ", ".join(f"{count} {name}" for name, count in totals.items() if name != "items")
+    return (
+        table(("ACCOUNT", "REGION", "STATUS", "VERDICT", "RUN", "SECONDS", "ERROR"), rows)
+        + f"\nbatch {batch_id}: {status}; {totals['items']} items: {counted}"
+    )
+
+
+def batches_text(batches: Sequence[Mapping[str, Any]]) -> str:
+    if not batches:
+        return "no batches in the ledger"
+    return table(
+        ("BATCH", "CREATED", "ITEMS", "DONE", "PASSED", "FAILED", "INCOMPLETE"),
+        [
+            (
+                batch["batch_id"],
+                batch["created_at"][:19].replace("T", " "),
+                batch["items"],
+                batch["done"],
+                batch["passed"],
+                batch["failed"],
+                batch["incomplete"],
+            )
+            for batch in batches
         ],
     )
 
