@@ -45,13 +45,15 @@ lint: $(VENV)/.installed lint-recipes
 # The container and scheduling recipes, offline: hadolint (no rule ignored), then each file
 # against its schema. Kubernetes 1.30 is the oldest version we claim the manifests work on
 # (CronJob's timeZone is GA from 1.27); --strict rejects fields the schema does not know, which a
-# cluster would drop silently. tests/functional/test_recipes.py runs their command lines.
+# cluster would drop silently. tests/functional/test_recipes.py runs their command lines. Last,
+# cfn-lint checks the fleet's member-account role (tests/unit/test_canary_role.py its policy).
 lint-recipes: $(VENV)/.installed
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(VENV)/bin/kubernetes-validate --strict --quiet --kubernetes-version 1.30.0 \
-		deploy/kubernetes/*.yaml deploy/kubernetes/example/*.yaml
+		deploy/kubernetes/*.yaml deploy/kubernetes/example/*.yaml deploy/kubernetes/fleet/*.yaml
+	$(VENV)/bin/cfn-lint deploy/aws/canary-role.yaml
 
 # The whole job against the in-process, IAM-enforcing emulator: no AWS account needed.
 run: $(VENV)/.installed-emulator

@@ -23,9 +23,10 @@ import re
 import shlex
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +36,17 @@ from sqlalchemy import update
 
 from job.aws.session import make_aws
 from job.config import parse_database_url
-from job.emulator import EmulatorCredentials, bootstrap_runner
+from job.emulator import EmulatorCredentials, add_member_role, bootstrap_runner
+from job.ledger.batches import BATCH_ID
 from job.ledger.engine import Ledger
 from job.ledger.models import Run, RunStatus, utcnow
 from job.phases.provision import provision, start_run
 from tests.awslike import AwsLike, layer
-from tests.helpers import EMULATED, Done, leftovers, open_store, run_captured
+from tests.functional.test_permissions import _for_moto as for_moto
+from tests.helpers import EMULATED, Done, admin_client, leftovers, open_store, run_captured
 from tests.services.moto_server import SETTINGS as MOTO_SETTINGS
 from tests.services.moto_server import moto_server
+from tests.unit.test_canary_role import permissions as canary_role_permissions
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -51,6 +55,8 @@ BIN = Path(sys.executable).parent
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 # The Kubernetes Secret the CronJobs read the ledger URL from (deploy/kubernetes/example/).
 LEDGER_SECRET = ("job-ledger", "database-url")
+CRONJOBS = ("deploy/kubernetes/cronjob-canary.yaml", "deploy/kubernetes/cronjob-janitor.yaml")
+FLEET_CRONJOB = "deploy/kubernetes/fleet/cronjob-fleet.yaml"
 
 
 def load(path: str) -> Any:
@@ -216,7 +222,7 @@ def test_the_image_is_what_the_recipes_expect() -> None:
     assert runtime["ENTRYPOINT"] == ["job"]
     # The user the Kubernetes CronJobs declare (runAsUser) is the image's own.
     assert runtime["USER"] == image.stages["emulator"]["USER"] == "10001:10001"
-    for path in ("deploy/kubernetes/cronjob-canary.yaml", "deploy/kubernetes/cronjob-janitor.yaml"):
+    for path in (*CRONJOBS, FLEET_CRONJOB):
         pod = load(path)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
         user = pod["securityContext"]
         assert f"{user['runAsUser']}:{user['runAsGroup']}" == runtime["USER"], path
@@ -445,7 +451,7 @@ def test_kubernetes_cronjobs(aws, postgres_url: str, tmp_path: Path) -> None:
     secrets = {LEDGER_SECRET: postgres_url}
     abandoned = abandoned_run(postgres_url)
 
-    for path in ("deploy/kubernetes/cronjob-canary.yaml", "deploy/kubernetes/cronjob-janitor.yaml"):
+    for path in CRONJOBS:
         _, container = cronjob_container(path)
         environment = {**ambient_identity(aws), **container_environment(container, secrets)}
         done = execute([*container["command"], *container["args"]], environment, tmp_path)
@@ -460,6 +466,236 @@ def test_kubernetes_cronjobs(aws, postgres_url: str, tmp_path: Path) -> None:
         if container_environment(container, secrets).get("JOB_LOG_FORMAT") == "json":
             assert_json_logs(done.stderr)
     assert_all_torn_down(aws, postgres_url, 2)
+
+
+# --- Kubernetes: the fleet ------------------------------------------------------------------------
+
+FLEET_CONFIGMAP = "deploy/kubernetes/fleet/configmap.yaml"
+# What the contract says each exit code means, and what the fleet Job must then do with the pod
+# (CONTRACT.md, "Exit codes"): bad input fails every pod alike, so the Job; an unforeseen failure
+# or a hold is not cured by running the same pod again; AWS or the ledger, safe to run again, is
+# retried within the index's budget.
+FLEET_ACTIONS = {1: "FailIndex", 2: "FailJob", 3: "FailIndex", 4: "Count"}
+# Kubernetes' own expansion of $(VAR) in a container's command and args: $$ is a literal $, and a
+# reference to a variable the container does not define is left as written.
+# https://kubernetes.io/docs/tasks/inject-data-application/define-interdependent-environment-variables/
+K8S_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def failure_action(
+    policy: dict[str, Any], exit_codes: dict[str, int], conditions: tuple[str, ...] = ()
+) -> str:
+    """What the Job controller does with a failed pod under `policy`: the first rule that
+    matches decides, and none matching is the default, Count. `exit_codes` is each container's
+    (init containers' too) by name; 0 never matches an exit code rule."""
+    for rule in policy["rules"]:
+        if "onPodConditions" in rule:
+            if any(
+                pattern["type"] in conditions and pattern.get("status", "True") == "True"
+                for pattern in rule["onPodConditions"]
+            ):
+                return str(rule["action"])
+            continue
+        requirement = rule["onExitCodes"]
+        codes = [
+            code
+            for name, code in exit_codes.items()
+            if code != 0 and requirement.get("containerName") in (None, name)
+        ]
+        values = requirement["values"]
+        if requirement["operator"] == "In":
+            matched = any(code in values for code in codes)
+        else:  # NotIn
+            matched = any(code not in values for code in codes)
+        if matched:
+            return str(rule["action"])
+    return "Count"
+
+
+def pod_environment(
+    container: dict[str, Any],
+    secrets: dict[tuple[str, str], str],
+    configmaps: dict[str, dict[str, str]],
+    labels: dict[str, str],
+) -> dict[str, str]:
+    """The container's variables as the kubelet sets them: literal values, Secret and ConfigMap
+    keys (a missing one would keep the pod from starting), and the pod's labels through the
+    downward API."""
+    environment = {}
+    for variable in container["env"]:
+        name = variable["name"]
+        if "value" in variable:
+            environment[name] = variable["value"]
+            continue
+        source = variable["valueFrom"]
+        if "secretKeyRef" in source:
+            reference = source["secretKeyRef"]
+            environment[name] = secrets[(reference["name"], reference["key"])]
+        elif "configMapKeyRef" in source:
+            reference = source["configMapKeyRef"]
+            environment[name] = configmaps[reference["name"]][reference["key"]]
+        else:
+            path = source["fieldRef"]["fieldPath"]
+            label = re.fullmatch(r"metadata\.labels\['([^']+)'\]", path)
+            assert label, f"give {path} a value here"
+            environment[name] = labels[label[1]]
+    return environment
+
+
+def expand(words: list[str], environment: dict[str, str]) -> list[str]:
+    def one(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        return environment.get(match[1], match[0])
+
+    expanded = [K8S_REFERENCE.sub(one, word) for word in words]
+    # Left as written, a reference would reach the job literally: a batch named "$(BATCH)".
+    assert not [word for word in expanded if "$(" in word], expanded
+    return expanded
+
+
+def fleet_batch_id(cronjob: dict[str, Any], scheduled: datetime) -> str:
+    """The name the CronJob controller gives the Job it starts at `scheduled`: the CronJob's
+    name and the scheduled time in minutes since the epoch
+    (https://kubernetes.io/docs/concepts/workloads/controllers/cron-jobs/)."""
+    return f"{cronjob['metadata']['name']}-{int(scheduled.timestamp()) // 60}"
+
+
+def test_kubernetes_fleet_job_fails_as_the_contract_says() -> None:
+    """The fleet's Indexed Job: as many workers at once as it has indexes, retried by index, and
+    each exit code of the contract handled as it means, for the plan (init) container and the
+    worker alike; a pod evicted or preempted is replaced whatever it exited with."""
+    cronjob = load(FLEET_CRONJOB)
+    assert cronjob["kind"] == "CronJob"
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    assert job["completionMode"] == "Indexed"
+    assert job["parallelism"] == job["completions"] >= 2
+    assert job["backoffLimitPerIndex"] >= 1
+    assert 0 <= job["maxFailedIndexes"] < job["completions"]
+    # Set, it would count every index's retries against one budget again.
+    assert "backoffLimit" not in job
+    pod = job["template"]["spec"]
+    assert pod["restartPolicy"] == "Never", "podFailurePolicy and per-index limits require it"
+    [plan] = pod["initContainers"]
+    [work] = pod["containers"]
+    policy = job["podFailurePolicy"]
+    for code, action in FLEET_ACTIONS.items():
+        assert failure_action(policy, {plan["name"]: code}) == action, ("plan", code)
+        assert failure_action(policy, {plan["name"]: 0, work["name"]: code}) == action, code
+        disrupted = failure_action(policy, {work["name"]: code}, ("DisruptionTarget",))
+        assert disrupted == "Ignore", code
+    # A kill from outside (SIGKILL: 137, an OOM) is retried within the budget.
+    assert failure_action(policy, {work["name"]: 137}) == "Count"
+
+    # The batch id is the Job's name: a valid one for the job, and a valid Job name.
+    name = cronjob["metadata"]["name"]
+    assert len(name) <= 52, "the controller appends 11 characters to a 63-character Job name"
+    batch = fleet_batch_id(cronjob, datetime(2099, 12, 31, 18, 40, tzinfo=UTC))
+    assert len(batch) <= 63 and BATCH_ID.fullmatch(batch), batch
+    account = load("deploy/kubernetes/fleet/serviceaccount.yaml")
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert account["automountServiceAccountToken"] is False
+
+
+def test_kubernetes_fleet_cronjob(
+    aws: EmulatorCredentials, postgres_url: str, tmp_path: Path
+) -> None:
+    """Two of the fleet Job's pods, as the kubelet runs them: each plans the batch its Job is
+    named after (the second finds it planned), then both work it at once, against this
+    session's moto, with the ConfigMap's accounts, regions, external id and scenario. Each
+    member account has the role deploy/aws/canary-role.yaml makes, with that template's
+    permissions, trusting the `aws` runner (which stands in for the service account's role)
+    with the ConfigMap's external id."""
+    cronjob = load(FLEET_CRONJOB)
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [plan] = pod["initContainers"]
+    [work] = pod["containers"]
+    configmap = load(FLEET_CONFIGMAP)
+    data = configmap["data"]
+    assert yaml.safe_load(data["scenario.yaml"]) == load("job/scenarios/seed.yaml")
+    # The ConfigMap's files, where the pod mounts them.
+    mounts = {}
+    for volume in pod["volumes"]:
+        if "configMap" not in volume:
+            continue
+        assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+        folder = tmp_path / volume["name"]
+        folder.mkdir()
+        for item in volume["configMap"]["items"]:
+            (folder / item["path"]).write_text(data[item["key"]])
+        [mount] = [m for m in plan["volumeMounts"] if m["name"] == volume["name"]]
+        assert mount["readOnly"] is True
+        mounts[mount["mountPath"]] = folder
+
+    def on_host(word: str) -> str:
+        for mount_path, folder in mounts.items():
+            if word.startswith(f"{mount_path}/"):
+                return str(folder / word.removeprefix(f"{mount_path}/"))
+        return word
+
+    accounts = [
+        line.partition("#")[0].strip()
+        for line in data["accounts.txt"].splitlines()
+        if line.partition("#")[0].strip()
+    ]
+    regions = data["regions"].split(",")
+    planned_items = len(accounts) * len(regions)
+    runner = admin_client(aws, "sts").get_caller_identity()["Arn"]
+    role_name = plan["args"][plan["args"].index("--role-name") + 1]
+    for account in accounts:
+        add_member_role(
+            aws.endpoint_url,
+            account,
+            role_name=role_name,
+            trusted_arn=runner,
+            # moto authorizes IAM calls as if on "*" and S3's with its own action names:
+            # the template's policy, widened where moto needs it as the least-privilege
+            # tests widen the runner policy (tests/functional/test_permissions.py).
+            policy=for_moto(canary_role_permissions(), frozenset()),
+            external_id=data["external-id"],
+        )
+
+    batch = fleet_batch_id(cronjob, datetime(2026, 12, 7, 18, 40, tzinfo=UTC))
+    labels = {"batch.kubernetes.io/job-name": batch, "job-name": batch}
+    secrets = {LEDGER_SECRET: postgres_url}
+    configmaps = {configmap["metadata"]["name"]: data}
+
+    def run(container: dict[str, Any]) -> Done:
+        environment = pod_environment(container, secrets, configmaps, labels)
+        command = [
+            on_host(word) for word in expand(container["command"] + container["args"], environment)
+        ]
+        return execute(command, {**ambient_identity(aws), **environment}, tmp_path)
+
+    for created in (True, False):  # pod 0's plan records the batch, pod 1's finds it
+        planned = run(plan)
+        assert planned.exit_code == 0, planned
+        document = json.loads(planned.stdout)
+        assert (document["batch_id"], document["created"]) == (batch, created)
+        assert document["items"] == planned_items
+        assert_json_logs(planned.stderr)
+    with ThreadPoolExecutor(2) as pool:
+        workers = list(pool.map(lambda _: run(work), range(2)))
+    for done in workers:
+        assert done.exit_code == 0, done
+        assert_json_logs(done.stderr)
+    assert sum(json.loads(done.stdout)["items_done"] for done in workers) == planned_items
+
+    shown = execute(
+        ["job", "fleet", "show", "--batch", batch, "--output", "json"],
+        {**ambient_identity(aws), "JOB_DATABASE_URL": postgres_url},
+        tmp_path,
+    )
+    items = json.loads(shown.stdout)["items"]
+    assert shown.exit_code == 0, [(i["account"], i["region"], i["error"]) for i in items]
+    assert sorted((item["account"], item["region"]) for item in items) == sorted(
+        itertools.product(accounts, regions)
+    )
+    assert {item["verdict"] for item in items} == {"passed"}, items
+    with open_store(postgres_url) as store:
+        statuses = {store.get_run(item["run_id"]).status for item in items}
+    assert statuses == {RunStatus.TORN_DOWN}
 
 
 # --- cron -----------------------------------------------------------------------------------------
