@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import run_vs_script, stale, startup
+from benchmarks import fleet, run_vs_script, stale, startup
 from benchmarks.critical_path import critical_path, scenario_steps
 from benchmarks.harness import ROOT, bench, progress
 
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
-PARTS = ("run", "stale", "startup")
+PARTS = ("run", "stale", "startup", "fleet")
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,39 @@ def startup_metrics(results: dict[str, Any]) -> list[Metric]:
     ]
 
 
+def fleet_metrics(results: dict[str, Any]) -> list[Metric]:
+    work, show = results["work"], results["show"]
+    accounts = work["accounts"]
+    metrics = []
+    for workers, row in work["workers"].items():
+        metrics.append(
+            Metric(
+                f"fleet work, {accounts} accounts, {workers} workers",
+                row["items_per_s"],
+                " items/s",
+            )
+        )
+        if workers != "1":
+            speedup = row["speedup"]
+            target = ">= 3.5" if workers == "4" else ""
+            met = speedup >= 3.5 if workers == "4" else None
+            metrics.append(
+                Metric(f"fleet work speed-up, {workers} workers vs 1", speedup, "x", target, met)
+            )
+    items = show["items"]
+    metrics += [
+        Metric(f"fleet show, {items} items", show["show_s"], " s", "< 1", show["show_s"] < 1),
+        Metric(
+            f"fleet show --output json, {items} items",
+            show["show_json_s"],
+            " s",
+            "< 1",
+            show["show_json_s"] < 1,
+        ),
+    ]
+    return metrics
+
+
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
 
@@ -145,6 +178,12 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--stale-runs", type=int, default=100, help="runs for teardown --stale")
     parser.add_argument("--list-runs", type=int, default=10_000, help="runs in the listed ledger")
     parser.add_argument(
+        "--fleet-accounts", type=int, default=32, help="accounts of the fleet batches (default 32)"
+    )
+    parser.add_argument(
+        "--fleet-items", type=int, default=10_000, help="items of the batch fleet show shows"
+    )
+    parser.add_argument(
         "--concurrency",
         type=int,
         help="JOB_CONCURRENCY for the runs not meant to be sequential (default: job's own)",
@@ -171,6 +210,8 @@ def main(argv: list[str]) -> int:
             "repeats": options.repeats,
             "stale_runs": options.stale_runs,
             "list_runs": options.list_runs,
+            "fleet_accounts": options.fleet_accounts,
+            "fleet_items": options.fleet_items,
             "concurrency": options.concurrency,
             "parts": parts,
         },
@@ -178,7 +219,7 @@ def main(argv: list[str]) -> int:
     metrics: list[Metric] = []
     with tempfile.TemporaryDirectory(prefix="job-bench-") as scratch:
         folder = Path(scratch)
-        if "run" in parts or "stale" in parts:
+        if {"run", "stale", "fleet"} & set(parts):
             with bench(folder, latency, options.concurrency) as aws:
                 if "run" in parts:
                     results = run_vs_script.measure(aws, options.repeats)
@@ -194,6 +235,12 @@ def main(argv: list[str]) -> int:
                 if "stale" in parts:
                     document["teardown_stale"] = stale.measure(aws, options.stale_runs)
                     metrics += stale_metrics(document["teardown_stale"])
+                if "fleet" in parts:
+                    document["fleet"] = {
+                        "work": fleet.measure_work(aws, options.fleet_accounts),
+                        "show": fleet.measure_show(folder, options.fleet_items),
+                    }
+                    metrics += fleet_metrics(document["fleet"])
         if "startup" in parts:
             document["startup"] = startup.measure(folder, options.list_runs, repeats=5)
             metrics += startup_metrics(document["startup"])
