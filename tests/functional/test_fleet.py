@@ -461,3 +461,47 @@ def test_fleet_teardown_takes_down_what_a_batch_left_and_the_janitor_leaves_it_a
     assert _left_in(aws, account) == []
     again = _fleet(capsys, database_url, "teardown", "--batch", batch_id, "--output", "json")
     assert again.exit_code == 0 and again.json()["torn_down"] == []
+
+
+def test_a_worker_stopped_with_sigterm_tears_its_run_down_and_gives_the_item_back(
+    aws: EmulatorCredentials, sqlite_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    account = MEMBERS[0]
+    _members(aws, [account], external_id=EXTERNAL_ID)
+    batch_id = _plan(capsys, sqlite_url, "--accounts", account, "--external-id", EXTERNAL_ID)
+    # A settle interval long enough to stop the worker in the middle of the item's verify (which
+    # then finishes the wait it is in before it stops: the stop takes up to that long).
+    environment = {**os.environ, "JOB_DATABASE_URL": sqlite_url, "JOB_DENY_SETTLE": "5s"}
+    log = tmp_path / "worker.log"
+    with log.open("wb") as stderr:
+        worker = subprocess.Popen([*WORKER, batch_id], env=environment, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline, log.read_text()
+            with open_store(sqlite_url) as store:
+                run_ids = store.session.scalars(select(Run.id)).all()
+                verifying = store.session.scalars(
+                    select(Run.id).where(Run.status == RunStatus.VERIFYING)
+                ).all()
+            if verifying:
+                break
+            time.sleep(0.2)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 128 + signal.SIGTERM, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    with open_store(sqlite_url) as store:
+        item = store.session.scalars(select(BatchItem)).one()
+        assert item.status is ItemStatus.PENDING and item.holder is None
+        assert [claim.released_at is not None for claim in item.claims] == [True]
+        run = store.get_run(run_ids[0])
+        assert run.status is RunStatus.TORN_DOWN
+    assert _left_in(aws, account) == []
+    # The next worker runs the item whole.
+    environment["JOB_DENY_SETTLE"] = "0s"
+    again = subprocess.run([*WORKER, batch_id], env=environment, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    shown = _fleet(capsys, sqlite_url, "show", "--batch", batch_id, "--output", "json")
+    assert shown.exit_code == 0 and shown.json()["items"][0]["run_id"] != run_ids[0]
