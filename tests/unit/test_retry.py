@@ -5,7 +5,15 @@ from datetime import timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from job.aws.retry import delete_clearing, until_consistent, until_refused, while_unseen
+from job.aws.retry import (
+    FIRST_POLL,
+    POLL_INTERVAL,
+    _delays,
+    delete_clearing,
+    until_consistent,
+    until_refused,
+    while_unseen,
+)
 
 
 class FakeClock:
@@ -32,7 +40,24 @@ def failing(codes: list[str], result: str = "ok"):
     return call
 
 
-def test_retries_the_named_codes_with_backoff() -> None:
+def polls(sleeps: list[float]) -> bool:
+    """Whether the waits are the poll's: the first try soon, then every POLL_INTERVAL, each up
+    to a fifth shorter (jitter), never longer."""
+    bounds = [FIRST_POLL] + [POLL_INTERVAL] * (len(sleeps) - 1)
+    return all(0.8 * bound <= sleep <= bound for sleep, bound in zip(sleeps, bounds, strict=True))
+
+
+def test_the_polls_are_a_short_first_then_a_steady_interval_with_jitter() -> None:
+    never_short = _delays(lambda: 0.0)
+    assert [next(never_short) for _ in range(4)] == [0.2, 0.5, 0.5, 0.5]
+    most_short = _delays(lambda: 0.999)
+    assert [round(next(most_short), 3) for _ in range(3)] == [0.16, 0.4, 0.4]
+    # The default jitter is random: not every wait alike (waits of many threads spread out).
+    randomly = _delays()
+    assert len({next(randomly) for _ in range(20)}) > 1
+
+
+def test_retries_the_named_codes_polling() -> None:
     clock = FakeClock()
     answer = until_consistent(
         failing(["InvalidAccessKeyId"] * 4),
@@ -43,10 +68,10 @@ def test_retries_the_named_codes_with_backoff() -> None:
         clock=clock,
     )
     assert answer == "ok"
-    assert clock.sleeps == [0.5, 1.0, 2.0, 4.0]
+    assert len(clock.sleeps) == 4 and polls(clock.sleeps), clock.sleeps
 
 
-def test_backoff_is_capped_and_bounded_by_the_timeout() -> None:
+def test_the_poll_never_backs_off_and_is_bounded_by_the_timeout() -> None:
     clock = FakeClock()
     with pytest.raises(ClientError, match="AccessDenied"):
         until_consistent(
@@ -57,16 +82,16 @@ def test_backoff_is_capped_and_bounded_by_the_timeout() -> None:
             sleep=clock.sleep,
             clock=clock,
         )
-    assert max(clock.sleeps) == 5.0
+    assert max(clock.sleeps) <= POLL_INTERVAL
+    assert polls(clock.sleeps[:-1])
     # The last wait is cut short to end at the deadline, and the call is asked once more there.
-    assert clock.now == 20
-    assert clock.sleeps[-1] < 5.0
+    assert clock.now == pytest.approx(20)
 
 
 def test_the_last_call_is_made_at_the_deadline_not_a_backoff_early() -> None:
-    """What a canary with a 3 s window met: refused at 0, 0.5 and 1.5 s, allowed from 2.9 s. The
-    next full delay (2 s) would pass the deadline; giving up then reported a denial the policy
-    did not make."""
+    """What a canary with a 3 s window met, when waits backed off: refused at 0, 0.5 and 1.5 s,
+    allowed from 2.9 s. The next full delay (2 s) would have passed the deadline; giving up then
+    reported a denial the policy did not make. The last call is at the deadline at the latest."""
     clock = FakeClock()
 
     def allowed_from_2_9() -> str:
@@ -83,7 +108,8 @@ def test_the_last_call_is_made_at_the_deadline_not_a_backoff_early() -> None:
         clock=clock,
     )
     assert answer == "allowed"
-    assert clock.sleeps == [0.5, 1.0, 1.5]
+    # Noticed within one poll of 2.9 s, or at the deadline, never past it.
+    assert 2.9 <= clock.now <= min(2.9 + POLL_INTERVAL, 3.0)
 
 
 def test_other_errors_are_raised_at_once() -> None:
@@ -173,7 +199,7 @@ def test_a_lookup_looks_once_more_at_the_deadline() -> None:
         clock=clock,
     )
     assert answer == "found"
-    assert clock.sleeps == [0.5, 1.0, 1.5]
+    assert 2.9 <= clock.now <= min(2.9 + POLL_INTERVAL, 3.0)
 
 
 def test_a_revocation_is_timed_up_to_the_deadline_and_no_further() -> None:
