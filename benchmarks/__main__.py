@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import fleet, run_vs_script, stale, startup
+from benchmarks import fleet, lag, run_vs_script, stale, startup
 from benchmarks.critical_path import critical_path, scenario_steps
 from benchmarks.harness import ROOT, bench, progress
 
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
-PARTS = ("run", "stale", "startup", "fleet")
+PARTS = ("run", "stale", "startup", "fleet", "lag")
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,20 @@ def startup_metrics(results: dict[str, Any]) -> list[Metric]:
         Metric("job --help", help_s, " s", "< 0.3", help_s < 0.3),
         Metric("python -c pass (interpreter start-up)", results["python_startup_s"], " s"),
     ]
+
+
+def lag_metrics(results: dict[str, Any]) -> list[Metric]:
+    metrics = []
+    for name in lag.SCENARIOS:
+        row = results[name]
+        beyond = row["beyond_lag_s"]
+        waited = row["waited_lag_s"]
+        metrics += [
+            Metric(f"{name}: job run with {waited:g} s of lags", row["wall_s"], " s"),
+            Metric(f"{name}: job run without them", row["wall_without_lag_s"], " s"),
+            Metric(f"{name}: time beyond the lag", beyond, " s", "<= 0.5", beyond <= 0.5),
+        ]
+    return metrics
 
 
 def fleet_metrics(results: dict[str, Any]) -> list[Metric]:
@@ -241,6 +255,9 @@ def main(argv: list[str]) -> int:
                         "show": fleet.measure_show(folder, options.fleet_items),
                     }
                     metrics += fleet_metrics(document["fleet"])
+        if "lag" in parts:
+            document["lag"] = lag.measure(folder, ROOT, latency, options.repeats)
+            metrics += lag_metrics(document["lag"])
         if "startup" in parts:
             document["startup"] = startup.measure(folder, options.list_runs, repeats=5)
             metrics += startup_metrics(document["startup"])

@@ -419,10 +419,10 @@ class AwsLike:
                     self._key_valid[key] = now + self.new_key_lag
             elif request.operation == "iam:CreateUser":
                 # Its ARN, with its path, is what a trust policy names.
-                arn = _xml_text(answer.body, "Arn")
+                user_arn = _xml_text(answer.body, "Arn")
                 user = _xml_text(answer.body, "UserName")
-                if arn is not None and user is not None:
-                    self._user_arns[_account_in(arn, account), user] = arn
+                if user_arn is not None and user is not None:
+                    self._user_arns[_account_in(user_arn, account), user] = user_arn
             elif request.operation in ("iam:AttachUserPolicy", "iam:PutUserPolicy"):
                 self._policy_changed(account, form.get("UserName"), now)
             elif request.operation == "iam:AddUserToGroup":
@@ -444,11 +444,11 @@ class AwsLike:
                 self._policy_changed(account, None if role is None else f"role/{role}", now)
             elif request.operation == "iam:CreateRole":
                 # The account is the one moto made it in, as its ARN says.
-                role, arn = form.get("RoleName"), _xml_text(answer.body, "Arn")
-                if role is not None and arn is not None:
-                    where = (_account_in(arn, account), role)
+                role, role_arn = form.get("RoleName"), _xml_text(answer.body, "Arn")
+                if role is not None and role_arn is not None:
+                    where = (_account_in(role_arn, account), role)
                     trust = _document(form.get("AssumeRolePolicyDocument"))
-                    self._roles[where] = _Role(arn, trust)
+                    self._roles[where] = _Role(role_arn, trust)
                     self._role_assumable[where] = now + self.new_role_lag
             elif request.operation == "iam:UpdateAssumeRolePolicy":
                 where = (account, form.get("RoleName") or "")
