@@ -56,6 +56,9 @@ def run_metrics(results: dict[str, Any], latency: float) -> list[Metric]:
     ms = f"{latency * 1000:g} ms"
     # The latency-bound part of the wall time, the part concurrency can shrink, in round trips.
     waited = job["serial_round_trips"]
+    # The settle interval is a wait the script has no counterpart of (it never confirms a
+    # denial): without it, what the job's own machinery costs against the script's.
+    unsettled_ratio = _ratio(job["wall_without_settle_s"], script["wall_s"])
     return [
         Metric(f"job run wall, {ms}", round(job["wall_s"], 3), " s"),
         Metric(f"sequential script wall, {ms}", round(script["wall_s"], 3), " s"),
@@ -82,6 +85,35 @@ def run_metrics(results: dict[str, Any], latency: float) -> list[Metric]:
             "x",
         ),
         Metric("script round trips waited", script["serial_round_trips"]),
+        Metric(
+            "job run / script round trips waited",
+            None if waited is None else _ratio(waited, script["serial_round_trips"]),
+            "x",
+            "<= 0.5",
+            None if waited is None else waited <= 0.5 * script["serial_round_trips"],
+        ),
+        Metric(
+            f"job run wall, {ms}, without the settle interval",
+            job["wall_without_settle_s"],
+            " s",
+        ),
+        Metric(
+            "job run (without settle) / script wall",
+            unsettled_ratio,
+            "x",
+            "<= 1.3",
+            unsettled_ratio <= 1.3,
+        ),
+        Metric(
+            "job run wall at 0 ms without the settle interval",
+            job["wall_at_zero_latency_without_settle_s"],
+            " s",
+        ),
+        Metric(
+            "job run (without settle) / script fixed cost",
+            _ratio(job["wall_at_zero_latency_without_settle_s"], script["wall_at_zero_latency_s"]),
+            "x",
+        ),
         Metric("job run peak concurrent requests", job["peak_in_flight"]),
     ]
 

@@ -51,10 +51,9 @@ class Side:
         }
 
 
-def _job_run(bench: Bench) -> Timed:
-    timed = run_timed(
-        [*job_command(), "run"], bench.env(database=bench.folder / "run.db"), bench.folder
-    )
+def _job_run(bench: Bench, **settings: str) -> Timed:
+    env = {**bench.env(database=bench.folder / "run.db"), **settings}
+    timed = run_timed([*job_command(), "run"], env, bench.folder)
     document = timed.json()
     failed = [check for check in document["checks"] if not check["passed"]]
     left = [row for row in document["resources"] if row["state"] != "deleted"]
@@ -95,10 +94,22 @@ def measure(bench: Bench, repeats: int) -> dict[str, Any]:
                 )
                 if not hook_calls:
                     hook_calls = Counter(timed.json()["by_operation"])
+        # The job's fixed cost without the settle interval, the one wait the script has no
+        # counterpart of (it never confirms a denial): what the job's own machinery costs.
+        unsettled: dict[float, list[float]] = {latency: [], 0.0: []}
+        for at, walls in unsettled.items():
+            bench.proxy.latency = at
+            for attempt in range(repeats):
+                progress(f"job run at {at * 1000:g} ms without the settle interval, #{attempt}")
+                walls.append(_job_run(bench, JOB_DENY_SETTLE="0s").wall_s)
     finally:
         bench.proxy.latency = latency
     return {
-        "job": job.summary(latency),
+        "job": {
+            **job.summary(latency),
+            "wall_without_settle_s": round(median(unsettled[latency]), 4),
+            "wall_at_zero_latency_without_settle_s": round(median(unsettled[0.0]), 4),
+        },
         "script": {**script.summary(latency), "calls_counted_by_hook": sum(hook_calls.values())},
         "extra_calls": extra_calls(job.calls, script.calls),
         "job_calls_on_script_operations": sum(job.calls[op] for op in script.calls),
