@@ -187,10 +187,10 @@ def test_iam_waits_follow_the_propagation_setting(aws: EmulatorCredentials, sqli
         longer = make_aws(REGION, call_hooks=[never], propagation_timeout=timedelta(seconds=3))
         with pytest.raises(Exception, match="NoSuchEntity"):
             provision(store, longer, run_id=run.id, concurrency=1)
-        # At once, after 0.5 s, and at the deadline (the backoff's next, at 1.5 s, is cut short).
-        assert tries_in_one_second == 3
-        # At once, after 0.5 s and 1.5 s, and at the deadline (not at 3.5 s).
-        assert never.seen == 4
+        # At once, 0.2 s later, every 0.5 s (each up to a fifth sooner) and at the deadline: 4
+        # or 5 tries in one second (fewer if calls are slow), up to 10 in three.
+        assert 3 <= tries_in_one_second <= 5
+        assert tries_in_one_second < never.seen <= 10
         # The attachment's outcome is unknown to teardown (an answer, not a refusal): it looks
         # for it for the window's length, so a short one.
         teardown(store, short, run_id=run.id)

@@ -113,7 +113,8 @@ def test_a_role_never_assumable_fails_verify_clearly_after_the_window(aws, sqlit
     with open_store(sqlite_url) as store:
         run = _provisioned(store, _job_aws())
         run = verify(store, _job_aws(fault, seconds=1.5), run_id=run.id)
-        assert 2 <= fault.seen <= 4, "retried, within the window, then given up"
+        # At once, 0.2 s later, then every 0.5 s (up to a fifth sooner), and at the deadline.
+        assert 3 <= fault.seen <= 6, "retried, within the window, then given up"
         # The role's cells have no answer, each saying why; the user's were answered all the same.
         checks = store.latest_checks(run)
         auditor = [c for c in checks if c.principal == "auditor"]
@@ -152,7 +153,7 @@ def test_a_role_gone_behind_the_jobs_back_fails_verify_naming_it(aws, aws_like, 
         [message] = details
         assert f"assuming role {role}" in (message or "") and "AccessDenied" in (message or "")
         refusals = [line for line in aws_like.refusals if line.startswith("no such role: ")]
-        assert 2 <= len(refusals) <= 4, "retried, within the window, then given up"
+        assert 3 <= len(refusals) <= 6, "retried, within the window, then given up"
         assert set(refusals) == {f"no such role: sts:AssumeRole {role}"}
         # Short: the role, recorded a moment ago, is looked for until the window has passed.
         teardown(store, _job_aws(seconds=1), run_id=run.id)
