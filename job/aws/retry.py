@@ -105,13 +105,12 @@ def until_refused(
     clock: Callable[[], float] = time.monotonic,
 ) -> float | None:
     """The other way round: call until AWS refuses it with one of `refused`'s codes (a deleted
-    credential that still worked for a while), polling every 0.25 s to 2 s. Returns the seconds
-    from the first call to the refusal, or None when `timeout` passed first. Any other error is
-    raised as it is."""
+    credential that still worked for a while), polling as above: the seconds it reports are
+    within a poll of the truth. Returns the seconds from the first call to the refusal, or None
+    when `timeout` passed first. Any other error is raised as it is."""
     start = clock()
     deadline = start + max(timeout.total_seconds(), 0.0)
-    delay = 0.25
-    while True:
+    for delay in _delays():
         try:
             call()
         except ClientError as error:
@@ -122,7 +121,7 @@ def until_refused(
         if remaining <= 0:
             return None
         _wait(what, "still accepted", min(delay, remaining), sleep)
-        delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable: the delays never end")
 
 
 def delete_clearing(
