@@ -708,12 +708,12 @@ def fleet_plan_command(
 
     Example: job fleet plan --accounts 111111111111,222222222222 --regions us-east-1,eu-west-1
     """
-    from job.config import validate_region
     from job.fleet import (
         check_external_id,
         check_role_name,
         organization_accounts,
         parse_accounts,
+        parse_regions,
         plan_batch,
         read_accounts_file,
     )
@@ -739,13 +739,8 @@ def fleet_plan_command(
         raise BadInput("--ou works with --organization: give both, or neither")
     check_role_name(role_name)
     check_external_id(external_id)
-    region_list = [
-        validate_region(region.strip())
-        for region in (regions.split(",") if regions else [settings.region or ""])
-        if region.strip()
-    ]
-    if not region_list:
-        raise BadInput("no region: give --regions R,R,..., --region or AWS_REGION")
+    # Without --regions, the region a new run would have: --region, AWS_REGION, the profile's.
+    region_list = parse_regions(regions.split(",") if regions else [app.aws().region])
     scenario = source_for(settings.scenario)  # an invalid file is refused before anything
     if accounts is not None:
         account_list = parse_accounts(accounts.split(","), "--accounts")

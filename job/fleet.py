@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from job.aws.session import AWS_ERRORS, Aws, describe_aws_error, error_code, is_denial
+from job.config import validate_region
 from job.errors import BadInput, ExitCode, JobError, LedgerError
 from job.ledger.batches import BATCH_ID, Batches, Plan
 from job.ledger.engine import Ledger
@@ -70,6 +71,19 @@ def parse_accounts(values: Iterable[str], where: str) -> list[str]:
         if account not in accounts:
             accounts.append(account)
     return accounts
+
+
+def parse_regions(values: Iterable[str]) -> list[str]:
+    """Regions, each checked, in the order given and without repeats (a repeat would be the
+    same item twice); blanks between commas are skipped."""
+    regions: list[str] = []
+    for value in values:
+        region = value.strip()
+        if region and validate_region(region) not in regions:
+            regions.append(region)
+    if not regions:
+        raise BadInput("no region: give --regions R,R,..., --region or AWS_REGION")
+    return regions
 
 
 def read_accounts_file(path: str) -> list[str]:

@@ -238,6 +238,29 @@ def test_planning_again_is_a_no_op_and_another_plan_under_the_same_id_is_refused
     assert other.exit_code == 2 and "already planned" in other.stderr, other
 
 
+def test_a_region_or_account_given_twice_is_one_item(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    twice = f"{MEMBERS[0]},{MEMBERS[0]}"
+    planned = _fleet(
+        capsys,
+        sqlite_url,
+        "plan",
+        "--output",
+        "json",
+        "--accounts",
+        twice,
+        "--regions",
+        "us-east-1, eu-west-1,,us-east-1",
+    )
+    assert planned.exit_code == 0, planned
+    assert planned.json()["items"] == 2 and planned.json()["regions"] == ["us-east-1", "eu-west-1"]
+    # Without --regions: the region a new run would use, here AWS_REGION's.
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    default = _fleet(capsys, sqlite_url, "plan", "--output", "json", "--accounts", MEMBERS[1])
+    assert default.exit_code == 0 and default.json()["regions"] == ["eu-central-1"], default
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -247,6 +270,7 @@ def test_planning_again_is_a_no_op_and_another_plan_under_the_same_id_is_refused
         (["--accounts", MEMBERS[0], "--role-name", "no/slash"], "--role-name"),
         (["--accounts", MEMBERS[0], "--external-id", "x"], "--external-id"),
         (["--accounts", MEMBERS[0], "--regions", "us_east_1"], "invalid AWS region"),
+        (["--accounts", MEMBERS[0], "--regions", " ,"], "no region"),
         (["--accounts", MEMBERS[0], "--batch-id", "Bad_Id"], "--batch-id"),
         (["--accounts-file", "no-such-file"], "cannot read accounts file"),
         (["--accounts", MEMBERS[0], "--ou", "ou-1"], "--ou works with --organization"),
