@@ -85,7 +85,10 @@ def junit_document(run: Run, checks: Sequence[Check], error: str | None = None) 
 
 
 def write_junit(path: str, run: Run, checks: Sequence[Check], error: str | None = None) -> None:
-    document = junit_document(run, checks, error)
+    _write(path, junit_document(run, checks, error))
+
+
+def _write(path: str, document: ET.Element) -> None:
     ET.indent(document)
     text = ET.tostring(document, encoding="unicode", xml_declaration=True)
     write_atomically(path, text + "\n")
@@ -96,43 +99,37 @@ def write_fleet_junit(path: str, batch_id: str, items: Sequence[Any]) -> None:
     that failed is a failure, one incomplete or not done yet an error, with its reason."""
     root = ET.Element("testsuites", name=f"job fleet {batch_id}")
     suites: dict[str, ET.Element] = {}
-    counts = {"tests": 0, "failures": 0, "errors": 0}
     for item in items:
-        suite = suites.get(item.account_id)
-        if suite is None:
-            suite = suites[item.account_id] = ET.SubElement(
-                root,
-                "testsuite",
-                name=f"account {item.account_id}",
-                tests="0",
-                failures="0",
-                errors="0",
+        if item.account_id not in suites:
+            suites[item.account_id] = ET.SubElement(
+                root, "testsuite", name=f"account {item.account_id}"
             )
         case = ET.SubElement(
-            suite, "testcase", classname=f"job.fleet.{item.account_id}", name=item.region
+            suites[item.account_id],
+            "testcase",
+            classname=f"job.fleet.{item.account_id}",
+            name=item.region,
         )
         if item.seconds is not None:
             case.set("time", f"{item.seconds:.3f}")
-        suite.set("tests", str(int(suite.get("tests", "0")) + 1))
-        counts["tests"] += 1
-        if item.verdict is RunVerdict.PASSED:
-            continue
-        reason = item.error or (
-            f"run {item.run_id}: a permission differed from what was expected"
-            if item.verdict is RunVerdict.FAILED
-            else f"not done yet ({item.status.value})"
-        )
-        kind = "failure" if item.verdict is RunVerdict.FAILED else "error"
-        ET.SubElement(
-            case,
-            kind,
-            message=reason,
-            type="PermissionMismatch" if kind == "failure" else "Incomplete",
-        ).text = reason
-        plural = f"{kind}s"
-        suite.set(plural, str(int(suite.get(plural, "0")) + 1))
-        counts[plural] += 1
-    for name, value in counts.items():
-        root.set(name, str(value))
-    ET.indent(root)
-    write_atomically(path, ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n")
+        if item.verdict is RunVerdict.FAILED:
+            reason = item.error or (
+                f"run {item.run_id}: a permission differed from what was expected"
+            )
+            ET.SubElement(case, "failure", message=reason, type="PermissionMismatch").text = reason
+        elif item.verdict is not RunVerdict.PASSED:
+            reason = item.error or (
+                "incomplete" if item.verdict is not None else f"not done ({item.status.value})"
+            )
+            ET.SubElement(case, "error", message=reason, type="Incomplete").text = reason
+    for suite in [*suites.values(), root]:
+        _count(suite)
+    _write(path, root)
+
+
+def _count(element: ET.Element) -> None:
+    """tests, failures and errors of the test cases under `element`, set on it."""
+    cases = list(element.iter("testcase"))
+    element.set("tests", str(len(cases)))
+    for kind in ("failure", "error"):
+        element.set(f"{kind}s", str(sum(case.find(kind) is not None for case in cases)))

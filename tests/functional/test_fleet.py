@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 from sqlalchemy import select
@@ -158,7 +159,7 @@ def test_a_batch_proves_every_account_and_leaves_nothing(
 
 
 def test_an_account_whose_role_cannot_be_assumed_is_incomplete_with_the_reason(
-    aws: EmulatorCredentials, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+    aws: EmulatorCredentials, sqlite_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     reachable, missing, untrusting = MEMBERS[:3]
     _members(aws, [reachable])
@@ -178,8 +179,17 @@ def test_an_account_whose_role_cannot_be_assumed_is_incomplete_with_the_reason(
         assert item["verdict"] == "incomplete" and item["run_id"] is None, item
         assert f"cannot assume arn:aws:iam::{account}:role/job-canary" in item["error"]
         assert "AccessDenied" in item["error"] and "external id" in item["error"]
-    text = _fleet(capsys, sqlite_url, "show", "--batch", batch_id)
+    junit = tmp_path / "fleet.xml"
+    text = _fleet(capsys, sqlite_url, "show", "--batch", batch_id, "--junit-xml", str(junit))
     assert "1 passed" in text.stdout and "2 incomplete" in text.stdout, text
+    # Each unreachable account is its own suite with one errored case that says why.
+    report = ElementTree.parse(junit).getroot()
+    assert (report.get("tests"), report.get("failures"), report.get("errors")) == ("3", "0", "2")
+    for account in (missing, untrusting):
+        [suite] = [s for s in report if s.get("name") == f"account {account}"]
+        assert (suite.get("tests"), suite.get("errors")) == ("1", "1")
+        error = suite.find("testcase/error")
+        assert error is not None and "cannot assume" in (error.get("message") or "")
 
 
 def test_a_wrong_external_id_is_refused_and_nothing_is_made(
