@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.proxy import LatencyProxy
+from benchmarks.proxy import Behaviour, LatencyProxy
 from job.emulator import EmulatorCredentials, bootstrap_runner
 from tests.services.moto_server import moto_server
 
@@ -123,12 +123,21 @@ class Bench:
 
 
 @contextmanager
-def bench(folder: Path, latency: float, concurrency: int | None) -> Iterator[Bench]:
+def bench(
+    folder: Path,
+    latency: float,
+    concurrency: int | None,
+    behaviour: Behaviour | None = None,
+    log_name: str = "moto.log",
+) -> Iterator[Bench]:
+    """`behaviour` (an AwsLike, say) acts on the measured proxy's traffic, not on the setup's."""
     with ExitStack() as stack:
-        moto_url = stack.enter_context(moto_server(folder / "moto.log"))
+        moto_url = stack.enter_context(moto_server(folder / log_name))
         runner = bootstrap_runner(moto_url, region=REGION)
         # Requests reach moto one at a time (see benchmarks.proxy): it is not thread-safe.
-        proxy = stack.enter_context(LatencyProxy(moto_url, latency, serialize_upstream=True))
+        proxy = stack.enter_context(
+            LatencyProxy(moto_url, latency, serialize_upstream=True, behaviour=behaviour)
+        )
         setup = stack.enter_context(LatencyProxy(moto_url, 0.0))
         setup.upstream_lock = proxy.upstream_lock  # one moto: one turn for both
         yield Bench(folder, proxy, setup, runner, concurrency)

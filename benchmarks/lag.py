@@ -14,16 +14,12 @@ the lags under it; "Verdicts" in the README says what it is for.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import REGION, Bench, job_command, median, progress, run_timed
-from benchmarks.proxy import LatencyProxy
-from job.emulator import bootstrap_runner
+from benchmarks.harness import Bench, job_command, median, progress, run_timed
+from benchmarks.harness import bench as bench_with
 from tests.awslike import AwsLike
-from tests.services.moto_server import moto_server
 
 LAG_SECONDS = 6.0
 SCENARIOS = {
@@ -35,21 +31,6 @@ SCENARIOS = {
         2 * LAG_SECONDS,
     ),
 }
-
-
-@contextmanager
-def lagging_bench(folder: Path, latency: float) -> Iterator[tuple[Bench, AwsLike]]:
-    """moto behind a proxy with `latency` that behaves as AwsLike (its lags off until set)."""
-    aws_like = AwsLike()
-    with ExitStack() as stack:
-        moto_url = stack.enter_context(moto_server(folder / "moto-lag.log"))
-        runner = bootstrap_runner(moto_url, region=REGION)
-        proxy = stack.enter_context(
-            LatencyProxy(moto_url, latency, serialize_upstream=True, behaviour=aws_like)
-        )
-        setup = stack.enter_context(LatencyProxy(moto_url, 0.0))
-        setup.upstream_lock = proxy.upstream_lock
-        yield Bench(folder, proxy, setup, runner, None), aws_like
 
 
 def _run(bench: Bench, root: Path, scenario: str | None) -> float:
@@ -66,7 +47,8 @@ def _run(bench: Bench, root: Path, scenario: str | None) -> float:
 
 def measure(folder: Path, root: Path, latency: float, repeats: int) -> dict[str, Any]:
     results: dict[str, Any] = {"lag_s": LAG_SECONDS}
-    with lagging_bench(folder, latency) as (bench, aws_like):
+    aws_like = AwsLike()  # its lags off until set
+    with bench_with(folder, latency, None, aws_like, "moto-lag.log") as bench:
         run_timed(
             [*job_command(), "db", "upgrade"],
             bench.env(database=bench.folder / "lag.db"),
