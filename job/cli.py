@@ -26,6 +26,7 @@ import click
 from job.config import (
     DEFAULT_CONCURRENCY,
     DEFAULT_DATABASE_URL,
+    DEFAULT_FLEET_ROLE,
     DEFAULT_LOG_FORMAT,
     DEFAULT_OUTPUT,
     DEFAULT_PREFIX,
@@ -679,7 +680,7 @@ def fleet_group() -> None:
 )
 @click.option(
     "--role-name",
-    default="job-canary",
+    default=DEFAULT_FLEET_ROLE,
     show_default=True,
     metavar="NAME",
     help="The role assumed in each account: arn:<partition>:iam::<account>:role/NAME.",

@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # SQLAlchemy is imported only when a URL is parsed: `job --he
 
 DEFAULT_DATABASE_URL = "sqlite:///job.db"
 DEFAULT_PREFIX = "job"
+# The role `job fleet` assumes in each account (deploy/aws/canary-role.yaml makes it).
+DEFAULT_FLEET_ROLE = "job-canary"
 
 
 class OutputFormat(enum.StrEnum):

@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 from botocore.exceptions import BotoCoreError, ClientError
 
 from job.aws.session import new_session
+from job.config import DEFAULT_FLEET_ROLE
 from job.emulator_authorization import decide_as_aws
 from job.errors import ExitCode
 
@@ -178,8 +179,6 @@ def bootstrap_runner(
     return EmulatorCredentials(endpoint_url, key["AccessKeyId"], key["SecretAccessKey"])
 
 
-# A member account's role as `job fleet` assumes it, and what its calls on the emulator cost.
-MEMBER_ROLE_NAME = "job-canary"
 # CreateRole, PutRolePolicy: the calls add_member_role makes before enforcement starts again.
 MEMBER_ROLE_CALLS = 2
 
@@ -205,7 +204,7 @@ def add_member_role(
     endpoint_url: str,
     account_id: str,
     *,
-    role_name: str = MEMBER_ROLE_NAME,
+    role_name: str = DEFAULT_FLEET_ROLE,
     trusted_arn: str,
     policy: dict[str, Any] | None = None,
     external_id: str | None = None,
@@ -224,7 +223,7 @@ def add_member_role(
     the emulator must not run with MOTO_ACCOUNT_ID set, which outranks the header.
     """
     _post(endpoint_url, "/moto-api/reset-auth", str(MEMBER_ROLE_CALLS).encode())
-    iam = _member_client(endpoint_url, region, account_id)
+    iam = _bootstrap_client(endpoint_url, region, account_id)
     trust = member_trust_policy(trusted_arn, external_id)
     role = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))
     iam.put_role_policy(
@@ -236,10 +235,11 @@ def add_member_role(
 
 
 @functools.cache
-def _member_client(endpoint_url: str, region: str, account_id: str) -> Any:
-    """An unauthenticated client (as _bootstrap_client's) whose calls land in `account_id`:
-    moto's server takes a request's account from the `x-moto-account-id` header before the key.
-    One per account and process; on the shared loader a client costs a few milliseconds."""
+def _bootstrap_client(endpoint_url: str, region: str, account_id: str | None = None) -> Any:
+    """The client of the calls that need no key: one per emulator, account and process (the test
+    suite bootstraps a runner per test; making the client costs more than its three calls).
+    With `account_id`, its calls land in that account: moto's server takes a request's account
+    from the `x-moto-account-id` header before the key."""
     iam = new_session().client(
         "iam",
         endpoint_url=endpoint_url,
@@ -247,25 +247,13 @@ def _member_client(endpoint_url: str, region: str, account_id: str) -> Any:
         aws_access_key_id="bootstrap",
         aws_secret_access_key="bootstrap",
     )
+    if account_id is not None:
 
-    def name_the_account(request: Any, **_: Any) -> None:
-        request.headers["x-moto-account-id"] = account_id
+        def name_the_account(request: Any, **_: Any) -> None:
+            request.headers["x-moto-account-id"] = account_id
 
-    iam.meta.events.register("before-sign.iam.*", name_the_account)
+        iam.meta.events.register("before-sign.iam.*", name_the_account)
     return iam
-
-
-@functools.cache
-def _bootstrap_client(endpoint_url: str, region: str) -> Any:
-    """The client of the calls that need no key: one per emulator and process (the test suite
-    bootstraps a runner per test; making the client costs more than its three calls)."""
-    return new_session().client(
-        "iam",
-        endpoint_url=endpoint_url,
-        region_name=region,
-        aws_access_key_id="bootstrap",
-        aws_secret_access_key="bootstrap",
-    )
 
 
 # What the in-process emulator's account holds before any run, as a real account holds what

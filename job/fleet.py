@@ -40,7 +40,6 @@ from job.scenario_file import ScenarioSource
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ROLE_NAME = "job-canary"
 ACCOUNT_ID = re.compile(r"\d{12}")
 # IAM's own rules for a role's name and for an external id (the AssumeRole API reference).
 ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}")
