@@ -9,6 +9,7 @@ let the caller in (tests/awslike.py). Each member account's role is made first
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import signal
@@ -24,7 +25,7 @@ from sqlalchemy import select
 
 from job.aws.session import make_aws
 from job.config import parse_database_url
-from job.emulator import RUNNER_USER, EmulatorCredentials, add_member_role
+from job.emulator import RUNNER_USER, EmulatorCredentials, add_member_role, member_trust_policy
 from job.fleet import assume
 from job.ledger.batches import Batches
 from job.ledger.engine import Ledger
@@ -539,3 +540,37 @@ def test_a_worker_stopped_with_sigterm_tears_its_run_down_and_gives_the_item_bac
     assert again.returncode == 0, again.stderr
     shown = _fleet(capsys, sqlite_url, "show", "--batch", batch_id, "--output", "json")
     assert shown.exit_code == 0 and shown.json()["items"][0]["run_id"] != run_ids[0]
+
+
+def test_fleet_teardown_says_which_runs_it_could_not_reach_and_finishes_them_later(
+    aws: EmulatorCredentials, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    account = MEMBERS[0]
+    _members(aws, [account], external_id=EXTERNAL_ID)
+    batch_id = _plan(capsys, sqlite_url, "--accounts", account, "--external-id", EXTERNAL_ID)
+    with open_store(sqlite_url) as store:
+        batch = Batches(store).get(batch_id)
+        member = assume(make_aws(REGION), batch, account)
+        run = start_run(store, member, "job", EMULATED, batch_item_id=batch.items[0].id)
+        provision(store, member, run_id=run.id)
+        run_id = run.id
+    # The account's role stops trusting the runner (someone changed the StackSet, say).
+    iam = _member_client(aws, account, "iam")
+    trust_other = member_trust_policy("arn:aws:iam::999999999999:user/someone", EXTERNAL_ID)
+    iam.update_assume_role_policy(RoleName="job-canary", PolicyDocument=json.dumps(trust_other))
+
+    refused = _fleet(capsys, sqlite_url, "teardown", "--batch", batch_id, "--output", "json")
+    assert refused.exit_code == 4, refused
+    document = refused.json()
+    assert document["status"] == "error" and document["torn_down"] == []
+    [failure] = document["failures"]
+    assert failure["run_id"] == run_id and "cannot assume" in failure["error"]
+    with open_store(sqlite_url) as store:
+        assert store.get_run(run_id).status is not RunStatus.TORN_DOWN  # still owed, and shown
+
+    # Trusted again (through the session taken before, still valid): the same command finishes.
+    trust = member_trust_policy(RUNNER_ARN, EXTERNAL_ID)
+    iam.update_assume_role_policy(RoleName="job-canary", PolicyDocument=json.dumps(trust))
+    torn = _fleet(capsys, sqlite_url, "teardown", "--batch", batch_id, "--output", "json")
+    assert torn.exit_code == 0 and torn.json()["torn_down"] == [run_id], torn
+    assert _left_in(aws, account) == []
