@@ -458,22 +458,26 @@ def test_workers_killed_at_random_lose_nothing_and_never_share_an_item(
     assert taken_over, "no worker was killed while it held an item"
 
 
+def _a_run_left_behind(
+    aws: EmulatorCredentials, database_url: str, capsys: pytest.CaptureFixture[str], account: str
+) -> tuple[str, str]:
+    """A batch of one account, and a run of its item provisioned there and left: what a worker
+    that died for good leaves behind. (batch id, run id)"""
+    _members(aws, [account], external_id=EXTERNAL_ID)
+    batch_id = _plan(capsys, database_url, "--accounts", account, "--external-id", EXTERNAL_ID)
+    with open_store(database_url) as store:
+        batch = Batches(store).get(batch_id)
+        member = assume(make_aws(REGION), batch, account)
+        run = start_run(store, member, "job", EMULATED, batch_item_id=batch.items[0].id)
+        provision(store, member, run_id=run.id)
+        return batch_id, run.id
+
+
 def test_fleet_teardown_takes_down_what_a_batch_left_and_the_janitor_leaves_it_alone(
     aws: EmulatorCredentials, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     account = MEMBERS[0]
-    _members(aws, [account], external_id=EXTERNAL_ID)
-    batch_id = _plan(capsys, database_url, "--accounts", account, "--external-id", EXTERNAL_ID)
-    # A run of the batch's item, provisioned and then left: what a worker that died for good
-    # leaves behind.
-    with open_store(database_url) as store:
-        batches = Batches(store)
-        batch = batches.get(batch_id)
-        item = batch.items[0]
-        member = assume(make_aws(REGION), batch, account)
-        run = start_run(store, member, "job", EMULATED, batch_item_id=item.id)
-        provision(store, member, run_id=run.id)
-        run_id = run.id
+    batch_id, run_id = _a_run_left_behind(aws, database_url, capsys, account)
     assert _left_in(aws, account) != []
 
     # The janitor's credentials are of its own account: it leaves a fleet's run to the fleet.
@@ -546,14 +550,7 @@ def test_fleet_teardown_says_which_runs_it_could_not_reach_and_finishes_them_lat
     aws: EmulatorCredentials, sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     account = MEMBERS[0]
-    _members(aws, [account], external_id=EXTERNAL_ID)
-    batch_id = _plan(capsys, sqlite_url, "--accounts", account, "--external-id", EXTERNAL_ID)
-    with open_store(sqlite_url) as store:
-        batch = Batches(store).get(batch_id)
-        member = assume(make_aws(REGION), batch, account)
-        run = start_run(store, member, "job", EMULATED, batch_item_id=batch.items[0].id)
-        provision(store, member, run_id=run.id)
-        run_id = run.id
+    batch_id, run_id = _a_run_left_behind(aws, sqlite_url, capsys, account)
     # The account's role stops trusting the runner (someone changed the StackSet, say).
     iam = _member_client(aws, account, "iam")
     trust_other = member_trust_policy("arn:aws:iam::999999999999:user/someone", EXTERNAL_ID)
